@@ -1,0 +1,232 @@
+"""Event types: frozen msgspec Structs with stable string tags.
+
+Every event is named in the past tense and carries only plain data. The tag (``type``
+column in the store, ``Stratus-Type`` header on the bus) is the class name, written out
+explicitly so that renaming a class never renames stored events. New fields get defaults;
+a breaking change gets a new type or an upcaster (see ``upcasting.py``).
+
+Streams: ``service-<name>`` holds a service's life (requests, scale decisions, endpoint,
+termination); ``replica-<service>-<id>`` holds one replica's life. Every event names its
+``service`` so that a consumer can key its reconcile on it without reading the stream id.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """Base of every event. ``service`` is the key controllers reconcile on."""
+
+    service: str
+
+
+# --------------------------------------------------------------------------- service intent (api)
+
+
+class ServiceRequested(Event, frozen=True, tag="ServiceRequested"):
+    """A user asked for a new service. ``spec`` is the normalized spec (see libs.spec)."""
+
+    version: int = 1
+    spec: dict[str, Any] = {}
+    # Names of env vars whose values were moved to the secret store (never in the log).
+    secret_envs: list[str] = []
+
+
+class ServiceUpdateRequested(Event, frozen=True, tag="ServiceUpdateRequested"):
+    version: int
+    spec: dict[str, Any] = {}
+    mode: Literal["rolling", "blue_green"] = "rolling"
+    secret_envs: list[str] = []
+
+
+class ServiceDownRequested(Event, frozen=True, tag="ServiceDownRequested"):
+    purge: bool = False
+
+
+# --------------------------------------------------------------------------- router
+
+
+class EndpointAssigned(Event, frozen=True, tag="EndpointAssigned"):
+    endpoint: str  # "http://127.0.0.1:30001"
+    router_id: str = ""
+
+
+class QpsSampled(Event, frozen=True, tag="QpsSampled"):
+    """Requests a router saw for a service in one window (several routers add up)."""
+
+    router_id: str
+    window_start: float  # unix seconds
+    window_seconds: float
+    requests: int
+    # Requests held while the service had no ready replica (scale-from-zero signal).
+    queued: int = 0
+
+
+# --------------------------------------------------------------------------- scheduler
+
+
+class Placement(msgspec.Struct, frozen=True, kw_only=True):
+    cloud: str = "local"
+    region: str = "local"
+    zone: str = ""
+    instance_type: str = ""
+    accelerators: dict[str, float] = {}
+    use_spot: bool = False
+    price_per_hour: float = 0.0
+
+
+class ReplicaScheduled(Event, frozen=True, tag="ReplicaScheduled"):
+    replica_id: int
+    version: int = 1
+    placement: Placement = Placement()
+
+
+class ReplicaTerminationRequested(Event, frozen=True, tag="ReplicaTerminationRequested"):
+    replica_id: int
+    reason: str = ""
+    # Seconds the router lets in-flight requests finish before the instance goes away.
+    drain_seconds: float = 0.0
+    purge: bool = False
+
+
+class ServiceTerminated(Event, frozen=True, tag="ServiceTerminated"):
+    reason: str = ""
+
+
+# --------------------------------------------------------------------------- provisioner
+
+
+class ReplicaLaunched(Event, frozen=True, tag="ReplicaLaunched"):
+    replica_id: int
+    instance_id: str
+    # Where the router and prober reach the replica: "http://10.200.3.2:8080".
+    url: str
+    placement: Placement = Placement()
+
+
+class ReplicaLaunchFailed(Event, frozen=True, tag="ReplicaLaunchFailed"):
+    replica_id: int
+    kind: Literal["capacity", "quota", "auth", "transient", "other"] = "other"
+    message: str = ""
+    placement: Placement = Placement()
+
+
+class Preempted(Event, frozen=True, tag="Preempted"):
+    replica_id: int
+    instance_id: str = ""
+    placement: Placement = Placement()
+
+
+class ReplicaTerminated(Event, frozen=True, tag="ReplicaTerminated"):
+    replica_id: int
+    instance_id: str = ""
+    # Non-empty when the cleanup itself failed (FAILED_CLEANUP).
+    cleanup_error: str = ""
+
+
+class ReplicaProcessExited(Event, frozen=True, tag="ReplicaProcessExited"):
+    """The replica's workload ended on its own (not asked to): the provisioner saw it."""
+
+    replica_id: int
+    instance_id: str = ""
+    exit_code: int | None = None
+    log_tail: str = ""
+
+
+# --------------------------------------------------------------------------- prober
+
+
+class ReplicaReady(Event, frozen=True, tag="ReplicaReady"):
+    replica_id: int
+    url: str = ""
+    version: int = 1
+
+
+class ProbeFailed(Event, frozen=True, tag="ProbeFailed"):
+    """One failed probe of a replica that was READY (each one is recorded for audits)."""
+
+    replica_id: int
+    reason: str = ""
+    consecutive_failures: int = 1
+
+
+class ReplicaNotReady(Event, frozen=True, tag="ReplicaNotReady"):
+    replica_id: int
+    reason: str = ""
+
+
+class ReplicaFailed(Event, frozen=True, tag="ReplicaFailed"):
+    replica_id: int
+    status: Literal[
+        "FAILED", "FAILED_INITIAL_DELAY", "FAILED_PROBING", "FAILED_PROVISION", "FAILED_CLEANUP"
+    ] = "FAILED"
+    reason: str = ""
+
+
+# --------------------------------------------------------------------------- autoscaler
+
+
+class ScaleDecided(Event, frozen=True, tag="ScaleDecided"):
+    target: int
+    spot: int = 0
+    on_demand: int = 0
+    reason: str = ""
+    inputs: dict[str, Any] = {}
+
+
+class ScaleFromZeroRequested(Event, frozen=True, tag="ScaleFromZeroRequested"):
+    """A router holds a request for a service that has no ready replica."""
+
+    router_id: str = ""
+
+
+# --------------------------------------------------------------------------- debug
+
+
+class PreemptionRequested(Event, frozen=True, tag="PreemptionRequested"):
+    """``stratus debug preempt``: ask the provider to behave as if the cloud preempted."""
+
+    replica_id: int
+
+
+ALL_EVENT_TYPES: tuple[type[Event], ...] = (
+    ServiceRequested,
+    ServiceUpdateRequested,
+    ServiceDownRequested,
+    EndpointAssigned,
+    QpsSampled,
+    ReplicaScheduled,
+    ReplicaTerminationRequested,
+    ServiceTerminated,
+    ReplicaLaunched,
+    ReplicaLaunchFailed,
+    Preempted,
+    ReplicaTerminated,
+    ReplicaProcessExited,
+    ReplicaReady,
+    ProbeFailed,
+    ReplicaNotReady,
+    ReplicaFailed,
+    ScaleDecided,
+    ScaleFromZeroRequested,
+    PreemptionRequested,
+)
+
+EVENT_TYPES_BY_TAG: dict[str, type[Event]] = {
+    str(t.__struct_config__.tag): t for t in ALL_EVENT_TYPES
+}
+
+
+def event_tag(event: Event) -> str:
+    return str(type(event).__struct_config__.tag)
+
+
+def service_stream(service: str) -> str:
+    return f"service-{service}"
+
+
+def replica_stream(service: str, replica_id: int) -> str:
+    return f"replica-{service}-{replica_id}"
