@@ -79,7 +79,8 @@ class PostgresServer:
             stdin=subprocess.DEVNULL,
         )  # fmt: skip
 
-    def start(self, timeout: float = 60.0) -> None:
+    def init(self) -> None:
+        """Create the data directory and run initdb once; safe to call again."""
         bins = _bin_dir()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self.user is not None:
@@ -96,12 +97,26 @@ class PostgresServer:
             )  # fmt: skip
             if r.returncode != 0:
                 raise ServerStartError(f"initdb failed in {self.data_dir}:\n{r.stderr[-2000:]}")
-        opts = (
-            f"-h {self.host} -p {self.port} -k '' -c fsync=off -c synchronous_commit=off "
-            "-c full_page_writes=off -c max_connections=200 -c shared_buffers=256MB"
-        )
+
+    def foreground_argv(self) -> list[str]:
+        """argv running postgres in the foreground (for a supervisor), as the right user."""
+        argv = [str(_bin_dir() / "postgres"), "-D", str(self.data_dir), *self._settings()]
+        if self.user is not None:
+            argv = ["setpriv", f"--reuid={self.user}", f"--regid={self.user}", "--clear-groups", *argv]
+        return argv
+
+    def _settings(self) -> list[str]:
+        return [
+            "-h", self.host, "-p", str(self.port), "-k", "", "-c", "fsync=off", "-c", "synchronous_commit=off",
+            "-c", "full_page_writes=off", "-c", "max_connections=200", "-c", "shared_buffers=256MB",
+        ]  # fmt: skip
+
+    def start(self, timeout: float = 60.0) -> None:
+        """initdb if needed, then start as a daemon with pg_ctl."""
+        self.init()
+        opts = " ".join(a if a else "''" for a in self._settings())
         r = self._cmd(
-            str(bins / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_path), "-o", opts,
+            str(_bin_dir() / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_path), "-o", opts,
             "-w", "-t", str(int(timeout)), "start", timeout=timeout + 10,
         )  # fmt: skip
         if r.returncode != 0 or not wait_for_port(self.host, self.port, 10):

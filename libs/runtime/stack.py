@@ -1,0 +1,71 @@
+"""The local stack: NATS, Postgres and the Stratus components under one supervisor.
+
+``python -m libs.runtime.stack`` runs in the foreground (``stratus local up`` starts it
+detached). NATS and Postgres are the embedded ones unless ``NATS_URL`` / ``DATABASE_URL``
+name servers to use. Ports chosen on first start are kept in ``<home>/run/stack.json`` so a
+restart finds the same data at the same address.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+from libs.servers.nats_server import nats_server_binary
+from libs.servers.ports import free_port
+from libs.servers.postgres_server import PostgresServer
+
+from .settings import Settings
+from .supervisor import Component, Supervisor, python_module
+
+SERVICES = ("api", "scheduler", "provisioner", "prober", "autoscaler", "router")
+
+
+def _ports(home: Path) -> dict[str, int]:
+    path = home / "run" / "stack.json"
+    ports: dict[str, int] = json.loads(path.read_text()) if path.exists() else {}
+    for name in ("nats", "postgres"):
+        ports.setdefault(name, free_port())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(ports))
+    return ports
+
+
+def build_components(settings: Settings) -> tuple[list[Component], dict[str, str]]:
+    """The components to supervise and the environment they share."""
+    home = settings.home
+    ports = _ports(home)
+    components: list[Component] = []
+    nats_url = os.environ.get("NATS_URL")
+    if not nats_url:
+        port = ports["nats"]
+        nats_url = f"nats://127.0.0.1:{port}"
+        argv = [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(home / "nats")]
+        components.append(Component("nats", argv, ready_port=("127.0.0.1", port)))
+    database_url = os.environ.get("DATABASE_URL")
+    if not database_url:
+        pg = PostgresServer(home / "postgres", port=ports["postgres"])
+        pg.init()
+        database_url = pg.url
+        components.append(
+            Component("postgres", pg.foreground_argv(), ready_port=("127.0.0.1", pg.port), stop_signal=signal.SIGINT)
+        )
+    env = {"NATS_URL": nats_url, "DATABASE_URL": database_url, "STRATUS_HOME": str(home)}
+    components.append(Component("relay", python_module("libs.events.relay"), env=dict(env)))
+    for name in SERVICES:
+        components.append(Component(name, python_module(f"services.{name}.main"), env=dict(env)))
+    return components, env
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    components, env = build_components(settings)
+    (settings.home / "run" / "env.json").write_text(json.dumps(env))
+    Supervisor(settings.home, components).run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,157 @@
+"""The normalized service spec: what the rest of Stratus reads, whatever shorthand the YAML used.
+
+Field names of ``ServiceSection`` are SkyServe's own (``readiness_path``, ``min_replicas``, ...)
+so the JSON form reads like SkyServe's. Every field has a default where one makes sense, so
+specs stored in older events still decode when fields are added.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+DEFAULT_INITIAL_DELAY_SECONDS = 1200
+DEFAULT_READINESS_TIMEOUT_SECONDS = 15
+DEFAULT_UPSCALE_DELAY_SECONDS = 300
+DEFAULT_DOWNSCALE_DELAY_SECONDS = 1200
+DEFAULT_LOAD_BALANCING_POLICY = "least_load"
+LOAD_BALANCING_POLICIES = ("round_robin", "least_load")
+SPOT_PLACERS = ("dynamic_fallback",)
+DISK_TIERS = ("low", "medium", "high", "ultra", "best")
+REDACTED = "<redacted>"
+
+
+class ReadinessProbe(msgspec.Struct, frozen=True, kw_only=True):
+    """How the prober decides that a replica is ready (a view over ``ServiceSection``)."""
+
+    path: str
+    post_data: dict[str, Any] | None
+    initial_delay_seconds: int
+    timeout_seconds: int
+    headers: dict[str, str]
+
+    @property
+    def method(self) -> str:
+        return "GET" if self.post_data is None else "POST"
+
+
+class Tls(msgspec.Struct, frozen=True, kw_only=True):
+    keyfile: str
+    certfile: str
+
+
+class ServiceSection(msgspec.Struct, frozen=True, kw_only=True):
+    """The ``service:`` section, flattened as SkyServe does. Fixed ``replicas: N`` is min=max=N."""
+
+    readiness_path: str = "/"
+    initial_delay_seconds: int = DEFAULT_INITIAL_DELAY_SECONDS
+    readiness_timeout_seconds: int = DEFAULT_READINESS_TIMEOUT_SECONDS
+    post_data: dict[str, Any] | None = None
+    headers: dict[str, str] = {}
+    min_replicas: int = 1
+    max_replicas: int = 1
+    target_qps_per_replica: float | None = None
+    upscale_delay_seconds: int = DEFAULT_UPSCALE_DELAY_SECONDS
+    downscale_delay_seconds: int = DEFAULT_DOWNSCALE_DELAY_SECONDS
+    num_overprovision: int = 0
+    base_ondemand_fallback_replicas: int = 0
+    dynamic_ondemand_fallback: bool = False
+    spot_placer: str | None = None
+    load_balancing_policy: str = DEFAULT_LOAD_BALANCING_POLICY
+    # The port the router forwards to: service.ports, else the single port of resources.ports.
+    ports: int
+    tls: Tls | None = None
+
+    @property
+    def readiness_probe(self) -> ReadinessProbe:
+        return ReadinessProbe(
+            path=self.readiness_path,
+            post_data=self.post_data,
+            initial_delay_seconds=self.initial_delay_seconds,
+            timeout_seconds=self.readiness_timeout_seconds,
+            headers=self.headers,
+        )
+
+    @property
+    def is_autoscaling(self) -> bool:
+        return self.target_qps_per_replica is not None
+
+
+class ResourceCandidate(msgspec.Struct, frozen=True):
+    """One concrete choice of resources for a replica (no alternatives inside)."""
+
+    cloud: str | None = None
+    region: str | None = None
+    zone: str | None = None
+    instance_type: str | None = None
+    # Exactly one accelerator name -> count, or None for CPU-only.
+    accelerators: dict[str, int | float] | None = None
+    accelerator_args: dict[str, Any] | None = None
+    cpus: str | None = None
+    memory: str | None = None
+    use_spot: bool = False
+    job_recovery: dict[str, Any] | None = None
+    disk_size: int | None = None
+    disk_tier: str | None = None
+    ports: list[int] = []
+    image_id: str | dict[str, str] | None = None
+    labels: dict[str, str] = {}
+
+
+class Resources(ResourceCandidate, frozen=True):
+    """``resources:``. A set or list of accelerators, ``any_of`` or ``ordered`` all become
+    ``any_of``: fully merged candidates (base fields overridden by each entry); ``ordered``
+    says whether their order is a preference. With no alternatives ``any_of`` is empty."""
+
+    any_of: list[ResourceCandidate] = []
+    ordered: bool = False
+
+    def candidates(self) -> list[ResourceCandidate]:
+        """The choices a placer picks from: the alternatives, or the base resources alone."""
+        if self.any_of:
+            return list(self.any_of)
+        fields = {f: getattr(self, f) for f in ResourceCandidate.__struct_fields__}
+        return [ResourceCandidate(**fields)]
+
+
+class ServiceSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """A whole service YAML, normalized. ``secrets`` never appear in ``repr``."""
+
+    name: str | None = None
+    service: ServiceSection
+    resources: Resources
+    envs: dict[str, str] = {}
+    secrets: dict[str, str] = {}
+    setup: str | None = None
+    run: str
+    workdir: str | None = None
+    file_mounts: dict[str, str | dict[str, Any]] = {}
+
+    def __repr__(self) -> str:
+        secrets = {k: REDACTED for k in self.secrets}
+        return (
+            f"ServiceSpec(name={self.name!r}, service={self.service!r}, resources={self.resources!r}, "
+            f"envs={self.envs!r}, secrets={secrets!r}, setup={self.setup!r}, run={self.run!r}, "
+            f"workdir={self.workdir!r}, file_mounts={self.file_mounts!r})"
+        )
+
+    @property
+    def service_port(self) -> int:
+        return self.service.ports
+
+    @property
+    def readiness_probe(self) -> ReadinessProbe:
+        return self.service.readiness_probe
+
+    @property
+    def min_replicas(self) -> int:
+        return self.service.min_replicas
+
+    @property
+    def max_replicas(self) -> int:
+        return self.service.max_replicas
+
+    @property
+    def is_autoscaling(self) -> bool:
+        return self.service.is_autoscaling
