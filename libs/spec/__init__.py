@@ -1,0 +1,48 @@
+"""The service spec: SkyServe's service YAML, parsed, validated and normalized.
+
+    load_spec(text, env_overrides=..., source=...) -> ServiceSpec
+    load_spec_file(path, env_overrides=None)       -> ServiceSpec
+    spec_to_dict(spec, include_secrets=False)      -> dict   (the JSON form events carry)
+    spec_from_dict(d)                              -> ServiceSpec
+    parse_env_overrides(["K=V", ...])              -> dict
+
+Every failure is a ``SpecError`` (see ``errors``) listing all problems by field path.
+"""
+
+from __future__ import annotations
+
+from .codec import spec_from_dict, spec_to_dict
+from .envs import parse_env_overrides
+from .errors import (
+    EnvOverrideError,
+    Issue,
+    SpecError,
+    SpecFileError,
+    SpecSyntaxError,
+    SpecValidationError,
+)
+from .model import ReadinessProbe, ResourceCandidate, Resources, ServiceSection, ServiceSpec, Tls
+from .parse import load_spec, load_spec_file
+from .summary import describe_resources, describe_service
+
+__all__ = [
+    "EnvOverrideError",
+    "Issue",
+    "ReadinessProbe",
+    "ResourceCandidate",
+    "Resources",
+    "ServiceSection",
+    "ServiceSpec",
+    "SpecError",
+    "SpecFileError",
+    "SpecSyntaxError",
+    "SpecValidationError",
+    "Tls",
+    "describe_resources",
+    "describe_service",
+    "load_spec",
+    "load_spec_file",
+    "parse_env_overrides",
+    "spec_from_dict",
+    "spec_to_dict",
+]

@@ -85,7 +85,9 @@ def _parse_entry(key: object, count: object, path: str, issues: Issues) -> Accel
     name, sep, count_text = key.strip().partition(":")
     name = name.strip()
     if not name or not _NAME.match(name):
-        issues.add(path, f"invalid accelerator name {name!r}")
+        quoted = any(c in key for c in "{}[],")
+        hint = "; a set or list must not be quoted" if quoted else ""
+        issues.add(path, f"invalid accelerator name {name!r}{hint}")
         return None
     if sep:
         if count is not None:

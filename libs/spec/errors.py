@@ -49,12 +49,13 @@ class SpecError(ValueError):
 
     def _render(self) -> str:
         rendered = []
-        for path, message in self.issues:
+        # By line, so the list reads top to bottom like the file; line-less issues last.
+        for path, message in sorted(self.issues, key=lambda i: self.line_of(i.path) or 1 << 30):
             line = self.line_of(path)
-            where = path or "(document)"
+            where = path
             if line is not None:
-                where += f" (line {line})"
-            rendered.append(f"{where}: {message}")
+                where = f"{path} (line {line})" if path else f"line {line}"
+            rendered.append(f"{where}: {message}" if where else message)
         if len(rendered) == 1:
             return f"{self.source}: {rendered[0]}"
         body = "\n".join(f"  - {r}" for r in rendered)

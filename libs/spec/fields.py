@@ -69,7 +69,9 @@ def check_int(
     return value
 
 
-def check_str(value: object, path: str, issues: Issues, *, choices: Sequence[str] | None = None) -> str | None:
+def check_str(
+    value: object, path: str, issues: Issues, *, choices: Sequence[str] | None = None
+) -> str | None:
     if not isinstance(value, str):
         issues.add(path, f"must be a string, got {describe(value)}")
         return None
@@ -114,7 +116,9 @@ class Section:
                 if hint:
                     issues.add(join(path, key), f"unknown field {key!r}; did you mean {hint}?")
                 else:
-                    issues.add(join(path, key), f"unknown field {key!r}; expected one of {', '.join(allowed)}")
+                    issues.add(
+                        join(path, key), f"unknown field {key!r}; expected one of {', '.join(allowed)}"
+                    )
 
     @classmethod
     def of(cls, value: object, path: str, issues: Issues, allowed: Sequence[str]) -> Section | None:

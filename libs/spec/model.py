@@ -7,6 +7,7 @@ specs stored in older events still decode when fields are added.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import msgspec
@@ -128,13 +129,16 @@ class ServiceSpec(msgspec.Struct, frozen=True, kw_only=True):
     workdir: str | None = None
     file_mounts: dict[str, str | dict[str, Any]] = {}
 
+    def _redacted_fields(self) -> Iterator[tuple[str, Any]]:
+        for field in self.__struct_fields__:
+            value = getattr(self, field)
+            yield field, ({key: REDACTED for key in value} if field == "secrets" else value)
+
     def __repr__(self) -> str:
-        secrets = {k: REDACTED for k in self.secrets}
-        return (
-            f"ServiceSpec(name={self.name!r}, service={self.service!r}, resources={self.resources!r}, "
-            f"envs={self.envs!r}, secrets={secrets!r}, setup={self.setup!r}, run={self.run!r}, "
-            f"workdir={self.workdir!r}, file_mounts={self.file_mounts!r})"
-        )
+        return "ServiceSpec(" + ", ".join(f"{k}={v!r}" for k, v in self._redacted_fields()) + ")"
+
+    def __rich_repr__(self) -> list[tuple[str, Any]]:
+        return list(self._redacted_fields())
 
     @property
     def service_port(self) -> int:

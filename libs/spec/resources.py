@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .accelerators import AcceleratorChoices, parse_accelerators
-from .fields import Issues, Section, check_int, check_str, check_str_map, describe
+from .fields import Issues, Section, check_str, check_str_map, describe
 from .model import DISK_TIERS, ResourceCandidate, Resources
 from .ports import parse_ports
 
@@ -90,9 +90,8 @@ def _parse_candidate_fields(sec: Section) -> tuple[dict[str, Any], AcceleratorCh
     out: dict[str, Any] = {}
     issues = sec.issues
     _parse_location(sec, out)
-    for name in ("instance_type",):
-        if (text := sec.string(name)) is not None:
-            out[name] = text
+    if (instance_type := sec.string("instance_type")) is not None:
+        out["instance_type"] = instance_type
     for name in ("cpus", "memory"):
         if sec.has(name) and (size := _parse_size(sec.get(name), sec.at(name), issues)) is not None:
             out[name] = size
@@ -104,14 +103,19 @@ def _parse_candidate_fields(sec: Section) -> tuple[dict[str, Any], AcceleratorCh
         out["disk_size"] = disk_size
     if sec.has("disk_tier"):
         tier = sec.get("disk_tier")
-        if (tier := check_str(tier.lower() if isinstance(tier, str) else tier, sec.at("disk_tier"), issues,
-                              choices=DISK_TIERS)) is not None:  # fmt: skip
+        tier = check_str(
+            tier.lower() if isinstance(tier, str) else tier, sec.at("disk_tier"), issues, choices=DISK_TIERS
+        )
+        if tier is not None:
             out["disk_tier"] = tier
     if sec.has("ports") and (ports := parse_ports(sec.get("ports"), sec.at("ports"), issues)) is not None:
         out["ports"] = ports
     if sec.has("image_id") and (image := _parse_image_id(sec.get("image_id"), sec.at("image_id"), issues)):
         out["image_id"] = image
-    if sec.has("labels") and (labels := check_str_map(sec.get("labels"), sec.at("labels"), issues)) is not None:
+    if (
+        sec.has("labels")
+        and (labels := check_str_map(sec.get("labels"), sec.at("labels"), issues)) is not None
+    ):
         out["labels"] = labels
     if sec.has("accelerator_args"):
         args = sec.get("accelerator_args")
@@ -162,6 +166,9 @@ def _parse_size(value: object, path: str, issues: Issues) -> str | None:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         issues.add(path, f'must be a number or a string like "4+", got {describe(value)}')
         return None
+    if not isinstance(value, str) and not value > 0:
+        issues.add(path, f"must be greater than 0, got {value}")
+        return None
     match = _SIZE.match(str(value).strip())
     if match is None:
         issues.add(path, f'must be a number or a string like "4+", got {value!r}')
@@ -191,11 +198,10 @@ def _parse_job_recovery(sec: Section) -> dict[str, Any] | None:
     strategy = recovery.get("strategy")
     if strategy is not None:
         upper = strategy.upper() if isinstance(strategy, str) else strategy
-        if (checked := check_str(upper, recovery.at("strategy"), sec.issues, choices=JOB_RECOVERY_STRATEGIES)):
+        if checked := check_str(upper, recovery.at("strategy"), sec.issues, choices=JOB_RECOVERY_STRATEGIES):
             out["strategy"] = checked
     if recovery.has("max_restarts_on_errors"):
-        restarts = check_int(recovery.get("max_restarts_on_errors"), recovery.at("max_restarts_on_errors"),
-                             sec.issues, minimum=0)  # fmt: skip
+        restarts = recovery.integer("max_restarts_on_errors", minimum=0)
         if restarts is not None:
             out["max_restarts_on_errors"] = restarts
     return out

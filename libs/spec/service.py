@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from .fields import Issues, Section, check_str, check_str_map, describe
-from .model import LOAD_BALANCING_POLICIES, SPOT_PLACERS
+from .model import LOAD_BALANCING_POLICIES, SPOT_PLACERS, Tls
 from .ports import parse_single_port
 
 SERVICE_FIELDS = ("readiness_probe", "replicas", "replica_policy", "load_balancing_policy", "ports", "tls")
@@ -79,8 +79,11 @@ def _check_path(value: object, at: str, issues: Issues) -> str | None:
     path = check_str(value, at, issues)
     if path is None:
         return None
-    if not path.startswith("/") or any(c.isspace() for c in path):
-        issues.add(at, f"must be a URL path starting with '/' and without spaces, got {path!r}")
+    if any(c.isspace() for c in path):
+        issues.add(at, f"must be a URL path without spaces, got {path!r}")
+        return None
+    if not path.startswith("/"):
+        issues.add(at, f"must be a URL path starting with '/', got {path!r}; did you mean '/{path}'?")
         return None
     return path
 
@@ -102,7 +105,9 @@ def _parse_post_data(probe: Section) -> dict[str, Any] | None:
     try:
         json.dumps(value, allow_nan=False)
     except (TypeError, ValueError):
-        probe.issues.add(at, "must contain only JSON values (strings, numbers, booleans, null, lists, mappings)")
+        probe.issues.add(
+            at, "must contain only JSON values (strings, numbers, booleans, null, lists, mappings)"
+        )
         return None
     return dict(value)
 
@@ -147,8 +152,13 @@ def _parse_policy(policy: Section) -> dict[str, Any]:
     min_replicas = policy.integer("min_replicas", minimum=0)
     max_replicas = policy.integer("max_replicas", minimum=0)
     qps = policy.positive_number("target_qps_per_replica")
-    for name in ("upscale_delay_seconds", "downscale_delay_seconds", "num_overprovision",
-                 "base_ondemand_fallback_replicas"):  # fmt: skip
+    counts = (
+        "upscale_delay_seconds",
+        "downscale_delay_seconds",
+        "num_overprovision",
+        "base_ondemand_fallback_replicas",
+    )
+    for name in counts:
         if (number := policy.integer(name, minimum=0)) is not None:
             out[name] = number
     if (dynamic := policy.boolean("dynamic_ondemand_fallback")) is not None:
@@ -162,7 +172,9 @@ def _parse_policy(policy: Section) -> dict[str, Any]:
     if upper < min_replicas:
         issues.add(policy.at("max_replicas"), f"must be at least min_replicas ({min_replicas}), got {upper}")
     elif qps is not None and max_replicas is None:
-        issues.add(policy.at("target_qps_per_replica"), "requires max_replicas, the bound autoscaling stops at")
+        issues.add(
+            policy.at("target_qps_per_replica"), "requires max_replicas, the bound autoscaling stops at"
+        )
     elif qps is None and upper > min_replicas:
         issues.add(
             policy.at("max_replicas"),
@@ -184,7 +196,7 @@ def _parse_policy(policy: Section) -> dict[str, Any]:
     return out
 
 
-def _parse_tls(sec: Section) -> dict[str, str] | None:
+def _parse_tls(sec: Section) -> Tls | None:
     tls = sec.section("tls", TLS_FIELDS)
     if tls is None:
         return None
@@ -194,4 +206,4 @@ def _parse_tls(sec: Section) -> dict[str, str] | None:
             sec.issues.add(tls.at(name), "required in tls (path to the PEM file)")
         elif (text := tls.string(name)) is not None:
             out[name] = text
-    return out if len(out) == len(TLS_FIELDS) else None
+    return Tls(**out) if len(out) == len(TLS_FIELDS) else None

@@ -1,0 +1,80 @@
+"""``envs``/``secrets`` and ``--env KEY=VALUE`` overrides.
+
+Values are turned into strings the way SkyPilot does (``7`` -> ``"7"``, ``true`` -> ``"True"``)
+so existing YAMLs see the same environment. A null value is a declaration that the value must
+come from ``--env``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+from .errors import EnvOverrideError, Issue
+from .fields import Issues, describe, join
+
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def parse_env_overrides(items: Iterable[str]) -> dict[str, str]:
+    """``["K=V", ...]`` -> ``{"K": "V"}``; the last of repeated keys wins."""
+    out: dict[str, str] = {}
+    problems: list[Issue] = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            problems.append(Issue("--env", f"{item!r} must be KEY=VALUE"))
+        elif not ENV_NAME.match(key):
+            problems.append(Issue("--env", f"{key!r} is not a valid environment variable name"))
+        else:
+            out[key] = value
+    if problems:
+        raise EnvOverrideError(problems, source="command line")
+    return out
+
+
+def parse_env_map(value: object, path: str, issues: Issues) -> dict[str, str | None]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        issues.add(path, f"must be a mapping of names to values, got {describe(value)}")
+        return {}
+    out: dict[str, str | None] = {}
+    for key, item in value.items():
+        if not isinstance(key, str) or not ENV_NAME.match(key):
+            issues.add(path, f"{key!r} is not a valid environment variable name")
+        elif item is None:
+            out[key] = None
+        elif isinstance(item, (str, bool, int, float)):
+            out[key] = str(item)
+        else:
+            issues.add(join(path, key), f"must be a string, number or boolean, got {describe(item)}")
+    return out
+
+
+def resolve_envs(
+    envs: dict[str, str | None],
+    secrets: dict[str, str | None],
+    overrides: Mapping[str, str],
+    issues: Issues,
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Apply overrides (to ``secrets`` when the key is a secret) and require every value set."""
+    for key in envs.keys() & secrets.keys():
+        issues.add(join("secrets", key), "is also declared in envs; declare it in one place")
+    for key, value in overrides.items():
+        if not ENV_NAME.match(key):
+            issues.add("--env", f"{key!r} is not a valid environment variable name")
+        elif key in secrets:
+            secrets[key] = value
+        else:
+            envs[key] = value
+    resolved = []
+    for section, values in (("envs", envs), ("secrets", secrets)):
+        done: dict[str, str] = {}
+        for key, declared in values.items():
+            if declared is None:
+                issues.add(join(section, key), f"has no value: pass it with --env {key}=VALUE")
+            else:
+                done[key] = declared
+        resolved.append(done)
+    return resolved[0], resolved[1]
