@@ -96,7 +96,21 @@ class ServiceTerminated(Event, frozen=True, tag="ServiceTerminated"):
     reason: str = ""
 
 
+class TrafficSwitched(Event, frozen=True, tag="TrafficSwitched"):
+    """The versions whose READY replicas receive traffic (blue-green switch)."""
+
+    versions: list[int]
+    reason: str = ""
+
+
 # --------------------------------------------------------------------------- provisioner
+
+
+class ReplicaProvisioningStarted(Event, frozen=True, tag="ReplicaProvisioningStarted"):
+    """The provisioner began launching a scheduled replica (PENDING -> PROVISIONING)."""
+
+    replica_id: int
+    placement: Placement = Placement()
 
 
 class ReplicaLaunched(Event, frozen=True, tag="ReplicaLaunched"):
@@ -201,6 +215,8 @@ ALL_EVENT_TYPES: tuple[type[Event], ...] = (
     ReplicaScheduled,
     ReplicaTerminationRequested,
     ServiceTerminated,
+    TrafficSwitched,
+    ReplicaProvisioningStarted,
     ReplicaLaunched,
     ReplicaLaunchFailed,
     Preempted,

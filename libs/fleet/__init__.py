@@ -1,0 +1,82 @@
+"""The fleet projection: services and replicas folded from events, and their statuses.
+
+Pure: no I/O, no clock reads. Times are unix seconds passed in by the caller.
+"""
+
+from .fold import RecordedLike, apply, apply_event, fold, fold_events
+from .policy import (
+    AutoscalePolicy,
+    ProbePolicy,
+    ResourceRequest,
+    ServicePolicy,
+    autoscale_policy,
+    probe_policy,
+    resource_requests,
+    service_policy,
+    split_spot_on_demand,
+)
+from .state import (
+    Failure,
+    FleetState,
+    LaunchFailure,
+    ProcessExit,
+    ReplicaState,
+    ScaleInfo,
+    ServiceState,
+    TerminationRequest,
+    VersionInfo,
+    ZoneEvent,
+)
+from .status import (
+    ALIVE_STATUSES,
+    DEFAULT_MAX_CONSECUTIVE_FAILURES,
+    FAILED_STATUSES,
+    StatusReport,
+    describe_failure,
+    desired_split,
+    desired_target,
+    launch_version,
+    ready_spot,
+    replica_status,
+    service_status,
+    serving_replicas,
+)
+
+__all__ = [
+    "ALIVE_STATUSES",
+    "DEFAULT_MAX_CONSECUTIVE_FAILURES",
+    "FAILED_STATUSES",
+    "AutoscalePolicy",
+    "Failure",
+    "FleetState",
+    "LaunchFailure",
+    "ProbePolicy",
+    "ProcessExit",
+    "RecordedLike",
+    "ReplicaState",
+    "ResourceRequest",
+    "ScaleInfo",
+    "ServicePolicy",
+    "ServiceState",
+    "StatusReport",
+    "TerminationRequest",
+    "VersionInfo",
+    "ZoneEvent",
+    "apply",
+    "apply_event",
+    "autoscale_policy",
+    "describe_failure",
+    "desired_split",
+    "desired_target",
+    "fold",
+    "fold_events",
+    "launch_version",
+    "probe_policy",
+    "ready_spot",
+    "replica_status",
+    "resource_requests",
+    "service_policy",
+    "service_status",
+    "serving_replicas",
+    "split_spot_on_demand",
+]

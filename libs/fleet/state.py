@@ -1,0 +1,161 @@
+"""The fleet projection: frozen structs holding the facts recorded about services and replicas.
+
+Times are unix seconds (floats). Nothing here is derived: statuses come from ``status.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from libs.events.types import Placement
+
+from .policy import ServicePolicy
+
+
+class LaunchFailure(msgspec.Struct, frozen=True, kw_only=True):
+    kind: str
+    message: str = ""
+    at: float = 0.0
+
+
+class Failure(msgspec.Struct, frozen=True, kw_only=True):
+    """A ``ReplicaFailed`` verdict (prober / provisioner)."""
+
+    status: str
+    reason: str = ""
+    at: float = 0.0
+
+
+class ProcessExit(msgspec.Struct, frozen=True, kw_only=True):
+    exit_code: int | None = None
+    log_tail: str = ""
+    at: float = 0.0
+    # Exited after we asked it to stop: expected, not a failure.
+    expected: bool = False
+
+
+class TerminationRequest(msgspec.Struct, frozen=True, kw_only=True):
+    reason: str = ""
+    drain_seconds: float = 0.0
+    purge: bool = False
+    at: float = 0.0
+
+
+class ReplicaState(msgspec.Struct, frozen=True, kw_only=True):
+    replica_id: int
+    version: int = 1
+    placement: Placement = Placement()
+    url: str = ""
+    instance_id: str = ""
+    scheduled_at: float | None = None
+    provisioning_at: float | None = None
+    launched_at: float | None = None
+    launch_failed: LaunchFailure | None = None
+    ready_at: float | None = None  # first READY
+    last_ready_at: float | None = None
+    not_ready_at: float | None = None  # set while NOT_READY (cleared by ReplicaReady)
+    not_ready_reason: str = ""
+    probe_failures: int = 0
+    last_probe_failure: str = ""
+    failed: Failure | None = None
+    preempted_at: float | None = None
+    exited: ProcessExit | None = None
+    termination: TerminationRequest | None = None
+    terminated_at: float | None = None
+    cleanup_error: str = ""
+
+    @property
+    def is_ready(self) -> bool:
+        return self.ready_at is not None and self.not_ready_at is None
+
+    @property
+    def is_spot(self) -> bool:
+        return self.placement.use_spot
+
+
+class VersionInfo(msgspec.Struct, frozen=True, kw_only=True):
+    version: int
+    spec: dict[str, Any] = {}
+    mode: str = "rolling"
+    requested_at: float = 0.0
+    policy: ServicePolicy = ServicePolicy()
+    first_ready_at: float | None = None
+    # Failures that count toward giving up (not preemptions, not capacity), reset by READY.
+    consecutive_failures: int = 0
+    # Every failure including capacity/transient ones, reset by READY: drives retry backoff.
+    retry_failures: int = 0
+    last_failure_at: float | None = None
+    failure_reason: str = ""
+
+
+class ScaleInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """The last ``ScaleDecided``."""
+
+    target: int
+    spot: int = 0
+    on_demand: int = 0
+    reason: str = ""
+    inputs: dict[str, Any] = {}
+    decided_at: float = 0.0
+
+
+class ZoneEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """A preemption or capacity failure in a location (the spot placer avoids it for a while)."""
+
+    cloud: str
+    region: str
+    zone: str
+    kind: str  # "preempted" | "capacity"
+    use_spot: bool
+    at: float
+
+
+class ServiceState(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    created_at: float = 0.0
+    versions: dict[int, VersionInfo] = {}
+    latest_version: int = 1
+    # Versions whose READY replicas get traffic (rolling adds; blue-green switches).
+    traffic_versions: tuple[int, ...] = (1,)
+    endpoint: str | None = None
+    down_requested_at: float | None = None
+    purge: bool = False
+    terminated_at: float | None = None
+    terminated_reason: str = ""
+    scale: ScaleInfo | None = None
+    replicas: dict[int, ReplicaState] = {}
+    next_replica_id: int = 1
+    zone_events: tuple[ZoneEvent, ...] = ()
+
+    @property
+    def latest(self) -> VersionInfo:
+        info = self.versions.get(self.latest_version)
+        return info if info is not None else VersionInfo(version=self.latest_version)
+
+    @property
+    def policy(self) -> ServicePolicy:
+        return self.latest.policy
+
+    @property
+    def down_requested(self) -> bool:
+        return self.down_requested_at is not None
+
+    @property
+    def terminated(self) -> bool:
+        return self.terminated_at is not None
+
+    @property
+    def consecutive_failures(self) -> int:
+        """Of the latest version."""
+        return self.latest.consecutive_failures
+
+    @property
+    def failure_reason(self) -> str:
+        return self.latest.failure_reason
+
+
+class FleetState(msgspec.Struct, frozen=True, kw_only=True):
+    services: dict[str, ServiceState] = {}
+    position: int = 0  # of the last event applied

@@ -1,0 +1,211 @@
+"""SkyServe's request-rate autoscaler, pure, with its hysteresis kept in a serializable state.
+
+    qps      = requests in the last ``window_seconds`` (all routers summed) / window
+    wanted   = clip(ceil(qps / target_qps_per_replica), min_replicas, max_replicas)
+               + num_overprovision
+    target   moves up only after ``wanted`` stayed above it for ``upscale_delay_seconds``,
+             down only after it stayed below for ``downscale_delay_seconds``; from a target
+             of 0, any demand (qps, queued requests, ScaleFromZeroRequested) scales up at once.
+    split    spot / on-demand with base and dynamic on-demand fallback (``split_spot_on_demand``)
+
+The whole hysteresis (direction candidate and since when) lives in ``AutoscalerState``, so a
+restarted autoscaler that reloads it makes the same decisions (SkyServe loses it: #8562).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import msgspec
+
+from libs.events.types import QpsSampled, ScaleDecided
+from libs.fleet.policy import DEFAULT_QPS_WINDOW_SECONDS, AutoscalePolicy, split_spot_on_demand
+
+
+class QpsSample(msgspec.Struct, frozen=True, kw_only=True):
+    router_id: str
+    window_start: float
+    window_seconds: float
+    requests: int
+    queued: int = 0
+
+    @property
+    def end(self) -> float:
+        return self.window_start + self.window_seconds
+
+
+class AutoscalerState(msgspec.Struct, frozen=True, kw_only=True):
+    service: str
+    samples: tuple[QpsSample, ...] = ()
+    # The last decision (None until the first one).
+    target: int | None = None
+    spot: int = 0
+    on_demand: int = 0
+    decided_at: float | None = None
+    # Hysteresis: the latest wanted target differing from ``target``, and since when the
+    # wanted target has stayed on that side of ``target``.
+    candidate_target: int | None = None
+    candidate_since: float | None = None
+    last_evaluated_at: float | None = None
+    wake_requested_at: float | None = None
+
+
+def _prune(samples: tuple[QpsSample, ...], horizon: float) -> tuple[QpsSample, ...]:
+    return tuple(s for s in samples if s.end > horizon)
+
+
+def record_sample(
+    state: AutoscalerState, sample: QpsSampled, *, window_seconds: float = DEFAULT_QPS_WINDOW_SECONDS
+) -> AutoscalerState:
+    """Add a router's sample (a redelivered one replaces itself); drop samples that ended
+    more than a window before the newest one."""
+    new = QpsSample(
+        router_id=sample.router_id,
+        window_start=sample.window_start,
+        window_seconds=sample.window_seconds,
+        requests=sample.requests,
+        queued=sample.queued,
+    )
+    kept = [
+        s for s in state.samples if not (s.router_id == new.router_id and s.window_start == new.window_start)
+    ]
+    kept.append(new)
+    newest = max(s.end for s in kept)
+    samples = tuple(
+        sorted(_prune(tuple(kept), newest - window_seconds), key=lambda s: (s.window_start, s.router_id))
+    )
+    return msgspec.structs.replace(state, samples=samples)
+
+
+def request_scale_from_zero(state: AutoscalerState, at: float) -> AutoscalerState:
+    """A router holds a request and nothing is READY (``ScaleFromZeroRequested``)."""
+    if state.wake_requested_at is not None:
+        return state
+    return msgspec.structs.replace(state, wake_requested_at=at)
+
+
+def window_requests(samples: tuple[QpsSample, ...], now: float, window: float) -> tuple[float, int]:
+    """(requests, queued) in ``(now - window, now]``; a sample straddling the start counts
+    pro rata."""
+    start = now - window
+    total = 0.0
+    queued = 0
+    for s in samples:
+        if s.end <= start:
+            continue
+        frac = 1.0 if s.window_start >= start or s.window_seconds <= 0 else (s.end - start) / s.window_seconds
+        total += s.requests * min(1.0, frac)
+        queued += s.queued
+    return total, queued
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+def decide(
+    policy: AutoscalePolicy, state: AutoscalerState, now: float, *, ready_spot: int = 0
+) -> tuple[AutoscalerState, ScaleDecided | None]:
+    """Evaluate at ``now``. ``ready_spot``: READY spot replicas (for dynamic fallback)."""
+    if not policy.autoscales or policy.target_qps_per_replica is None:
+        return state, None  # fixed-replica services never get decisions
+    window = policy.window_seconds
+    samples = _prune(state.samples, now - window)
+    requests, queued = window_requests(samples, now, window)
+    cur = state.target
+    wake = cur == 0 and (state.wake_requested_at is not None or queued > 0)
+    if (
+        cur is not None
+        and not wake
+        and state.last_evaluated_at is not None
+        and now - state.last_evaluated_at < policy.decision_interval_seconds
+    ):
+        return state, None
+
+    qps = requests / window if window > 0 else 0.0
+    per = policy.target_qps_per_replica
+    raw = math.ceil(qps / per - 1e-9) if qps > 0 else 0
+    lo, hi = policy.min_replicas, policy.max_replicas
+    clipped = max(lo, min(hi, raw))
+    ov = policy.num_overprovision
+    wanted = clipped + ov
+    base = f"qps {qps:.1f} over {_fmt(window)}s / target {float(per)} per replica = {raw}"
+    if clipped != raw:
+        base += f", clipped to [{lo}, {hi}] = {clipped}"
+    if ov:
+        base += f", + {ov} overprovision = {wanted}"
+
+    cand, since = state.candidate_target, state.candidate_since
+    held = 0.0
+    new = cur
+    if cur is None:
+        new, why = wanted, f"initial: {base}"
+        cand = since = None
+    elif cur == 0 and (wanted > 0 or wake):
+        new = max(wanted, max(1, lo) + ov)
+        if wanted > 0:
+            why = f"scale from zero: {base}"
+        else:
+            why = f"scale from zero: {queued or 'a'} request(s) waiting with no replica"
+        cand = since = None
+    elif not (lo + ov <= cur <= hi + ov):
+        new, why = wanted, f"bounds now [{lo}, {hi}] + {ov} overprovision: {base}"
+        cand = since = None
+    elif wanted == cur:
+        cand = since = None
+        why = base
+    else:
+        up = wanted > cur
+        same_side = cand is not None and since is not None and (cand > cur) == up
+        if not same_side:
+            since = now
+        assert since is not None
+        cand = wanted
+        held = now - since
+        delay = policy.upscale_delay_seconds if up else policy.downscale_delay_seconds
+        word = "upscale" if up else "downscale"
+        if held >= delay:
+            new, why = wanted, f"{base}, held {_fmt(held)}s >= {word} delay {_fmt(delay)}s"
+            cand = since = None
+        else:
+            why = f"{base}, held {_fmt(held)}s < {word} delay {_fmt(delay)}s"
+
+    assert new is not None
+    spot, on_demand = split_spot_on_demand(policy, new, ready_spot)
+    next_state = msgspec.structs.replace(
+        state,
+        samples=samples,
+        candidate_target=cand,
+        candidate_since=since,
+        last_evaluated_at=now,
+        wake_requested_at=None if new > 0 else state.wake_requested_at,
+    )
+    if (new, spot, on_demand) == (cur, state.spot, state.on_demand):
+        return next_state, None
+    if new == cur:
+        why = f"on-demand fallback: {ready_spot} of {spot} spot replicas READY"
+    if policy.use_spot:
+        why += f"; spot {spot}, on-demand {on_demand}"
+    inputs: dict[str, Any] = {
+        "qps": qps,
+        "requests": requests,
+        "queued": queued,
+        "window_seconds": window,
+        "routers": len({s.router_id for s in samples}),
+        "target_qps_per_replica": per,
+        "raw_target": raw,
+        "min_replicas": lo,
+        "max_replicas": hi,
+        "num_overprovision": ov,
+        "previous_target": cur,
+        "held_seconds": held,
+        "ready_spot": ready_spot,
+    }
+    decision = ScaleDecided(
+        service=state.service, target=new, spot=spot, on_demand=on_demand, reason=why, inputs=inputs
+    )
+    next_state = msgspec.structs.replace(
+        next_state, target=new, spot=spot, on_demand=on_demand, decided_at=now
+    )
+    return next_state, decision

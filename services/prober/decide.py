@@ -1,0 +1,147 @@
+"""The prober's pure decision: one probe result -> new probe state + events (SkyServe semantics).
+
+- Never READY yet: failures are ignored until ``initial_delay_seconds`` after launch; a
+  failure after that is ``ReplicaFailed(FAILED_INITIAL_DELAY)``.
+- First success: ``ReplicaReady``. Any success after failures resets the streak, and a
+  NOT_READY replica gets ``ReplicaReady`` again.
+- READY once, now failing: every failure is a ``ProbeFailed``; the first of a streak on a
+  READY replica also ``ReplicaNotReady``; once the streak lasted
+  ``failure_threshold_seconds``, ``ReplicaFailed(FAILED_PROBING)``.
+- After ``ReplicaFailed`` the state is terminal: further results produce nothing.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from libs.events.types import Event, ProbeFailed, ReplicaFailed, ReplicaNotReady, ReplicaReady
+from libs.fleet.policy import ProbePolicy
+
+
+class ProbeResult(msgspec.Struct, frozen=True, kw_only=True):
+    ok: bool
+    reason: str = ""  # why it failed: "HTTP 500", "timeout after 15s", ...
+    status_code: int | None = None
+
+    @classmethod
+    def success(cls, status_code: int = 200) -> ProbeResult:
+        return cls(ok=True, status_code=status_code)
+
+    @classmethod
+    def failure(cls, reason: str, status_code: int | None = None) -> ProbeResult:
+        return cls(ok=False, reason=reason, status_code=status_code)
+
+
+class ProbeState(msgspec.Struct, frozen=True, kw_only=True):
+    service: str
+    replica_id: int
+    version: int = 1
+    url: str = ""
+    launched_at: float
+    ready: bool = False
+    ever_ready: bool = False
+    consecutive_failures: int = 0
+    failing_since: float | None = None
+    last_reason: str = ""
+    last_probe_at: float | None = None
+    failed: bool = False  # ReplicaFailed emitted: stop probing
+
+
+def classify_status(status_code: int) -> ProbeResult:
+    """Only 2xx is success."""
+    if 200 <= status_code < 300:
+        return ProbeResult.success(status_code)
+    return ProbeResult.failure(f"HTTP {status_code}", status_code)
+
+
+_TIMEOUT_NAMES = frozenset(
+    {"TimeoutError", "TimeoutException", "ReadTimeout", "ConnectTimeout", "PoolTimeout"}
+)
+_PROTOCOL_NAMES = frozenset(
+    {"RemoteProtocolError", "LocalProtocolError", "ProtocolError", "DecodingError", "BadStatusLine"}
+)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    out: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and len(out) < 8:
+        out.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    return out
+
+
+def classify_error(exc: BaseException, timeout_seconds: float) -> ProbeResult:
+    """A failed probe's reason from the exception the HTTP client raised (any client)."""
+    chain = _chain(exc)
+    names = {cls.__name__ for e in chain for cls in type(e).__mro__}
+    if names & _TIMEOUT_NAMES:
+        return ProbeResult.failure(f"timeout after {timeout_seconds:g}s")
+    if any(isinstance(e, ConnectionRefusedError) for e in chain) or "refused" in str(exc).lower():
+        return ProbeResult.failure("connection refused")
+    if names & _PROTOCOL_NAMES:
+        return ProbeResult.failure("invalid HTTP response")
+    if any(isinstance(e, ConnectionResetError) for e in chain):
+        return ProbeResult.failure("connection reset")
+    detail = str(exc).strip()
+    return ProbeResult.failure(f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__)
+
+
+def decide(
+    state: ProbeState, result: ProbeResult, now: float, policy: ProbePolicy
+) -> tuple[ProbeState, list[Event]]:
+    """Fold one probe result taken at ``now`` into the replica's probe state."""
+    if state.failed:
+        return state, []
+    svc, rid = state.service, state.replica_id
+    if result.ok:
+        fresh = msgspec.structs.replace(
+            state,
+            ready=True,
+            ever_ready=True,
+            consecutive_failures=0,
+            failing_since=None,
+            last_reason="",
+            last_probe_at=now,
+        )
+        if state.ready:
+            return fresh, []
+        return fresh, [ReplicaReady(service=svc, replica_id=rid, url=state.url, version=state.version)]
+
+    reason = result.reason or "probe failed"
+    if not state.ever_ready:
+        waited = now - state.launched_at
+        if waited < policy.initial_delay_seconds:
+            return msgspec.structs.replace(state, last_reason=reason, last_probe_at=now), []
+        failed = msgspec.structs.replace(state, failed=True, last_reason=reason, last_probe_at=now)
+        why = (
+            f"not ready {policy.initial_delay_seconds:g}s after launch "
+            f"(initial_delay_seconds); last probe: {reason}"
+        )
+        return failed, [ReplicaFailed(service=svc, replica_id=rid, status="FAILED_INITIAL_DELAY", reason=why)]
+
+    since = state.failing_since if state.failing_since is not None else now
+    count = state.consecutive_failures + 1
+    events: list[Event] = [
+        ProbeFailed(service=svc, replica_id=rid, reason=reason, consecutive_failures=count)
+    ]
+    if state.ready:
+        events.append(ReplicaNotReady(service=svc, replica_id=rid, reason=reason))
+    failing_for = now - since
+    done = failing_for >= policy.failure_threshold_seconds
+    if done:
+        why = (
+            f"readiness probe failing for {failing_for:g}s ({count} consecutive failures, "
+            f"threshold {policy.failure_threshold_seconds:g}s); last: {reason}"
+        )
+        events.append(ReplicaFailed(service=svc, replica_id=rid, status="FAILED_PROBING", reason=why))
+    new = msgspec.structs.replace(
+        state,
+        ready=False,
+        consecutive_failures=count,
+        failing_since=since,
+        last_reason=reason,
+        last_probe_at=now,
+        failed=done,
+    )
+    return new, events

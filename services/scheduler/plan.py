@@ -1,0 +1,289 @@
+"""The scheduler's pure reconcile step: desired replicas vs observed replicas -> actions.
+
+Level-triggered: ``plan`` reads one service's whole state and returns what should happen
+now; running it again before the resulting events are folded back is the caller's concern.
+
+Rules, in order:
+
+1. A replica that FAILED* or was PREEMPTED gets one termination request (its instance is
+   cleaned up; the record stays for display) and no longer counts.
+2. ``down``: terminate everything; once every replica is terminated (or its cleanup
+   failed), ``MarkServiceTerminated``.
+3. The launch version is the latest, unless it gave up (``max_consecutive_failures``
+   failures and never READY): then the newest older version that worked, so a broken
+   update never takes the old version down. No launchable version: launch nothing
+   (``service_status`` says FAILED and why).
+4. Desired count: the last ScaleDecided target when autoscaling, else ``min_replicas``
+   (overprovision included), split into spot / on-demand (fallback). Missing replicas are
+   launched (bounded by ``max_concurrent_launches`` in PENDING/PROVISIONING, and delayed by
+   an exponential backoff after failures); extra ones are terminated least useful first
+   (PENDING, PROVISIONING, STARTING, NOT_READY, READY; older version first; newest first).
+5. Updates. Launch version receiving traffic (rolling, or steady state): old-version
+   replicas are kept only while needed, ``target - READY new``, most useful first.
+   Launch version not yet receiving traffic (blue-green): the serving set is maintained as
+   well, and once ``min(target, max(1, min_replicas))`` new replicas are READY traffic is
+   switched and the old ones are terminated (READY ones with a drain).
+"""
+
+from __future__ import annotations
+
+from typing import TypeAlias
+
+import msgspec
+
+from libs.events.types import (
+    Event,
+    Placement,
+    ReplicaScheduled,
+    ReplicaTerminationRequested,
+    ServiceTerminated,
+    TrafficSwitched,
+)
+from libs.fleet.state import ReplicaState, ServiceState
+from libs.fleet.status import (
+    ALIVE_STATUSES,
+    DEFAULT_MAX_CONSECUTIVE_FAILURES,
+    FAILED_CLEANUP,
+    LAUNCHING_STATUSES,
+    READY,
+    REPLACED_STATUSES,
+    USEFULNESS,
+    desired_split,
+    desired_target,
+    is_blocked,
+    launch_version,
+    replica_status,
+)
+
+from .placement import DEFAULT_CATALOG, DYNAMIC_FALLBACK, CatalogEntry, ZoneKey, choose_placement
+
+
+class SchedulerConfig(msgspec.Struct, frozen=True, kw_only=True):
+    max_concurrent_launches: int = 4
+    max_consecutive_failures: int = DEFAULT_MAX_CONSECUTIVE_FAILURES
+    # Relaunch delay after k failures since the last READY: min(base * 2**(k-1), max).
+    retry_backoff_seconds: float = 5.0
+    max_retry_backoff_seconds: float = 300.0
+    # Router drain for READY replicas that are scaled down or replaced.
+    drain_seconds: float = 30.0
+    # How long a preemption / capacity failure makes the placer avoid a location.
+    zone_memory_seconds: float = 1800.0
+    catalog: tuple[CatalogEntry, ...] = DEFAULT_CATALOG
+
+
+class ScheduleReplica(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    replica_id: int
+    version: int
+    placement: Placement
+
+
+class RequestTermination(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    replica_id: int
+    reason: str
+    drain_seconds: float = 0.0
+    purge: bool = False
+
+
+class MarkServiceTerminated(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    reason: str
+
+
+class SetTrafficVersions(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    versions: tuple[int, ...]
+    reason: str = ""
+
+
+Action: TypeAlias = ScheduleReplica | RequestTermination | MarkServiceTerminated | SetTrafficVersions
+
+
+def to_event(service: str, action: Action) -> Event:
+    """The event that records ``action``."""
+    if isinstance(action, ScheduleReplica):
+        return ReplicaScheduled(
+            service=service, replica_id=action.replica_id, version=action.version, placement=action.placement
+        )
+    if isinstance(action, RequestTermination):
+        return ReplicaTerminationRequested(
+            service=service,
+            replica_id=action.replica_id,
+            reason=action.reason,
+            drain_seconds=action.drain_seconds,
+            purge=action.purge,
+        )
+    if isinstance(action, MarkServiceTerminated):
+        return ServiceTerminated(service=service, reason=action.reason)
+    return TrafficSwitched(service=service, versions=list(action.versions), reason=action.reason)
+
+
+class _Planner:
+    def __init__(self, service: ServiceState, now: float, config: SchedulerConfig) -> None:
+        self.service = service
+        self.now = now
+        self.config = config
+        self.actions: list[Action] = []
+        self.statuses = {rid: replica_status(r) for rid, r in service.replicas.items()}
+        self.replicas = sorted(service.replicas.values(), key=lambda r: r.replica_id)
+        self.alive = [r for r in self.replicas if self.statuses[r.replica_id] in ALIVE_STATUSES]
+        in_flight = sum(1 for s in self.statuses.values() if s in LAUNCHING_STATUSES)
+        self.budget = max(0, config.max_concurrent_launches - in_flight)
+        self.next_id = service.next_replica_id
+        self.terminating: set[int] = set()
+        self.spot_placements = [r.placement for r in self.alive if r.is_spot]
+
+    # ----------------------------------------------------------------- primitives
+
+    def terminate(self, rep: ReplicaState, reason: str, drain: bool = True) -> None:
+        if rep.replica_id in self.terminating:
+            return
+        self.terminating.add(rep.replica_id)
+        ready = self.statuses[rep.replica_id] == READY
+        self.actions.append(
+            RequestTermination(
+                replica_id=rep.replica_id,
+                reason=reason,
+                drain_seconds=self.config.drain_seconds if drain and ready else 0.0,
+                purge=self.service.purge,
+            )
+        )
+
+    def sort_least_useful(self, reps: list[ReplicaState]) -> list[ReplicaState]:
+        st = self.statuses
+        return sorted(reps, key=lambda r: (USEFULNESS.get(st[r.replica_id], 0), r.version, -r.replica_id))
+
+    def can_launch(self, version: int) -> bool:
+        info = self.service.versions.get(version)
+        if info is None or is_blocked(info, self.config.max_consecutive_failures):
+            return False
+        k = info.retry_failures
+        if k > 0 and info.last_failure_at is not None:
+            cfg = self.config
+            delay = min(cfg.retry_backoff_seconds * 2.0 ** min(k - 1, 30), cfg.max_retry_backoff_seconds)
+            return self.now >= info.last_failure_at + delay
+        return True
+
+    def avoid(self, use_spot: bool, spot_placer: str | None) -> set[ZoneKey]:
+        out: set[ZoneKey] = set()
+        for ev in self.service.zone_events:
+            if self.now - ev.at > self.config.zone_memory_seconds:
+                continue
+            if (ev.kind == "capacity" and ev.use_spot == use_spot) or (
+                ev.kind == "preempted" and use_spot and spot_placer == DYNAMIC_FALLBACK
+            ):
+                out.add((ev.cloud, ev.region, ev.zone))
+        return out
+
+    def launch(self, version: int, use_spot: bool, count: int) -> None:
+        if count <= 0 or self.budget <= 0 or not self.can_launch(version):
+            return
+        policy = self.service.versions[version].policy
+        avoid = self.avoid(use_spot, policy.spot_placer)
+        for _ in range(min(count, self.budget)):
+            placement = choose_placement(
+                policy.resources,
+                use_spot=use_spot,
+                catalog=self.config.catalog,
+                avoid=avoid,
+                spot_placer=policy.spot_placer,
+                existing=self.spot_placements,
+                ordered=policy.ordered,
+            )
+            if placement is None:
+                return
+            action = ScheduleReplica(replica_id=self.next_id, version=version, placement=placement)
+            self.actions.append(action)
+            self.next_id += 1
+            self.budget -= 1
+            if use_spot:
+                self.spot_placements.append(placement)
+
+    def reconcile_set(self, members: list[ReplicaState], version: int, target: int) -> None:
+        """Bring ``members`` to ``target`` (per spot / on-demand class), launching ``version``."""
+        st = self.statuses
+        ready_spot = sum(1 for r in members if r.is_spot and st[r.replica_id] == READY)
+        spot_want, od_want = desired_split(self.service, version, target, ready_spot)
+        for use_spot, want in ((True, spot_want), (False, od_want)):
+            have = [r for r in members if r.is_spot == use_spot]
+            if len(have) > want:
+                kind = "spot" if use_spot else "on-demand"
+                for rep in self.sort_least_useful(have)[: len(have) - want]:
+                    self.terminate(rep, f"scale down: {len(have)} {kind} replicas, {want} wanted")
+            else:
+                self.launch(version, use_spot, want - len(have))
+
+    # ----------------------------------------------------------------- the plan
+
+    def run(self) -> list[Action]:
+        svc = self.service
+        for rep in self.replicas:
+            status = self.statuses[rep.replica_id]
+            if (
+                status in REPLACED_STATUSES
+                and status != FAILED_CLEANUP
+                and rep.termination is None
+                and rep.terminated_at is None
+            ):
+                self.terminate(rep, f"clean up {status} replica", drain=False)
+        if svc.down_requested:
+            self.down()
+            return self.actions
+        self.reconcile()
+        return self.actions
+
+    def down(self) -> None:
+        left = [r for r in self.replicas if r.terminated_at is None]
+        for rep in left:
+            if rep.termination is None:
+                self.terminate(rep, "service down", drain=False)
+        if not left:
+            failed = sum(1 for s in self.statuses.values() if s == FAILED_CLEANUP)
+            reason = "down requested: all replicas terminated"
+            if failed:
+                reason += f" ({failed} with failed cleanup)"
+            self.actions.append(MarkServiceTerminated(reason=reason))
+
+    def reconcile(self) -> None:
+        svc = self.service
+        target = desired_target(svc)
+        version = launch_version(svc, self.config.max_consecutive_failures)
+        current_version = version if version is not None else svc.latest_version
+        traffic = set(svc.traffic_versions)
+        current = [r for r in self.alive if r.version == current_version]
+        stale = [r for r in self.alive if r.version != current_version]
+        serving = [r for r in stale if r.version in traffic]
+        unused = [r for r in stale if r.version not in traffic]
+        st = self.statuses
+        ready_new = sum(1 for r in current if st[r.replica_id] == READY)
+        for rep in unused:
+            self.terminate(rep, f"version {rep.version} is not receiving traffic")
+
+        if current_version in traffic:
+            # Rolling (or steady state): keep old replicas only while new ones are not READY.
+            self.reconcile_set(current, current_version, target)
+            keep = max(0, target - ready_new)
+            drop = self.sort_least_useful(serving)[: max(0, len(serving) - keep)]
+            for rep in drop:
+                self.terminate(rep, f"rolling update to version {current_version}: {ready_new} READY")
+            return
+
+        # Blue-green: the new set warms up without traffic; switch once enough are READY.
+        threshold = min(target, max(1, svc.policy.autoscale.min_replicas))
+        self.reconcile_set(current, current_version, target)
+        if ready_new >= threshold:
+            self.actions.append(
+                SetTrafficVersions(
+                    versions=(current_version,),
+                    reason=f"version {current_version} has {ready_new} READY replicas (>= {threshold})",
+                )
+            )
+            for rep in serving:
+                self.terminate(rep, f"blue-green switch to version {current_version}")
+            return
+        if traffic:
+            self.reconcile_set(serving, max(traffic), target)
+
+
+def plan(service: ServiceState, now: float, config: SchedulerConfig | None = None) -> list[Action]:
+    """The actions that move ``service`` toward its desired state at time ``now``."""
+    if service.terminated:
+        return []
+    return _Planner(service, now, config if config is not None else SchedulerConfig()).run()
