@@ -1,0 +1,114 @@
+"""The provider interface: what the provisioner asks of every cloud.
+
+A provider turns a ``Placement`` plus a ``LaunchTask`` into a running ``Instance`` and answers
+questions about it. It keeps no state the provisioner needs beyond what it can rediscover
+(``list_instances``), so a restarted provisioner picks up where the last one stopped.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from pathlib import Path
+from typing import ClassVar
+
+import msgspec
+
+from libs.events.types import Placement
+
+from .errors import ProviderError
+from .log_tail import tail_lines
+
+
+class LaunchTask(msgspec.Struct, frozen=True, kw_only=True):
+    """What to run on a replica: the resolved task of one service version."""
+
+    service: str
+    replica_id: int
+    service_port: int
+    version: int = 1
+    setup: str | None = None
+    run: str | None = None
+    # Already merged (spec envs, overrides, secrets): values may be secret, so never log them.
+    envs: dict[str, str] = {}
+    # A local directory whose copy becomes the replica's working directory.
+    workdir: str | None = None
+    # Local source path -> destination on the replica. Remote URIs (s3://...) are not copied
+    # by the provisioner; a provider that cannot handle them raises LaunchError.
+    file_mounts: dict[str, str] = {}
+    ports: list[int] = []
+    num_gpus: int = 0
+
+    def __repr__(self) -> str:
+        envs = {key: "***" for key in self.envs}
+        return (
+            f"LaunchTask(service={self.service!r}, replica_id={self.replica_id}, version={self.version}, "
+            f"service_port={self.service_port}, setup={self.setup!r}, run={self.run!r}, envs={envs}, "
+            f"workdir={self.workdir!r}, file_mounts={self.file_mounts!r}, ports={self.ports!r}, "
+            f"num_gpus={self.num_gpus})"
+        )
+
+
+class Instance(msgspec.Struct, frozen=True, kw_only=True):
+    """A launched replica as its provider knows it."""
+
+    instance_id: str
+    service: str
+    replica_id: int
+    # Where the router and prober reach the service port: "http://10.213.0.2:8080", or
+    # "http+unix://<percent-encoded socket path>" for a replica behind a unix-socket bridge.
+    url: str
+    placement: Placement
+    # Provider-specific facts for humans and debugging (pid, namespace, cloud instance id...).
+    details: dict[str, str] = {}
+
+
+class InstanceState(enum.StrEnum):
+    PROVISIONING = "PROVISIONING"  # being created, or running its setup
+    RUNNING = "RUNNING"  # the run command is running (readiness is the prober's business)
+    EXITED = "EXITED"  # the workload ended on its own; exit_code says how when known
+    PREEMPTED = "PREEMPTED"  # the cloud took it back (spot), or `stratus debug preempt`
+    TERMINATED = "TERMINATED"  # terminated on request
+    NOT_FOUND = "NOT_FOUND"  # the provider knows no such instance
+
+
+class InstanceStatus(msgspec.Struct, frozen=True, kw_only=True):
+    state: InstanceState
+    exit_code: int | None = None
+    # A human sentence on why, e.g. "setup exited with code 1".
+    detail: str = ""
+
+
+class Provider(abc.ABC):
+    """One cloud. Methods are coroutines; none blocks the event loop for long."""
+
+    cloud: ClassVar[str]
+
+    @abc.abstractmethod
+    async def launch(self, placement: Placement, task: LaunchTask) -> Instance:
+        """Start an instance running ``task``; return once it is started (not ready)."""
+
+    @abc.abstractmethod
+    async def terminate(self, instance_id: str, *, grace_seconds: float = 10) -> None:
+        """Stop and delete the instance. Idempotent: an unknown or gone instance is not an error."""
+
+    @abc.abstractmethod
+    async def status(self, instance_id: str) -> InstanceStatus:
+        """What the instance is doing now (NOT_FOUND rather than an error for unknown ids)."""
+
+    @abc.abstractmethod
+    async def list_instances(self, service: str | None = None) -> list[Instance]:
+        """Instances not yet terminated, so a restarted provisioner rediscovers them."""
+
+    async def preempt(self, instance_id: str, *, grace_seconds: float = 5.0) -> None:
+        """Act out a preemption (debugging and fault injection); real clouds cannot."""
+        raise ProviderError(f"the {self.cloud} provider cannot simulate a preemption of {instance_id!r}")
+
+    def log_path(self, instance_id: str) -> Path | None:
+        """The file holding the instance's setup and run output, if this provider keeps one."""
+        return None
+
+    def log_tail(self, instance_id: str, lines: int = 20) -> str:
+        """The last ``lines`` lines of the instance's log ("" when there is none)."""
+        path = self.log_path(instance_id)
+        return "" if path is None else tail_lines(path, lines)
