@@ -1,11 +1,11 @@
 """Settings every Stratus process reads from its environment (no module-level singletons).
 
-    STRATUS_HOME        state directory (logs, replica working copies, embedded servers); ~/.stratus
-    NATS_URL            NATS with JetStream; set by ``stratus local up`` for the services
-    DATABASE_URL        Postgres holding the event log
-    STRATUS_API_URL     where the CLI finds the API; default http://127.0.0.1:8765
-    STRATUS_BUS_PREFIX  subject prefix / stream name suffix, so several stacks can share a NATS
-    STRATUS_ROUTER_HOST address the router binds service endpoints on; default 127.0.0.1
+STRATUS_HOME        state directory (logs, replica working copies, embedded servers); ~/.stratus
+NATS_URL            NATS with JetStream; set by ``stratus local up`` for the services
+DATABASE_URL        Postgres holding the event log
+STRATUS_API_URL     where the CLI finds the API; default http://127.0.0.1:8765
+STRATUS_BUS_PREFIX  subject prefix / stream name suffix, so several stacks can share a NATS
+STRATUS_ROUTER_HOST address the router binds service endpoints on; default 127.0.0.1
 """
 
 from __future__ import annotations

@@ -50,10 +50,12 @@ def build_components(settings: Settings) -> tuple[list[Component], dict[str, str
         pg.init()
         database_url = pg.url
         components.append(
-            Component("postgres", pg.foreground_argv(), ready_port=("127.0.0.1", pg.port), stop_signal=signal.SIGINT)
+            Component(
+                "postgres", pg.foreground_argv(), ready_port=("127.0.0.1", pg.port), stop_signal=signal.SIGINT
+            )
         )
     env = {"NATS_URL": nats_url, "DATABASE_URL": database_url, "STRATUS_HOME": str(home)}
-    components.append(Component("relay", python_module("libs.events.relay"), env=dict(env)))
+    components.append(Component("relay", python_module("libs.events", "relay"), env=dict(env)))
     for name in SERVICES:
         components.append(Component(name, python_module(f"services.{name}.main"), env=dict(env)))
     return components, env

@@ -1,0 +1,233 @@
+"""What every Stratus service process stands on: the store, the bus, the fleet projection.
+
+A service's ``main.py`` builds a ``ServiceHost``, registers consumers and loops, and runs it.
+Consumers are woken by bus messages that only name a service (level-triggered): the handler
+waits until the live projection has folded the message's position, then reconciles that
+service from the whole projected state. One reconcile per service at a time (``locks``);
+different services in parallel. A periodic resync catches anything missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack
+
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+
+from libs.events.bus import BusConfig, connect_until_stopped, ensure_stream
+from libs.events.consumer import Consumer, ConsumerOptions, Handler, MemoryHandler
+from libs.events.errors import StoreUnavailable
+from libs.events.lifecycle import Backoff, install_stop_signals, sleep_or_stop
+from libs.events.outcomes import TRANSIENT_ERRORS
+from libs.events.projection import LiveProjection, Projection
+from libs.events.store import EventStore
+from libs.fleet.fold import apply as fleet_apply
+from libs.fleet.state import FleetState
+
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Errors a long-running loop survives by retrying; anything else is a bug and ends the process,
+# which the supervisor restarts.
+TRANSIENT_SETUP_ERRORS = TRANSIENT_ERRORS
+
+FLEET: Projection[FleetState] = Projection(initial=FleetState, apply=fleet_apply)
+
+
+class KeyedLocks:
+    """One asyncio.Lock per key, created on demand."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def __call__(self, key: str) -> asyncio.Lock:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
+
+
+def bus_config(settings: Settings) -> BusConfig:
+    prefix = settings.bus_prefix
+    stream = "STRATUS" if prefix == "stratus" else f"STRATUS_{prefix.upper().replace('-', '_')}"
+    return BusConfig(stream=stream, prefix=prefix)
+
+
+class ServiceHost:
+    def __init__(self, name: str, settings: Settings) -> None:
+        self.name = name
+        self.settings = settings
+        self.bus = bus_config(settings)
+        self.stop = asyncio.Event()
+        self.locks = KeyedLocks()
+        self._store: EventStore | None = None
+        self._nc: NATS | None = None
+        self._fleet: LiveProjection[FleetState] | None = None
+        self._tasks: list[Callable[[], Awaitable[None]]] = []
+
+    # ------------------------------------------------------------------ connections
+
+    @property
+    def store(self) -> EventStore:
+        assert self._store is not None, "ServiceHost not started"
+        return self._store
+
+    @property
+    def js(self) -> JetStreamContext:
+        assert self._nc is not None, "ServiceHost not started"
+        return self._nc.jetstream()
+
+    @property
+    def nc(self) -> NATS:
+        assert self._nc is not None, "ServiceHost not started"
+        return self._nc
+
+    @property
+    def fleet(self) -> LiveProjection[FleetState]:
+        assert self._fleet is not None, "ServiceHost not started"
+        return self._fleet
+
+    async def _connect_store(self) -> EventStore | None:
+        backoff = Backoff(0.2, 5.0)
+        while not self.stop.is_set():
+            try:
+                return await EventStore.connect(self.settings.database_url, min_size=1, max_size=5)
+            except StoreUnavailable as exc:
+                log.warning("%s: %s", self.name, exc)
+                await sleep_or_stop(self.stop, backoff.next())
+        return None
+
+    # ------------------------------------------------------------------ registration
+
+    def consumer(
+        self, types: Sequence[str], handler: Handler, *, name: str | None = None,
+        options: ConsumerOptions | None = None,
+    ) -> None:  # fmt: skip
+        """A tracked, durable consumer shared by every instance of this service (queue semantics)."""
+        self._add_consumer(name or self.name, types, handler, True, options or ConsumerOptions())
+
+    def memory_consumer(
+        self,
+        types: Sequence[str],
+        handler: MemoryHandler,
+        *,
+        name: str,
+        options: ConsumerOptions | None = None,
+    ) -> None:
+        """An untracked consumer of this instance's own (every instance sees every event)."""
+        self._add_consumer(name, types, handler, False, options or ConsumerOptions())
+
+    def _add_consumer(
+        self, name: str, types: Sequence[str], handler: Handler | MemoryHandler, track: bool,
+        options: ConsumerOptions,
+    ) -> None:  # fmt: skip
+        opts = dataclasses.replace(options, filter_subjects=tuple(self.bus.filters_for_types(types)))
+
+        async def run() -> None:
+            if track:
+                consumer = Consumer(
+                    self.nc,
+                    name=name,
+                    handler=handler,
+                    store=self.store,
+                    bus=self.bus,
+                    options=opts,  # type: ignore[arg-type]
+                )
+            else:
+                consumer = Consumer(
+                    self.nc, name=name, handler=handler, track=False, bus=self.bus, options=opts
+                )  # type: ignore[arg-type]
+            backoff = Backoff(0.5, 10.0)
+            while not self.stop.is_set():
+                try:
+                    await consumer.subscribe()
+                    await consumer.run(self.stop)
+                    return
+                except TRANSIENT_SETUP_ERRORS as exc:
+                    log.warning("%s: consumer %s: %r; retrying", self.name, name, exc)
+                    await sleep_or_stop(self.stop, backoff.next())
+
+        self._tasks.append(run)
+
+    def loop(self, interval: float, body: Callable[[], Awaitable[None]], *, name: str) -> None:
+        """Run ``body`` every ``interval`` seconds until stop; a failing round is logged and retried."""
+
+        async def run() -> None:
+            while not self.stop.is_set():
+                try:
+                    await body()
+                except asyncio.CancelledError:
+                    raise
+                except TRANSIENT_SETUP_ERRORS as exc:
+                    log.warning("%s: %s: %r", self.name, name, exc)
+                await sleep_or_stop(self.stop, interval)
+
+        self._tasks.append(run)
+
+    def task(self, body: Callable[[], Awaitable[None]]) -> None:
+        self._tasks.append(body)
+
+    # ------------------------------------------------------------------ running
+
+    async def run(self, on_started: Callable[[], Awaitable[None]] | None = None) -> None:
+        remove = install_stop_signals(self.stop)
+        try:
+            async with AsyncExitStack() as stack:
+                self._store = await self._connect_store()
+                if self._store is None:
+                    return
+                stack.push_async_callback(self._store.close)
+                self._nc = await connect_until_stopped(
+                    self.settings.nats_url, f"stratus-{self.name}", self.stop
+                )
+                if self._nc is None:
+                    return
+                stack.push_async_callback(self._nc.close)
+                await ensure_stream(self.js, self.bus)
+                self._fleet = LiveProjection(FLEET, self._store, poll_interval=1.0)
+                await self._fleet.start()
+                stack.push_async_callback(self._fleet.stop)
+                if on_started is not None:
+                    await on_started()
+                log.info("%s: started at position %d", self.name, self._fleet.position)
+                await asyncio.gather(*(t() for t in self._tasks))
+        finally:
+            remove()
+
+
+def configure_logging(component: str) -> None:
+    level = os.environ.get("STRATUS_LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(level=level, format=f"%(asctime)s %(levelname)s {component} %(name)s: %(message)s")
+
+
+def run_main(
+    name: str, build: Callable[[ServiceHost], Callable[[], Awaitable[None]] | None], *, fast_loop: bool = False
+) -> None:
+    """Entry point of a service process: settings from env, build, run until SIGTERM.
+
+    ``fast_loop`` runs on uvloop (the router's data path). Others keep asyncio's loop: its
+    subprocess handling is what the local provider's launcher was built and tested against.
+    """
+    configure_logging(name)
+    settings = Settings.from_env()
+
+    async def main() -> None:
+        host = ServiceHost(name, settings)
+        on_started = build(host)
+        await host.run(on_started)
+
+    if fast_loop:
+        try:
+            import uvloop
+        except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+            pass
+        else:
+            uvloop.run(main())
+            return
+    asyncio.run(main())

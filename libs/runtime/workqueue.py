@@ -1,0 +1,65 @@
+"""A work queue of keys for level-triggered reconcilers (controller-runtime's idea).
+
+Adding a key that is already waiting is a no-op, so a burst of events for one service costs one
+reconcile. A key is never reconciled by two workers at once; a key added while it is being
+reconciled runs again afterwards. Keys whose reconcile fails are retried with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from libs.events.outcomes import TRANSIENT_ERRORS
+
+log = logging.getLogger(__name__)
+
+
+class WorkQueue:
+    def __init__(self, reconcile: Callable[[str], Awaitable[None]], *, workers: int = 4) -> None:
+        self._reconcile = reconcile
+        self._workers = workers
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._waiting: set[str] = set()
+        self._active: set[str] = set()
+        self._again: set[str] = set()
+        self._failures: dict[str, int] = {}
+
+    def add(self, key: str) -> None:
+        if key in self._active:
+            self._again.add(key)
+        elif key not in self._waiting:
+            self._waiting.add(key)
+            self._queue.put_nowait(key)
+
+    def add_after(self, key: str, delay: float) -> None:
+        asyncio.get_running_loop().call_later(delay, self.add, key)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        workers = [asyncio.create_task(self._work()) for _ in range(self._workers)]
+        try:
+            await stop.wait()
+        finally:
+            for w in workers:
+                w.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+
+    async def _work(self) -> None:
+        while True:
+            key = await self._queue.get()
+            self._waiting.discard(key)
+            self._active.add(key)
+            try:
+                await self._reconcile(key)
+                self._failures.pop(key, None)
+            except TRANSIENT_ERRORS as exc:
+                n = self._failures[key] = self._failures.get(key, 0) + 1
+                delay = min(30.0, 0.2 * 2**n)
+                log.warning("reconcile %s failed (%r); retrying in %.1fs", key, exc, delay)
+                self.add_after(key, delay)
+            finally:
+                self._active.discard(key)
+                if key in self._again:
+                    self._again.discard(key)
+                    self.add(key)

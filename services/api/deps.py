@@ -1,0 +1,47 @@
+"""What the API needs from the outside world, passed to ``create_app`` (no globals)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from libs.events.projection import Projection
+from libs.events.store import EventStore
+from libs.fleet import FleetState, apply
+from libs.runtime.settings import Settings
+
+
+class FleetView(Protocol):
+    """The live fleet projection (``LiveProjection[FleetState]`` fits)."""
+
+    @property
+    def state(self) -> FleetState: ...
+
+    @property
+    def position(self) -> int: ...
+
+    async def wait_for(self, position: int, timeout: float) -> FleetState: ...  # noqa: ASYNC109
+
+
+def fleet_projection() -> Projection[FleetState]:
+    return Projection(initial=FleetState, apply=apply)
+
+
+@dataclass
+class ApiDeps:
+    store: EventStore
+    projection: FleetView
+    settings: Settings
+    # Set when the process is shutting down: open log and event streams end.
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    clock: Callable[[], float] = time.time
+    # How long a write waits for the projection to include it (read-your-writes).
+    consistency_timeout: float = 5.0
+    # How often a followed log file or event stream is checked when idle.
+    poll_interval: float = 0.25
+    # Event stream heartbeat (a blank NDJSON line) so idle followers notice a dead server.
+    heartbeat_seconds: float = 15.0
+    secrets_schema_ready: bool = False

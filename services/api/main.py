@@ -1,0 +1,102 @@
+"""``python -m services.api.main``: connect the store, follow the log, serve the API.
+
+Binds the host and port of ``STRATUS_API_URL`` (default http://127.0.0.1:8765). SIGTERM/SIGINT
+end open log and event streams, let in-flight requests finish, then close the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from types import FrameType
+from urllib.parse import urlsplit
+
+import uvicorn
+
+from libs.events.errors import StoreUnavailable
+from libs.events.projection import LiveProjection
+from libs.events.store import EventStore
+from libs.runtime.settings import DEFAULT_API_PORT, Settings
+
+from .app import create_app
+from .deps import ApiDeps, fleet_projection
+from .secrets import ensure_schema, load_or_create_key
+
+log = logging.getLogger("stratus.api")
+
+CONNECT_ATTEMPTS = 60
+
+
+def bind_address(api_url: str) -> tuple[str, int]:
+    parts = urlsplit(api_url)
+    return parts.hostname or "127.0.0.1", parts.port or DEFAULT_API_PORT
+
+
+class _Server(uvicorn.Server):
+    """Tells the app's open streams to end as soon as a stop signal arrives."""
+
+    def __init__(self, config: uvicorn.Config, deps: ApiDeps, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(config)
+        self._deps = deps
+        self._loop = loop
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._loop.call_soon_threadsafe(self._deps.stopping.set)
+        super().handle_exit(sig, frame)
+        # uvicorn re-raises captured signals after serving, which would kill the process before
+        # the store is closed; a clean exit (status 0) after cleanup is what we want instead.
+        self._captured_signals.clear()
+
+
+async def connect_store(dsn: str) -> EventStore:
+    delay = 0.5
+    for attempt in range(1, CONNECT_ATTEMPTS + 1):
+        try:
+            return await EventStore.connect(dsn)
+        except StoreUnavailable as exc:
+            if attempt == CONNECT_ATTEMPTS:
+                raise
+            log.warning("%s; retrying in %.1fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+    raise AssertionError("unreachable")
+
+
+async def serve(settings: Settings) -> None:
+    load_or_create_key(settings.home)
+    store = await connect_store(settings.database_url)
+    try:
+        await ensure_schema(store.pool)
+        projection = LiveProjection(fleet_projection(), store)
+        await projection.start()
+        try:
+            deps = ApiDeps(store=store, projection=projection, settings=settings, secrets_schema_ready=True)
+            host, port = bind_address(settings.api_url)
+            config = uvicorn.Config(
+                create_app(deps), host=host, port=port, log_level="info", timeout_graceful_shutdown=10,
+                lifespan="off",
+            )  # fmt: skip
+            server = _Server(config, deps, asyncio.get_running_loop())
+            log.info(
+                "serving the Stratus API on http://%s:%d (projection at position %d)",
+                host,
+                port,
+                projection.position,
+            )
+            await server.serve()
+        finally:
+            await projection.stop()
+    finally:
+        await store.close()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings.from_env()
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

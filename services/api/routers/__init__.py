@@ -1,0 +1,1 @@
+"""The API's routers, one module per resource; each is built from the ``ApiDeps`` it serves."""

@@ -1,0 +1,112 @@
+"""Logs: a replica's setup+run output, and the components' own logs (plain text, optionally followed)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path as FsPath
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import StreamingResponse
+
+from libs.fleet import ALIVE_STATUSES, replica_status
+
+from .. import commands
+from ..deps import ApiDeps
+from ..errors import NotFound
+from ..logfiles import COMPONENTS, SERVICE_COMPONENTS, read_log
+from .services import ERRORS
+
+Follow = Annotated[bool, Query(description="Keep streaming what is appended (until the writer ends).")]
+Tail = Annotated[int | None, Query(ge=0, description="Start this many lines before the end (default: all).")]
+TEXT = "text/plain; charset=utf-8"
+_TEXT_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {TEXT: {"schema": {"type": "string"}}}, "description": "The log text"}
+}
+
+
+def build(deps: ApiDeps) -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["logs"], responses=ERRORS)
+
+    def stream(
+        path: FsPath, *, follow: bool, tail: int | None, done: Callable[[], bool]
+    ) -> StreamingResponse:
+        body = read_log(
+            path,
+            tail=tail,
+            follow=follow,
+            stopping=deps.stopping,
+            done=done,
+            poll_interval=deps.poll_interval,
+        )
+        return StreamingResponse(body, media_type=TEXT, headers={"Cache-Control": "no-store"})
+
+    def replica_done(name: str, replica_id: int) -> Callable[[], bool]:
+        def done() -> bool:
+            svc = deps.projection.state.services.get(name)
+            rep = svc.replicas.get(replica_id) if svc is not None else None
+            return rep is None or replica_status(rep) not in ALIVE_STATUSES | {"SHUTTING_DOWN"}
+
+        return done
+
+    @router.get(
+        "/services/{name}/replicas/{replica_id}/logs",
+        summary="A replica's setup and run output",
+        response_class=StreamingResponse,
+        responses=_TEXT_RESPONSE,
+    )
+    async def replica_logs(
+        name: str,
+        replica_id: Annotated[int, Path(ge=1)],
+        follow: Follow = False,
+        tail: Tail = None,
+    ) -> StreamingResponse:
+        # Up to date, so a replica launched a moment ago is not taken for one already gone.
+        state = await commands.synced_state(deps)
+        svc = commands.find_service(state, name, live=False)
+        path = deps.settings.replica_log(name, replica_id)
+        if replica_id not in svc.replicas and not path.exists():
+            commands.find_replica(svc, replica_id)  # raises NotFound naming the replicas there are
+        if not follow and not path.exists():
+            rep = svc.replicas[replica_id]
+            raise NotFound(
+                f"replica {replica_id} of {name!r} has no log yet (status {replica_status(rep)}); "
+                f"retry with --follow to wait for it"
+            )
+        return stream(path, follow=follow, tail=tail, done=replica_done(name, replica_id))
+
+    @router.get(
+        "/services/{name}/logs/{component}",
+        summary="A service's controller (the scheduler) or load-balancer (the router) log",
+        response_class=StreamingResponse,
+        responses=_TEXT_RESPONSE,
+    )
+    async def service_component_logs(
+        name: str, component: str, follow: Follow = False, tail: Tail = None
+    ) -> StreamingResponse:
+        commands.find_service(deps.projection.state, name, live=False)
+        target = SERVICE_COMPONENTS.get(component)
+        if target is None:
+            raise NotFound(f"unknown service component {component!r}; use controller or load-balancer")
+        return component_stream(target, follow=follow, tail=tail)
+
+    @router.get(
+        "/components/{component}/logs",
+        summary="A Stratus component's log (api, scheduler, provisioner, prober, autoscaler, router, ...)",
+        response_class=StreamingResponse,
+        responses=_TEXT_RESPONSE,
+    )
+    async def component_logs(component: str, follow: Follow = False, tail: Tail = None) -> StreamingResponse:
+        if component not in COMPONENTS:
+            raise NotFound(f"unknown component {component!r}; components: {', '.join(COMPONENTS)}")
+        return component_stream(component, follow=follow, tail=tail)
+
+    def component_stream(component: str, *, follow: bool, tail: int | None) -> StreamingResponse:
+        path = deps.settings.component_log(component)
+        if not follow and not path.exists():
+            raise NotFound(
+                f"no log for component {component!r} at {path}; is it running here? (`stratus local status`)"
+            )
+        return stream(path, follow=follow, tail=tail, done=lambda: False)
+
+    return router

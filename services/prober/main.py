@@ -1,0 +1,93 @@
+"""The prober service: probes every launched replica and records what it learns.
+
+Probe state (streaks, when failing began) lives in memory, seeded from the projection's recorded
+facts on start, so a restarted prober resumes a replica's history instead of starting over.
+Only transitions and failures are recorded, never routine successes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+
+from libs.events.types import replica_stream
+from libs.fleet.policy import probe_policy
+from libs.fleet.state import ReplicaState, ServiceState
+from libs.runtime.host import ServiceHost, run_main
+
+from .decide import ProbeState, decide
+from .http_probe import HttpProber
+
+log = logging.getLogger("stratus.prober")
+
+
+def probe_target(r: ReplicaState) -> bool:
+    """Launched, reachable, and not yet ended or on its way out."""
+    return (
+        r.launched_at is not None and bool(r.url) and r.failed is None and r.exited is None
+        and r.preempted_at is None and r.termination is None and r.terminated_at is None
+    )  # fmt: skip
+
+
+def seed_state(svc: ServiceState, r: ReplicaState) -> ProbeState:
+    assert r.launched_at is not None
+    return ProbeState(
+        service=svc.name, replica_id=r.replica_id, version=r.version, url=r.url, launched_at=r.launched_at,
+        ready=r.is_ready, ever_ready=r.ready_at is not None, consecutive_failures=r.probe_failures,
+        failing_since=r.not_ready_at,
+    )  # fmt: skip
+
+
+class Prober:
+    def __init__(self, host: ServiceHost, failure_threshold: float) -> None:
+        self.host = host
+        self.failure_threshold = failure_threshold
+        self.http = HttpProber()
+        self.states: dict[tuple[str, int], ProbeState] = {}
+
+    async def round(self) -> None:
+        targets: list[tuple[ServiceState, ReplicaState]] = [
+            (svc, r)
+            for svc in self.host.fleet.state.services.values()
+            for r in svc.replicas.values()
+            if probe_target(r)
+        ]
+        live = {(svc.name, r.replica_id) for svc, r in targets}
+        for key in [k for k in self.states if k not in live]:
+            del self.states[key]
+        await asyncio.gather(*(self._probe(svc, r) for svc, r in targets))
+
+    async def _probe(self, svc: ServiceState, r: ReplicaState) -> None:
+        key = (svc.name, r.replica_id)
+        state = self.states.get(key) or seed_state(svc, r)
+        info = svc.versions.get(r.version)
+        policy = probe_policy(info.spec if info else {}, failure_threshold_seconds=self.failure_threshold)
+        result = await self.http.probe(r.url, policy)
+        new, events = decide(state, result, time.time(), policy)
+        self.states[key] = new
+        if events:
+            appended = await self.host.store.append(replica_stream(svc.name, r.replica_id), events)
+            log.info("%s replica %s: %s", svc.name, r.replica_id, ", ".join(type(e).__name__ for e in events))
+            await self.host.fleet.wait_for(appended.last_position, 10.0)
+
+    async def close_on_stop(self) -> None:
+        await self.host.stop.wait()
+        await self.http.aclose()
+
+
+def build(host: ServiceHost) -> Callable[[], Awaitable[None]] | None:
+    prober = Prober(host, float(os.environ.get("STRATUS_PROBE_FAILURE_THRESHOLD", "180")))
+    host.loop(float(os.environ.get("STRATUS_PROBE_INTERVAL", "1.0")), prober.round, name="probe")
+    host.task(prober.close_on_stop)
+    return None
+
+
+def main() -> None:
+    run_main("prober", build)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""The provisioner service: executes launches and terminations through a provider.
+
+Level-triggered: a bus message only names a service; ``reconcile`` compares the projected
+replicas with what the provider has done and acts. A monitor loop watches launched instances
+and records exits and preemptions. Launch and terminate are idempotent in the provider, so a
+redelivered message or a restart mid-launch never starts a replica twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+
+from libs.events.consumer import ConsumerOptions
+from libs.events.envelope import RecordedEvent
+from libs.events.store import Transaction
+from libs.events.types import (
+    Event,
+    Preempted,
+    PreemptionRequested,
+    ReplicaLaunched,
+    ReplicaLaunchFailed,
+    ReplicaProcessExited,
+    ReplicaProvisioningStarted,
+    ReplicaScheduled,
+    ReplicaTerminated,
+    ReplicaTerminationRequested,
+    ServiceDownRequested,
+    replica_stream,
+)
+from libs.fleet.state import ReplicaState, ServiceState
+from libs.runtime.host import ServiceHost, run_main
+from libs.runtime.workqueue import WorkQueue
+from services.api.secrets import load_secrets
+
+from .clouds.base import InstanceState, Provider
+from .clouds.errors import ProviderError
+from .clouds.local import LocalProvider
+from .tasks import launch_task
+
+log = logging.getLogger("stratus.provisioner")
+
+TYPES = [
+    ReplicaScheduled.__name__, ReplicaTerminationRequested.__name__, PreemptionRequested.__name__,
+    ServiceDownRequested.__name__,
+]  # fmt: skip
+
+
+def needs_launch(r: ReplicaState) -> bool:
+    return (
+        r.scheduled_at is not None and r.launched_at is None and r.launch_failed is None
+        and r.termination is None and r.failed is None
+    )  # fmt: skip
+
+
+def needs_termination(r: ReplicaState) -> bool:
+    return r.termination is not None and r.terminated_at is None
+
+
+def is_running(r: ReplicaState) -> bool:
+    """Launched and not yet known to have ended."""
+    return (
+        r.launched_at is not None and bool(r.instance_id) and r.exited is None and r.preempted_at is None
+        and r.terminated_at is None
+    )  # fmt: skip
+
+
+class Provisioner:
+    def __init__(self, host: ServiceHost, provider: Provider) -> None:
+        self.host = host
+        self.provider = provider
+        self._terminating: set[tuple[str, int]] = set()
+        self._background: set[asyncio.Task[None]] = set()
+        self.queue = WorkQueue(self.reconcile, workers=4)
+
+    async def append(self, service: str, replica_id: int, events: list[Event]) -> None:
+        """Append, then wait until our own projection shows it (so the next reconcile does)."""
+        result = await self.host.store.append(replica_stream(service, replica_id), events)
+        await self.host.fleet.wait_for(result.last_position, 10.0)
+
+    # ------------------------------------------------------------------ message-driven
+
+    async def handle(self, rec: RecordedEvent, tx: Transaction) -> None:
+        await self.host.fleet.wait_for(rec.position, 10.0)
+        if isinstance(rec.event, PreemptionRequested):
+            await self._preempt(rec.event)
+        self.queue.add(rec.event.service)
+
+    async def _preempt(self, event: PreemptionRequested) -> None:
+        svc = self.host.fleet.state.services.get(event.service)
+        replica = svc.replicas.get(event.replica_id) if svc else None
+        if replica is None or not replica.instance_id:
+            log.warning("preempt: %s replica %s has no instance", event.service, event.replica_id)
+            return
+        await self.provider.preempt(replica.instance_id)
+
+    async def reconcile(self, service: str) -> None:
+        svc = self.host.fleet.state.services.get(service)
+        if svc is None:
+            return
+        for r in list(svc.replicas.values()):
+            if needs_termination(r):
+                self._start_termination(svc, r)
+            elif needs_launch(r):
+                await self._launch(svc, r)
+
+    async def _launch(self, svc: ServiceState, r: ReplicaState) -> None:
+        info = svc.versions.get(r.version)
+        if info is None:
+            return
+        if r.provisioning_at is None:
+            await self.append(svc.name, r.replica_id, [
+                ReplicaProvisioningStarted(service=svc.name, replica_id=r.replica_id, placement=r.placement)
+            ])  # fmt: skip
+        try:
+            secrets = await load_secrets(self.host.store.pool, svc.name, r.version, self.host.settings.home)
+            task = launch_task(svc.name, r.replica_id, r.version, info.spec, secrets)
+            instance = await self.provider.launch(r.placement, task)
+        except ProviderError as exc:
+            log.warning("launch of %s replica %s failed: %s", svc.name, r.replica_id, exc)
+            event: Event = ReplicaLaunchFailed(
+                service=svc.name, replica_id=r.replica_id, kind=exc.kind, message=str(exc), placement=r.placement
+            )
+        else:
+            log.info("launched %s replica %s at %s", svc.name, r.replica_id, instance.url)
+            event = ReplicaLaunched(
+                service=svc.name, replica_id=r.replica_id, instance_id=instance.instance_id, url=instance.url,
+                placement=instance.placement,
+            )  # fmt: skip
+        await self.append(svc.name, r.replica_id, [event])
+
+    def _start_termination(self, svc: ServiceState, r: ReplicaState) -> None:
+        key = (svc.name, r.replica_id)
+        if key in self._terminating:
+            return
+        self._terminating.add(key)
+        assert r.termination is not None
+        drain = r.termination.drain_seconds if r.ready_at is not None else 0.0
+        task = asyncio.create_task(self._terminate(svc.name, r, drain), name=f"terminate-{svc.name}-{r.replica_id}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _terminate(self, service: str, r: ReplicaState, drain: float) -> None:
+        key = (service, r.replica_id)
+        try:
+            # The router stopped sending new requests when the termination was requested;
+            # in-flight ones get until the drain deadline.
+            remaining = (r.termination.at if r.termination else time.time()) + drain - time.time()
+            if remaining > 0:
+                await asyncio.sleep(min(remaining, 600))
+            error = ""
+            if r.instance_id:
+                try:
+                    await self.provider.terminate(r.instance_id, grace_seconds=10)
+                except ProviderError as exc:
+                    error = str(exc)
+            await self.append(service, r.replica_id, [
+                ReplicaTerminated(service=service, replica_id=r.replica_id, instance_id=r.instance_id,
+                                  cleanup_error=error)
+            ])  # fmt: skip
+            log.info("terminated %s replica %s", service, r.replica_id)
+        finally:
+            self._terminating.discard(key)
+
+    # ------------------------------------------------------------------ periodic
+
+    async def resync(self) -> None:
+        for name in list(self.host.fleet.state.services):
+            self.queue.add(name)
+
+    async def monitor(self) -> None:
+        """Record replicas whose process ended on its own, and preemptions."""
+        for svc in list(self.host.fleet.state.services.values()):
+            for r in list(svc.replicas.values()):
+                if not is_running(r) or r.termination is not None:
+                    continue
+                status = await self.provider.status(r.instance_id)
+                event: Event | None = None
+                if status.state == InstanceState.PREEMPTED:
+                    event = Preempted(service=svc.name, replica_id=r.replica_id, instance_id=r.instance_id,
+                                      placement=r.placement)  # fmt: skip
+                elif status.state in (InstanceState.EXITED, InstanceState.NOT_FOUND, InstanceState.TERMINATED):
+                    event = ReplicaProcessExited(
+                        service=svc.name, replica_id=r.replica_id, instance_id=r.instance_id,
+                        exit_code=status.exit_code,
+                        log_tail=(self.provider.log_tail(r.instance_id, 20) or status.detail)[-4000:],
+                    )  # fmt: skip
+                if event is not None:
+                    log.info("%s replica %s: %s", svc.name, r.replica_id, status.state)
+                    await self.append(svc.name, r.replica_id, [event])
+
+    async def close_on_stop(self) -> None:
+        await self.host.stop.wait()
+        for t in list(self._background):
+            t.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+
+
+def build(host: ServiceHost) -> Callable[[], Awaitable[None]]:
+    provider = LocalProvider(host.settings.provisioner_dir)
+    prov = Provisioner(host, provider)
+    host.consumer(TYPES, prov.handle, options=ConsumerOptions(ack_wait=60, concurrency=4))
+    host.loop(float(os.environ.get("STRATUS_MONITOR_INTERVAL", "1.0")), prov.monitor, name="monitor")
+    host.loop(float(os.environ.get("STRATUS_RESYNC_INTERVAL", "5.0")), prov.resync, name="resync")
+    host.task(lambda: prov.queue.run(host.stop))
+
+    async def on_started() -> None:
+        await prov.resync()
+
+    host.task(prov.close_on_stop)
+    return on_started
+
+
+def main() -> None:
+    run_main("provisioner", build)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""Turning a service version's normalized spec into the provider's ``LaunchTask`` (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .clouds.base import LaunchTask
+
+
+def _accelerator_count(resources: Mapping[str, Any]) -> int:
+    acc = resources.get("accelerators")
+    if isinstance(acc, dict) and acc:
+        return int(max(float(v or 1) for v in acc.values()))
+    for cand in resources.get("any_of") or []:
+        n = _accelerator_count(cand) if isinstance(cand, Mapping) else 0
+        if n:
+            return n
+    return 0
+
+
+def launch_task(
+    service: str, replica_id: int, version: int, spec: Mapping[str, Any], secrets: Mapping[str, str]
+) -> LaunchTask:
+    section = spec.get("service") or {}
+    resources = spec.get("resources") or {}
+    envs = {k: str(v) for k, v in (spec.get("envs") or {}).items() if v is not None}
+    envs.update(secrets)
+    ports = [int(p) for p in resources.get("ports") or []]
+    port = int(section.get("ports") or (ports[0] if ports else 8080))
+    return LaunchTask(
+        service=service,
+        replica_id=replica_id,
+        version=version,
+        service_port=port,
+        setup=spec.get("setup"),
+        run=spec.get("run"),
+        envs=envs,
+        workdir=spec.get("workdir"),
+        # SkyPilot writes file_mounts as {destination: source}; the provider takes source -> destination.
+        file_mounts={str(src): str(dst) for dst, src in (spec.get("file_mounts") or {}).items() if isinstance(src, str)},
+        ports=ports or [port],
+        num_gpus=_accelerator_count(resources),
+    )

@@ -1,0 +1,179 @@
+"""The router service: one endpoint per service, replica pools kept in step with events.
+
+Every bus message about a service triggers ``sync(service)``: it reads the projected state
+and makes the endpoint match it (level-triggered), so a missed or repeated message is
+harmless. Ready replicas join within one bus hop; a replica asked to terminate is drained
+(no new requests; in-flight ones finish). Request counts are recorded as ``QpsSampled``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable
+
+from libs.events.consumer import ConsumerOptions
+from libs.events.envelope import RecordedEvent
+from libs.events.types import (
+    ALL_EVENT_TYPES,
+    EndpointAssigned,
+    QpsSampled,
+    ScaleFromZeroRequested,
+    service_stream,
+)
+from libs.fleet.state import ServiceState
+from libs.fleet.status import serving_replicas
+from libs.runtime.host import ServiceHost, run_main
+
+from .endpoint import EndpointOptions
+from .router import Router
+
+log = logging.getLogger("stratus.router")
+
+TYPES = [t.__name__ for t in ALL_EVENT_TYPES if t not in (QpsSampled, EndpointAssigned)]
+FIRST_PORT = 30001
+
+
+def endpoint_port(endpoint: str | None) -> int:
+    if not endpoint:
+        return 0
+    try:
+        return int(endpoint.rsplit(":", 1)[1])
+    except (IndexError, ValueError):
+        return 0
+
+
+def free_port_from(host: str, start: int, taken: set[int], tries: int = 200) -> int:
+    """The first port >= start that we do not use and that binds (SkyServe's 30001, 30002...)."""
+    for port in range(start, start + tries):
+        if port in taken:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        return port
+    return 0
+
+
+class RouterService:
+    def __init__(self, host: ServiceHost, router_id: str, advertise: str) -> None:
+        self.host = host
+        self.router_id = router_id
+        self.advertise = advertise
+        self.router = Router(host.settings.router_host)
+        self.window_start = time.time()
+
+    def _options(self, svc: ServiceState) -> EndpointOptions:
+        scale_to_zero = svc.policy.autoscale.min_replicas == 0
+        return EndpointOptions(
+            hold_when_empty=scale_to_zero,
+            max_queue=int(os.environ.get("STRATUS_HOLD_QUEUE", "1000")),
+            max_wait=float(os.environ.get("STRATUS_HOLD_SECONDS", "120")),
+            on_hold=self._on_hold,
+        )  # fmt: skip
+
+    async def _on_hold(self, service: str) -> None:
+        await self.host.store.append(
+            service_stream(service), [ScaleFromZeroRequested(service=service, router_id=self.router_id)]
+        )
+
+    async def handle(self, rec: RecordedEvent) -> None:
+        await self.host.fleet.wait_for(rec.position, 10.0)
+        async with self.host.locks(rec.event.service):
+            await self.sync(rec.event.service)
+
+    async def sync(self, name: str) -> None:
+        svc = self.host.fleet.state.services.get(name)
+        if svc is None or svc.terminated_at is not None:
+            if name in self.router:
+                await self.router.remove_service(name, grace=5.0)
+                log.info("%s: endpoint closed", name)
+            return
+        if not svc.versions:
+            return
+        policy = svc.policy.load_balancing_policy
+        if name not in self.router:
+            taken = {endpoint_port(s.endpoint) for s in self.host.fleet.state.services.values()}
+            port = endpoint_port(svc.endpoint) or free_port_from(self.router.host, FIRST_PORT, taken)
+            port = await self.router.add_service(name, port, policy, options=self._options(svc))
+            log.info("%s: endpoint on port %d", name, port)
+        else:
+            self.router.pool(name).set_policy(policy)
+        ep = self.router.endpoint(name)
+        endpoint = f"{self.advertise}:{ep.port}"
+        if svc.endpoint != endpoint:
+            res = await self.host.store.append(
+                service_stream(name),
+                [EndpointAssigned(service=name, endpoint=endpoint, router_id=self.router_id)],
+            )
+            await self.host.fleet.wait_for(res.last_position, 10.0)
+        pool = ep.pool
+        serving = {r.replica_id: r for r in serving_replicas(svc)}
+        for r in serving.values():
+            pool.set_ready(r.replica_id, r.url, r.version)
+        for info in pool.replicas():
+            if info.replica_id in serving:
+                continue
+            replica = svc.replicas.get(info.replica_id)
+            if replica is None or replica.terminated_at is not None:
+                pool.remove(info.replica_id)
+            elif replica.termination is not None:
+                pool.drain(info.replica_id)
+            else:
+                pool.set_not_ready(info.replica_id)
+
+    async def resync(self) -> None:
+        names = set(self.host.fleet.state.services) | set(self.router.services())
+        for name in names:
+            async with self.host.locks(name):
+                await self.sync(name)
+
+    async def sample(self) -> None:
+        now = time.time()
+        start, self.window_start = self.window_start, now
+        counts = self.router.take_request_counts()
+        events = []
+        for name, n in counts.items():
+            svc = self.host.fleet.state.services.get(name)
+            if svc is None or (n == 0 and not svc.policy.autoscale.autoscales):
+                continue
+            held = self.router.endpoint(name).held_count()
+            events.append((name, QpsSampled(service=name, router_id=self.router_id, window_start=start,
+                                            window_seconds=now - start, requests=n, queued=held)))  # fmt: skip
+        for name, ev in events:
+            await self.host.store.append(service_stream(name), [ev])
+
+    async def close_on_stop(self) -> None:
+        await self.host.stop.wait()
+        await self.router.close(grace=2.0)
+
+
+def build(host: ServiceHost) -> Callable[[], Awaitable[None]]:
+    router_id = os.environ.get("STRATUS_ROUTER_ID") or f"router-{socket.gethostname()}"
+    advertise = os.environ.get("STRATUS_ROUTER_ADVERTISE") or (
+        "127.0.0.1" if host.settings.router_host in ("0.0.0.0", "") else host.settings.router_host
+    )
+    rs = RouterService(host, router_id, advertise)
+    # Every router instance sees every event: a consumer of its own, no tracking rows.
+    host.memory_consumer(TYPES, rs.handle, name=router_id.replace(".", "_"),
+                         options=ConsumerOptions(fetch_timeout=0.5, concurrency=8))  # fmt: skip
+    host.loop(float(os.environ.get("STRATUS_RESYNC_INTERVAL", "2.0")), rs.resync, name="resync")
+    host.loop(float(os.environ.get("STRATUS_QPS_INTERVAL", "10.0")), rs.sample, name="qps")
+    host.task(rs.close_on_stop)
+
+    async def on_started() -> None:
+        await rs.resync()
+
+    return on_started
+
+
+def main() -> None:
+    run_main("router", build, fast_loop=True)
+
+
+if __name__ == "__main__":
+    main()

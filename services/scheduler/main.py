@@ -1,0 +1,93 @@
+"""The scheduler service: one level-triggered reconciler per service.
+
+A bus message only marks its service dirty; the reconcile reads the whole projected state,
+asks the pure ``plan`` what to do, and records the actions as events. A new replica's first
+event is appended with ``expected_version=0`` on its own stream, so a reconcile on a stale
+projection (or a second scheduler instance) can never schedule the same replica id twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+
+from libs.events.envelope import RecordedEvent
+from libs.events.errors import ConcurrencyConflict
+from libs.events.store import StreamAppend, Transaction
+from libs.events.types import ALL_EVENT_TYPES, QpsSampled, replica_stream, service_stream
+from libs.runtime.host import ServiceHost, run_main
+from libs.runtime.workqueue import WorkQueue
+
+from .plan import RequestTermination, ScheduleReplica, SchedulerConfig, plan, to_event
+
+log = logging.getLogger("stratus.scheduler")
+
+# Everything but the router's samples can change what the plan says.
+TYPES = [t.__name__ for t in ALL_EVENT_TYPES if t is not QpsSampled]
+
+
+class Scheduler:
+    def __init__(self, host: ServiceHost, config: SchedulerConfig) -> None:
+        self.host = host
+        self.config = config
+        self.queue = WorkQueue(self.reconcile, workers=4)
+
+    async def handle(self, rec: RecordedEvent, tx: Transaction) -> None:
+        await self.host.fleet.wait_for(rec.position, 10.0)
+        self.queue.add(rec.event.service)
+
+    async def reconcile(self, service: str) -> None:
+        svc = self.host.fleet.state.services.get(service)
+        if svc is None:
+            return
+        actions = plan(svc, time.time(), self.config)
+        if not actions:
+            return
+        batches = []
+        for action in actions:
+            event = to_event(service, action)
+            if isinstance(action, ScheduleReplica):
+                batches.append(StreamAppend(replica_stream(service, action.replica_id), [event], expected_version=0))
+            elif isinstance(action, RequestTermination):
+                batches.append(StreamAppend(replica_stream(service, action.replica_id), [event]))
+            else:
+                batches.append(StreamAppend(service_stream(service), [event]))
+        try:
+            result = await self.host.store.append_batches(batches)
+        except ConcurrencyConflict as exc:
+            # Our projection was behind; it catches up and the queue retries.
+            log.info("reconcile %s: %s", service, exc)
+            raise
+        log.info("%s: %s", service, ", ".join(type(a).__name__ for a in actions))
+        await self.host.fleet.wait_for(result.last_position, 10.0)
+
+    async def resync(self) -> None:
+        for name, svc in list(self.host.fleet.state.services.items()):
+            if svc.terminated_at is None:
+                self.queue.add(name)
+
+
+def build(host: ServiceHost) -> Callable[[], Awaitable[None]]:
+    config = SchedulerConfig(
+        max_concurrent_launches=int(os.environ.get("STRATUS_MAX_CONCURRENT_LAUNCHES", "4")),
+        drain_seconds=float(os.environ.get("STRATUS_DRAIN_SECONDS", "30")),
+    )
+    scheduler = Scheduler(host, config)
+    host.consumer(TYPES, scheduler.handle)
+    host.loop(float(os.environ.get("STRATUS_RESYNC_INTERVAL", "2.0")), scheduler.resync, name="resync")
+    host.task(lambda: scheduler.queue.run(host.stop))
+
+    async def on_started() -> None:
+        await scheduler.resync()
+
+    return on_started
+
+
+def main() -> None:
+    run_main("scheduler", build)
+
+
+if __name__ == "__main__":
+    main()
