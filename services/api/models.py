@@ -80,6 +80,7 @@ class ReplicaOut(BaseModel):
     status: str
     status_reason: str | None = None
     url: str | None = None
+    instance_id: str | None = None
     ip: str | None = None
     cloud: str | None = None
     region: str | None = None

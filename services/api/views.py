@@ -68,6 +68,7 @@ def replica_out(service: str, rep: ReplicaState) -> ReplicaOut:
         status=replica_status(rep),
         status_reason=replica_reason(rep),
         url=rep.url or None,
+        instance_id=rep.instance_id or None,
         ip=host,
         cloud=p.cloud or None,
         region=p.region or None,
