@@ -41,7 +41,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if self.path in ("/v1/models", "/health", "/"):
-            self._json(200, {"object": "list", "data": [{"id": self.model, "object": "model", "owned_by": "stratus"}]})
+            self._json(
+                200,
+                {"object": "list", "data": [{"id": self.model, "object": "model", "owned_by": "stratus"}]},
+            )
         else:
             self._json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
 
@@ -53,7 +56,9 @@ class Handler(BaseHTTPRequestHandler):
             if not isinstance(req, dict):
                 raise ValueError("body must be a JSON object")
         except ValueError as exc:
-            self._json(400, {"error": {"message": f"invalid JSON body: {exc}", "type": "invalid_request_error"}})
+            self._json(
+                400, {"error": {"message": f"invalid JSON body: {exc}", "type": "invalid_request_error"}}
+            )
             return
         if self.path not in ("/v1/chat/completions", "/v1/completions"):
             self._json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
@@ -72,11 +77,21 @@ class Handler(BaseHTTPRequestHandler):
         text = "".join(tokens).strip()
         choice = {"index": 0, "finish_reason": "stop"}
         choice.update({"message": {"role": "assistant", "content": text}} if chat else {"text": text})
-        self._json(200, {
-            "id": rid, "object": "chat.completion" if chat else "text_completion", "created": created,
-            "model": req.get("model", self.model), "choices": [choice],
-            "usage": {"prompt_tokens": 8, "completion_tokens": len(tokens), "total_tokens": 8 + len(tokens)},
-        })
+        self._json(
+            200,
+            {
+                "id": rid,
+                "object": "chat.completion" if chat else "text_completion",
+                "created": created,
+                "model": req.get("model", self.model),
+                "choices": [choice],
+                "usage": {
+                    "prompt_tokens": 8,
+                    "completion_tokens": len(tokens),
+                    "total_tokens": 8 + len(tokens),
+                },
+            },
+        )
 
     def _stream(self, rid: str, created: int, chat: bool, tokens: list[str]) -> None:
         self.send_response(200)
@@ -92,14 +107,31 @@ class Handler(BaseHTTPRequestHandler):
 
         kind = "chat.completion.chunk" if chat else "text_completion"
         for i, tok in enumerate(tokens):
-            delta = ({"delta": {"role": "assistant", "content": tok} if i == 0 else {"content": tok}}
-                     if chat else {"text": tok})
-            send({"id": rid, "object": kind, "created": created, "model": self.model,
-                  "choices": [{"index": 0, "finish_reason": None, **delta}]})
+            delta = (
+                {"delta": {"role": "assistant", "content": tok} if i == 0 else {"content": tok}}
+                if chat
+                else {"text": tok}
+            )
+            send(
+                {
+                    "id": rid,
+                    "object": kind,
+                    "created": created,
+                    "model": self.model,
+                    "choices": [{"index": 0, "finish_reason": None, **delta}],
+                }
+            )
             time.sleep(self.token_delay)
         end = {"delta": {}} if chat else {"text": ""}
-        send({"id": rid, "object": kind, "created": created, "model": self.model,
-              "choices": [{"index": 0, "finish_reason": "stop", **end}]})
+        send(
+            {
+                "id": rid,
+                "object": kind,
+                "created": created,
+                "model": self.model,
+                "choices": [{"index": 0, "finish_reason": "stop", **end}],
+            }
+        )
         send("[DONE]")
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()

@@ -110,7 +110,14 @@ class ServiceHost:
         options: ConsumerOptions | None = None,
     ) -> None:  # fmt: skip
         """A tracked, durable consumer shared by every instance of this service (queue semantics)."""
-        self._add_consumer(name or self.name, types, handler, True, options or ConsumerOptions())
+        opts = self._options(types, options)
+        cname = name or self.name
+        self._add_consumer(
+            cname,
+            lambda: Consumer(
+                self.nc, name=cname, handler=handler, store=self.store, bus=self.bus, options=opts
+            ),
+        )
 
     def memory_consumer(
         self,
@@ -121,28 +128,19 @@ class ServiceHost:
         options: ConsumerOptions | None = None,
     ) -> None:
         """An untracked consumer of this instance's own (every instance sees every event)."""
-        self._add_consumer(name, types, handler, False, options or ConsumerOptions())
+        opts = self._options(types, options)
+        self._add_consumer(
+            name,
+            lambda: Consumer(self.nc, name=name, handler=handler, track=False, bus=self.bus, options=opts),
+        )
 
-    def _add_consumer(
-        self, name: str, types: Sequence[str], handler: Handler | MemoryHandler, track: bool,
-        options: ConsumerOptions,
-    ) -> None:  # fmt: skip
-        opts = dataclasses.replace(options, filter_subjects=tuple(self.bus.filters_for_types(types)))
+    def _options(self, types: Sequence[str], options: ConsumerOptions | None) -> ConsumerOptions:
+        filters = tuple(self.bus.filters_for_types(types))
+        return dataclasses.replace(options or ConsumerOptions(), filter_subjects=filters)
 
+    def _add_consumer(self, name: str, make: Callable[[], Consumer]) -> None:
         async def run() -> None:
-            if track:
-                consumer = Consumer(
-                    self.nc,
-                    name=name,
-                    handler=handler,
-                    store=self.store,
-                    bus=self.bus,
-                    options=opts,  # type: ignore[arg-type]
-                )
-            else:
-                consumer = Consumer(
-                    self.nc, name=name, handler=handler, track=False, bus=self.bus, options=opts
-                )  # type: ignore[arg-type]
+            consumer = make()
             backoff = Backoff(0.5, 10.0)
             while not self.stop.is_set():
                 try:
@@ -207,7 +205,10 @@ def configure_logging(component: str) -> None:
 
 
 def run_main(
-    name: str, build: Callable[[ServiceHost], Callable[[], Awaitable[None]] | None], *, fast_loop: bool = False
+    name: str,
+    build: Callable[[ServiceHost], Callable[[], Awaitable[None]] | None],
+    *,
+    fast_loop: bool = False,
 ) -> None:
     """Entry point of a service process: settings from env, build, run until SIGTERM.
 

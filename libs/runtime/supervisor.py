@@ -8,6 +8,7 @@ component's pid and restart count so ``stratus local status`` can read it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -136,10 +137,8 @@ def terminate_group(proc: subprocess.Popen[bytes], grace: float, sig: int = sign
     try:
         proc.wait(grace)
     except subprocess.TimeoutExpired:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         proc.wait(5)
 
 

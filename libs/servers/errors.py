@@ -1,7 +1,7 @@
 """Errors of libs.servers.
 
-    ServerError
-    └── ServerStartError   a server did not start; the message carries its log tail
+ServerError
+└── ServerStartError   a server did not start; the message carries its log tail
 """
 
 from __future__ import annotations

@@ -74,7 +74,9 @@ def wait_for_api(api_url: str, timeout: float, home: Path) -> None:
 
 @local_app.command("up")
 def up(
-    file: Annotated[Path | None, typer.Argument(help="A service YAML to deploy once the stack is up.")] = None,
+    file: Annotated[
+        Path | None, typer.Argument(help="A service YAML to deploy once the stack is up.")
+    ] = None,
     name: Annotated[str | None, typer.Option("-n", "--service-name", help="Service name.")] = None,
     env: Annotated[list[str] | None, typer.Option("--env", help="KEY=VALUE override (repeatable).")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the stack.")] = 180.0,

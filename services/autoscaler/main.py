@@ -35,7 +35,9 @@ class Autoscaler:
         self.interval = interval
 
     def _policy(self, svc: ServiceState):  # type: ignore[no-untyped-def]
-        return autoscale_policy(svc.latest.spec, window_seconds=self.window, decision_interval_seconds=self.interval)
+        return autoscale_policy(
+            svc.latest.spec, window_seconds=self.window, decision_interval_seconds=self.interval
+        )
 
     async def handle(self, rec: RecordedEvent, tx: Transaction) -> None:
         await self.host.fleet.wait_for(rec.position, 10.0)

@@ -31,7 +31,9 @@ async def ensure_schema(pool: asyncpg.Pool) -> None:
 
 async def load_state(conn: asyncpg.Connection, service: str, *, for_update: bool = False) -> AutoscalerState:
     lock = " FOR UPDATE" if for_update else ""
-    raw = await conn.fetchval(f"SELECT state::text FROM stratus_autoscaler_state WHERE service = $1{lock}", service)
+    raw = await conn.fetchval(
+        f"SELECT state::text FROM stratus_autoscaler_state WHERE service = $1{lock}", service
+    )
     return _decoder.decode(raw) if raw else AutoscalerState(service=service)
 
 

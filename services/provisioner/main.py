@@ -122,7 +122,11 @@ class Provisioner:
         except ProviderError as exc:
             log.warning("launch of %s replica %s failed: %s", svc.name, r.replica_id, exc)
             event: Event = ReplicaLaunchFailed(
-                service=svc.name, replica_id=r.replica_id, kind=exc.kind, message=str(exc), placement=r.placement
+                service=svc.name,
+                replica_id=r.replica_id,
+                kind=exc.kind,
+                message=str(exc),
+                placement=r.placement,
             )
         else:
             log.info("launched %s replica %s at %s", svc.name, r.replica_id, instance.url)
@@ -139,7 +143,9 @@ class Provisioner:
         self._terminating.add(key)
         assert r.termination is not None
         drain = r.termination.drain_seconds if r.ready_at is not None else 0.0
-        task = asyncio.create_task(self._terminate(svc.name, r, drain), name=f"terminate-{svc.name}-{r.replica_id}")
+        task = asyncio.create_task(
+            self._terminate(svc.name, r, drain), name=f"terminate-{svc.name}-{r.replica_id}"
+        )
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -182,7 +188,11 @@ class Provisioner:
                 if status.state == InstanceState.PREEMPTED:
                     event = Preempted(service=svc.name, replica_id=r.replica_id, instance_id=r.instance_id,
                                       placement=r.placement)  # fmt: skip
-                elif status.state in (InstanceState.EXITED, InstanceState.NOT_FOUND, InstanceState.TERMINATED):
+                elif status.state in (
+                    InstanceState.EXITED,
+                    InstanceState.NOT_FOUND,
+                    InstanceState.TERMINATED,
+                ):
                     event = ReplicaProcessExited(
                         service=svc.name, replica_id=r.replica_id, instance_id=r.instance_id,
                         exit_code=status.exit_code,

@@ -38,7 +38,9 @@ def launch_task(
         envs=envs,
         workdir=spec.get("workdir"),
         # SkyPilot writes file_mounts as {destination: source}; the provider takes source -> destination.
-        file_mounts={str(src): str(dst) for dst, src in (spec.get("file_mounts") or {}).items() if isinstance(src, str)},
+        file_mounts={
+            str(src): str(dst) for dst, src in (spec.get("file_mounts") or {}).items() if isinstance(src, str)
+        },
         ports=ports or [port],
         num_gpus=_accelerator_count(resources),
     )

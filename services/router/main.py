@@ -142,8 +142,11 @@ class RouterService:
             if svc is None or (n == 0 and not svc.policy.autoscale.autoscales):
                 continue
             held = self.router.endpoint(name).held_count()
-            events.append((name, QpsSampled(service=name, router_id=self.router_id, window_start=start,
-                                            window_seconds=now - start, requests=n, queued=held)))  # fmt: skip
+            sample = QpsSampled(
+                service=name, router_id=self.router_id, window_start=start, window_seconds=now - start,
+                requests=n, queued=held,
+            )  # fmt: skip
+            events.append((name, sample))
         for name, ev in events:
             await self.host.store.append(service_stream(name), [ev])
 

@@ -20,7 +20,7 @@ from libs.events.types import ALL_EVENT_TYPES, QpsSampled, replica_stream, servi
 from libs.runtime.host import ServiceHost, run_main
 from libs.runtime.workqueue import WorkQueue
 
-from .plan import RequestTermination, ScheduleReplica, SchedulerConfig, plan, to_event
+from .plan import RequestTermination, SchedulerConfig, ScheduleReplica, plan, to_event
 
 log = logging.getLogger("stratus.scheduler")
 
@@ -49,7 +49,9 @@ class Scheduler:
         for action in actions:
             event = to_event(service, action)
             if isinstance(action, ScheduleReplica):
-                batches.append(StreamAppend(replica_stream(service, action.replica_id), [event], expected_version=0))
+                batches.append(
+                    StreamAppend(replica_stream(service, action.replica_id), [event], expected_version=0)
+                )
             elif isinstance(action, RequestTermination):
                 batches.append(StreamAppend(replica_stream(service, action.replica_id), [event]))
             else:

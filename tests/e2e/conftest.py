@@ -62,7 +62,9 @@ class Stack:
             timeout=timeout, cwd=REPO,
         )  # fmt: skip
         if check and r.returncode != 0:
-            raise AssertionError(f"stratus {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}\n{self.logs_tail()}")
+            raise AssertionError(
+                f"stratus {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}\n{self.logs_tail()}"
+            )
         return r
 
     def api(self, method: str, path: str, **kw: Any) -> httpx.Response:
@@ -82,7 +84,9 @@ class Stack:
             if pred(svc):
                 return svc
             time.sleep(0.25)
-        raise AssertionError(f"timed out waiting for {what or pred}: {json.dumps(svc)[:2000]}\n{self.logs_tail()}")
+        raise AssertionError(
+            f"timed out waiting for {what or pred}: {json.dumps(svc)[:2000]}\n{self.logs_tail()}"
+        )
 
     def component_pid(self, name: str) -> int:
         state = json.loads((self.home / "run" / "supervisor.json").read_text())

@@ -65,7 +65,9 @@ def test_hello_up_serve_recover_down(stack: Stack) -> None:
         for _ in range(40):
             page = client.get(url)
             assert page.status_code == 200 and "My First SkyServe Service" in page.text
-    logs = {rid: stack.home / "provisioner" / "logs" / "hello" / f"replica-{rid}.log" for rid in ready_ids(svc)}
+    logs = {
+        rid: stack.home / "provisioner" / "logs" / "hello" / f"replica-{rid}.log" for rid in ready_ids(svc)
+    }
     served = {rid: request_lines(path) for rid, path in logs.items()}
     assert all(n > 0 for n in served.values()), served
 
@@ -90,7 +92,9 @@ def test_hello_up_serve_recover_down(stack: Stack) -> None:
     assert victim not in ready_ids(after)
 
     # `down`: every replica process ends, the endpoint closes.
-    instances = {e["data"].get("instance_id") for e in stack.events("hello") if e["type"] == "ReplicaLaunched"}
+    instances = {
+        e["data"].get("instance_id") for e in stack.events("hello") if e["type"] == "ReplicaLaunched"
+    }
     assert stack.cli("down", "hello", "-y").returncode == 0
     stack.wait("hello", lambda s: s["status"] == "TERMINATED", timeout=60, what="TERMINATED")
     for iid in instances:
@@ -110,7 +114,12 @@ def test_hello_up_serve_recover_down(stack: Stack) -> None:
         return types.index(t)
 
     assert first("ServiceRequested") == 0
-    assert first("ServiceRequested") < first("ReplicaScheduled") < first("ReplicaLaunched") < first("ReplicaReady")
+    assert (
+        first("ServiceRequested")
+        < first("ReplicaScheduled")
+        < first("ReplicaLaunched")
+        < first("ReplicaReady")
+    )
     assert "EndpointAssigned" in types
     assert "ReplicaProcessExited" in types
     assert types.count("ReplicaReady") >= 3
