@@ -2,12 +2,16 @@
 
     EventsError
     ├── ConcurrencyConflict      expected stream version did not match (retry after re-reading)
-    ├── EventDecodeError         a payload that no known type or upcaster can read (poison)
-    ├── UnknownEventType         a tag that no registered type has (poison)
-    ├── StoreUnavailable         Postgres could not be reached (transient: retry later)
-    └── BusUnavailable           NATS/JetStream could not be reached (transient: retry later)
+    ├── PermanentError           retrying cannot help: a consumer terms and dead-letters the message
+    │   ├── EventDecodeError     a payload that no known type or upcaster can read (poison)
+    │   └── UnknownEventType     a tag that no registered type has (poison)
+    └── TransientError           may succeed later: a consumer naks the message with a backoff delay
+        ├── StoreUnavailable     Postgres could not be reached
+        ├── BusUnavailable       NATS/JetStream could not be reached or did not ack
+        └── ProjectionBehind     a live projection did not reach a position in time
 
-Adapters translate asyncpg and nats errors into these with ``raise X from exc``.
+Adapters translate asyncpg and nats errors into these with ``raise X from exc``. Handlers raise
+``TransientError`` or ``PermanentError`` (or subclasses) to say what should happen next.
 """
 
 from __future__ import annotations
@@ -28,22 +32,39 @@ class ConcurrencyConflict(EventsError):
         )
 
 
-class UnknownEventType(EventsError):
+class PermanentError(EventsError):
+    """Retrying will not help (poison input, a rule violation): record it and move on."""
+
+
+class TransientError(EventsError):
+    """The operation may succeed later (a dependency is down or behind): retry with backoff."""
+
+
+class UnknownEventType(PermanentError):
     def __init__(self, event_type: str) -> None:
         self.event_type = event_type
         super().__init__(f"unknown event type {event_type!r}: no registered type has this tag")
 
 
-class EventDecodeError(EventsError):
+class EventDecodeError(PermanentError):
     def __init__(self, event_type: str, reason: str) -> None:
         self.event_type = event_type
         self.reason = reason
         super().__init__(f"cannot decode event of type {event_type!r}: {reason}")
 
 
-class StoreUnavailable(EventsError):
+class StoreUnavailable(TransientError):
     """Postgres could not be reached; the operation may be retried later."""
 
 
-class BusUnavailable(EventsError):
+class BusUnavailable(TransientError):
     """NATS/JetStream could not be reached; the operation may be retried later."""
+
+
+class ProjectionBehind(TransientError):
+    def __init__(self, wanted: int, reached: int, timeout: float) -> None:
+        self.wanted = wanted
+        self.reached = reached
+        super().__init__(
+            f"projection reached position {reached}, not {wanted}, within {timeout}s; retry later"
+        )

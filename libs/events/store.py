@@ -72,7 +72,9 @@ def row_to_recorded(row: asyncpg.Record) -> RecordedEvent:
 def _translate(exc: Exception) -> Exception:
     if isinstance(exc, asyncpg.PostgresError) and getattr(exc, "sqlstate", None) == _CONFLICT_SQLSTATE:
         detail = json.loads(getattr(exc, "detail", None) or "{}")
-        return ConcurrencyConflict(detail.get("stream", "?"), detail.get("expected", -1), detail.get("actual", -1))
+        return ConcurrencyConflict(
+            detail.get("stream", "?"), detail.get("expected", -1), detail.get("actual", -1)
+        )
     return exc
 
 
@@ -128,7 +130,7 @@ class EventStore:
     async def connect(cls, dsn: str, *, min_size: int = 1, max_size: int = 10) -> EventStore:
         try:
             pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
-        except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
             raise StoreUnavailable(f"cannot connect to Postgres at {dsn}: {exc}") from exc
         store = cls(pool, dsn)
         async with pool.acquire() as conn:
@@ -147,7 +149,9 @@ class EventStore:
         """Append events to one stream. ``expected_version``: None = any, 0 = must not exist."""
         return await self.append_batches([StreamAppend(stream_id, events, expected_version)], now=now)
 
-    async def append_batches(self, batches: Sequence[StreamAppend], *, now: datetime | None = None) -> AppendResult:
+    async def append_batches(
+        self, batches: Sequence[StreamAppend], *, now: datetime | None = None
+    ) -> AppendResult:
         """Append to several streams in one transaction (all or nothing)."""
         async with self.pool.acquire() as conn:
             return await append_on(conn, batches, now=now)

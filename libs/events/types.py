@@ -231,9 +231,7 @@ ALL_EVENT_TYPES: tuple[type[Event], ...] = (
     PreemptionRequested,
 )
 
-EVENT_TYPES_BY_TAG: dict[str, type[Event]] = {
-    str(t.__struct_config__.tag): t for t in ALL_EVENT_TYPES
-}
+EVENT_TYPES_BY_TAG: dict[str, type[Event]] = {str(t.__struct_config__.tag): t for t in ALL_EVENT_TYPES}
 
 
 def event_tag(event: Event) -> str:

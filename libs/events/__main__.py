@@ -1,0 +1,66 @@
+"""``python -m libs.events relay [options]``: run the outbox relay as a process.
+
+    python -m libs.events relay --database-url postgresql://... --nats-url nats://...
+    python -m libs.events relay --republish-from 1200      # publish again, then exit
+
+SIGTERM/SIGINT stop it cleanly (the offset only ever covers acked publishes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from .bus import BusConfig
+from .lifecycle import install_stop_signals
+from .relay import RelayOptions, serve
+
+
+def relay_main(argv: Sequence[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m libs.events relay", description="The outbox relay.")
+    p.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
+    p.add_argument("--nats-url", default=os.environ.get("NATS_URL", "nats://127.0.0.1:4222"))
+    p.add_argument("--name", default="default", help="relay name: one active relay per name")
+    p.add_argument("--stream", default=BusConfig().stream)
+    p.add_argument("--prefix", default=BusConfig().prefix)
+    p.add_argument("--batch-size", type=int, default=RelayOptions().batch_size)
+    p.add_argument("--poll-interval", type=float, default=RelayOptions().poll_interval)
+    p.add_argument("--republish-from", type=int, help="publish again from this position, then exit")
+    p.add_argument("--republish-to", type=int, help="last position to republish (default: the offset)")
+    args = p.parse_args(argv)
+    if not args.database_url:
+        p.error("--database-url or DATABASE_URL is required")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    bus = BusConfig(stream=args.stream, prefix=args.prefix)
+    options = RelayOptions(name=args.name, batch_size=args.batch_size, poll_interval=args.poll_interval)
+
+    async def run() -> int:
+        stop = asyncio.Event()
+        remove = install_stop_signals(stop)
+        try:
+            return await serve(
+                args.database_url, args.nats_url, bus=bus, options=options, stop=stop,
+                republish_from=args.republish_from, republish_to=args.republish_to,
+            )  # fmt: skip
+        finally:
+            remove()
+
+    return asyncio.run(run())
+
+
+COMMANDS = {"relay": relay_main}
+
+
+def main(argv: Sequence[str]) -> int:
+    if not argv or argv[0] not in COMMANDS:
+        print(f"usage: python -m libs.events {{{','.join(COMMANDS)}}} [options]", file=sys.stderr)
+        return 2
+    return COMMANDS[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

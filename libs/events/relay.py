@@ -1,0 +1,297 @@
+"""The outbox relay: publishes the Postgres log to JetStream, in position order, exactly once in effect.
+
+- Woken by LISTEN/NOTIFY on the append channel; a slow poll only covers a lost notification.
+- Publishes pipelined batches (``batch_size`` publishes in flight, then awaits their acks) with
+  ``Nats-Msg-Id`` = event id, so a batch retried after a crash or an outage is dropped by
+  JetStream as duplicates inside its duplicate window.
+- Its offset (the last position JetStream acked, and every position before it) lives in
+  ``stratus_relay_offsets``; it never moves past a publish that was not acked, so a restart
+  resumes with nothing lost.
+- One active relay per name: a Postgres session advisory lock, held by the connection that also
+  LISTENs and writes the offset. A second instance waits as a hot standby and takes over when
+  the first one's connection goes away (crash, kill -9, network).
+- ``republish(from_position)`` publishes again what JetStream lost (Postgres is the truth).
+
+Order: JetStream stores a batch in publish order. After a failed batch the relay resends from the
+first unacked position; if a later message of that batch had already been stored, it stays
+ahead of the resent ones. Consumers are idempotent per position and must not rely on strict order
+across an outage (projections use positions, not arrival order).
+
+Run it: ``python -m libs.events relay`` (see ``__main__.py``) or ``await Relay(...).run(stop)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncpg
+import nats.errors
+from nats.aio.client import Client as NATS
+from nats.js.api import PubAck
+
+from .bus import BusConfig, OutboxMessage, connect_until_stopped, ensure_stream
+from .errors import BusUnavailable, StoreUnavailable
+from .lifecycle import Backoff, sleep_or_stop, wait_any
+from .outcomes import TRANSIENT_ERRORS
+from .schema import NOTIFY_CHANNEL
+from .store import EventStore
+
+log = logging.getLogger(__name__)
+
+# Advisory lock namespace for relays (first key); the second key is hashtext(relay name).
+RELAY_LOCK_NAMESPACE = 0x5354_0003
+
+_SELECT_OUTBOX = (
+    "SELECT position, event_id, stream_id, version, event_type, schema_version, payload::text,"
+    " occurred_at, causation_id, correlation_id, trace::text, coalesce(payload->>'service', '')"
+    " FROM stratus_events WHERE position > $1 AND ($2::bigint IS NULL OR position <= $2)"
+    " ORDER BY position LIMIT $3"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RelayOptions:
+    name: str = "default"
+    batch_size: int = 256  # publishes in flight before awaiting their acks
+    ack_timeout: float = 5.0  # seconds to wait for a batch's acks
+    poll_interval: float = 5.0  # safety net for a lost NOTIFY, not the normal wake-up
+    standby_interval: float = 1.0  # how often a standby tries to take over
+    backoff_initial: float = 0.1
+    backoff_max: float = 5.0
+
+
+class Relay:
+    """Publishes ``store``'s log to the JetStream stream of ``bus``."""
+
+    def __init__(
+        self, store: EventStore, nc: NATS, bus: BusConfig | None = None,
+        options: RelayOptions | None = None,
+    ) -> None:  # fmt: skip
+        self.store = store
+        self.js = nc.jetstream()
+        self.bus = bus or BusConfig()
+        self.options = options or RelayOptions()
+        self.is_leader = False
+        self.published = 0  # messages acked by JetStream in this process (duplicates included)
+
+    # ------------------------------------------------------------------ offsets
+
+    async def offset(self) -> int:
+        """The last position this relay has seen acked (0 before its first publish)."""
+        v = await self.store.pool.fetchval(
+            "SELECT position FROM stratus_relay_offsets WHERE relay = $1", self.options.name
+        )
+        return int(v or 0)
+
+    async def _save_offset(self, conn: asyncpg.Connection, position: int) -> None:
+        # GREATEST: an offset never goes back, even if a deposed leader writes late.
+        await conn.execute(
+            "INSERT INTO stratus_relay_offsets (relay, position) VALUES ($1, $2)"
+            " ON CONFLICT (relay) DO UPDATE SET"
+            " position = GREATEST(stratus_relay_offsets.position, EXCLUDED.position), updated_at = now()",
+            self.options.name,
+            position,
+        )
+
+    # ------------------------------------------------------------------ running
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Relay until ``stop`` is set: standby until leader, then follow the log."""
+        backoff = Backoff(self.options.backoff_initial, self.options.backoff_max)
+        while not stop.is_set():
+            try:
+                await ensure_stream(self.js, self.bus)
+                conn = await self._lead(stop)
+                if conn is None:
+                    return
+                try:
+                    await self._follow(conn, stop, backoff)
+                finally:
+                    self.is_leader = False
+                    await _close_quietly(conn)
+            except TRANSIENT_ERRORS as exc:
+                delay = backoff.next()
+                log.warning("relay %s: %r; retrying in %.2fs", self.options.name, exc, delay)
+                await sleep_or_stop(stop, delay)
+
+    async def _lead(self, stop: asyncio.Event) -> asyncpg.Connection | None:
+        """A connection holding this relay's lock, or None if stopped while standing by."""
+        conn: asyncpg.Connection = await asyncpg.connect(self.store.dsn)
+        try:
+            while True:
+                got = await conn.fetchval(
+                    "SELECT pg_try_advisory_lock($1::int, hashtext($2))",
+                    RELAY_LOCK_NAMESPACE,
+                    self.options.name,
+                )
+                if got:
+                    self.is_leader = True
+                    log.info("relay %s: leading", self.options.name)
+                    return conn
+                if await sleep_or_stop(stop, self.options.standby_interval):
+                    await conn.close()
+                    return None
+        except BaseException:
+            await _close_quietly(conn)
+            raise
+
+    async def _follow(self, conn: asyncpg.Connection, stop: asyncio.Event, backoff: Backoff) -> None:
+        wake = asyncio.Event()
+        lost = asyncio.Event()
+        await conn.add_listener(NOTIFY_CHANNEL, lambda *_: wake.set())
+        conn.add_termination_listener(lambda *_: lost.set())
+        offset = await self.offset()
+        while not stop.is_set():
+            if lost.is_set() or conn.is_closed():
+                raise StoreUnavailable(f"relay {self.options.name}: lost the connection holding its lock")
+            wake.clear()  # before reading: a NOTIFY during the read wakes the next wait
+            rows = await _fetch(conn, offset, None, self.options.batch_size)
+            if rows:
+                acked = await self._publish(rows, offset)
+                if acked > offset:
+                    await self._save_offset(conn, acked)
+                    offset = acked
+                if acked < rows[-1].position:
+                    # Keep the lock (a standby would only hit the same outage): back off, resend.
+                    delay = backoff.next()
+                    log.warning(
+                        "relay %s: JetStream acked up to position %d of %d; resending from %d in %.2fs",
+                        self.options.name, acked, rows[-1].position, acked + 1, delay,
+                    )  # fmt: skip
+                    await wait_any(stop, lost, seconds=delay)
+                    with contextlib.suppress(BusUnavailable):
+                        await ensure_stream(self.js, self.bus)  # the stream itself may be gone
+                    continue
+                backoff.reset()
+                if len(rows) == self.options.batch_size:
+                    continue
+            await wait_any(wake, stop, lost, seconds=self.options.poll_interval)
+
+    async def _publish(self, rows: Sequence[OutboxMessage], offset: int) -> int:
+        """Publish ``rows`` pipelined; returns the last position of the acked prefix."""
+        futures: list[asyncio.Future[PubAck]] = []
+        try:
+            for row in rows:
+                futures.append(
+                    await self.js.publish_async(
+                        row.subject(self.bus), row.payload, headers=row.headers(),
+                        stream=self.bus.stream, wait_stall=self.options.ack_timeout,
+                    )
+                )  # fmt: skip
+        except (nats.errors.Error, OSError) as exc:
+            # Publishing stopped midway (connection closed, buffer full): count what went out.
+            log.warning(
+                "relay %s: publish failed after %d messages: %r", self.options.name, len(futures), exc
+            )
+        if futures:
+            _done, pending = await asyncio.wait(futures, timeout=self.options.ack_timeout)
+            for f in pending:
+                f.cancel()  # frees its slot in nats-py's pending-publish table
+            await asyncio.gather(*pending, return_exceptions=True)
+        acked = offset
+        prefix_intact = True
+        for row, f in zip(rows, futures, strict=False):
+            failure = None if f.cancelled() else f.exception()
+            if f.cancelled() or failure is not None:
+                if prefix_intact and failure is not None:
+                    log.warning(
+                        "relay %s: position %d not acked: %r", self.options.name, row.position, failure
+                    )
+                prefix_intact = False
+            elif prefix_intact:
+                acked = row.position
+                self.published += 1
+        return acked
+
+    # ------------------------------------------------------------------ repair
+
+    async def republish(self, from_position: int, to_position: int | None = None) -> int:
+        """Publish positions ``from_position..to_position`` (default: up to the offset) again.
+
+        For when JetStream lost messages (a stream deleted or a server's storage lost). Messages
+        JetStream still remembers inside its duplicate window are dropped as duplicates; older
+        ones are stored again, which consumers ignore (they track positions). Returns the count
+        acked; raises BusUnavailable with the position to resume from if JetStream stops acking.
+        """
+        upto = to_position if to_position is not None else await self.offset()
+        position = max(from_position, 1) - 1
+        count = 0
+        async with self.store.pool.acquire() as conn:
+            while position < upto:
+                rows = await _fetch(conn, position, upto, self.options.batch_size)
+                if not rows:
+                    break
+                acked = await self._publish(rows, position)
+                count += sum(1 for r in rows if r.position <= acked)
+                if acked < rows[-1].position:
+                    raise BusUnavailable(f"republish stopped: resume with --republish-from {acked + 1}")
+                position = acked
+        return count
+
+
+async def _fetch(conn: asyncpg.Connection, after: int, upto: int | None, limit: int) -> list[OutboxMessage]:
+    rows = await conn.fetch(_SELECT_OUTBOX, after, upto, limit)
+    return [
+        OutboxMessage(
+            position=r[0], event_id=r[1], stream_id=r[2], version=r[3], event_type=r[4],
+            schema_version=r[5], payload=r[6].encode(), occurred_at=r[7], causation_id=r[8],
+            correlation_id=r[9], trace=json.loads(r[10]) if r[10] else {}, service=r[11],
+        )
+        for r in rows
+    ]  # fmt: skip
+
+
+async def _close_quietly(conn: asyncpg.Connection) -> None:
+    if conn.is_closed():
+        return
+    try:
+        await asyncio.wait_for(conn.close(), timeout=2.0)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        conn.terminate()
+
+
+# --------------------------------------------------------------------------- process entry
+
+
+async def serve(
+    database_url: str, nats_url: str, *, bus: BusConfig, options: RelayOptions, stop: asyncio.Event,
+    republish_from: int | None = None, republish_to: int | None = None,
+) -> int:  # fmt: skip
+    """Connect, then relay until ``stop`` (or republish once). Returns a process exit code."""
+    store = await _connect_store(database_url, stop)
+    if store is None:
+        return 0
+    try:
+        nc = await connect_until_stopped(nats_url, f"stratus-relay-{options.name}", stop)
+        if nc is None:
+            return 0
+        try:
+            relay = Relay(store, nc, bus, options)
+            if republish_from is not None:
+                await ensure_stream(relay.js, bus)
+                n = await relay.republish(republish_from, republish_to)
+                log.info("relay %s: republished %d events from position %d", options.name, n, republish_from)
+            else:
+                await relay.run(stop)
+            await nc.flush(timeout=5)
+        finally:
+            await nc.close()
+    finally:
+        await store.close()
+    return 0
+
+
+async def _connect_store(database_url: str, stop: asyncio.Event) -> EventStore | None:
+    backoff = Backoff(0.2, 5.0)
+    while not stop.is_set():
+        try:
+            return await EventStore.connect(database_url, min_size=1, max_size=2)
+        except StoreUnavailable as exc:
+            log.warning("relay: %s", exc)
+            await sleep_or_stop(stop, backoff.next())
+    return None

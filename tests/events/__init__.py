@@ -1,0 +1,1 @@
+"""Tests of libs.events (a package so its helper modules have unique names)."""
