@@ -292,7 +292,7 @@ class Transaction:
         subject: str = "", payload: bytes | None = None, deliveries: int = 1,
     ) -> None:  # fmt: skip
         await self.conn.execute(
-            "INSERT INTO stratus_dead_letters (consumer, position, event_id, subject, reason, payload, deliveries)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO stratus_dead_letters"
+            " (consumer, position, event_id, subject, reason, payload, deliveries) VALUES ($1, $2, $3, $4, $5, $6, $7)",
             consumer, position, event_id, subject, reason, payload, deliveries,
         )  # fmt: skip
