@@ -293,6 +293,7 @@ class Transaction:
     ) -> None:  # fmt: skip
         await self.conn.execute(
             "INSERT INTO stratus_dead_letters"
-            " (consumer, position, event_id, subject, reason, payload, deliveries) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            " (consumer, position, event_id, subject, reason, payload, deliveries)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7)",
             consumer, position, event_id, subject, reason, payload, deliveries,
         )  # fmt: skip
