@@ -92,6 +92,15 @@ class ReplicaTerminationRequested(Event, frozen=True, tag="ReplicaTerminationReq
     purge: bool = False
 
 
+class ReplicaDrained(Event, frozen=True, tag="ReplicaDrained"):
+    """A router stopped sending new requests to a replica asked to terminate and saw its
+    in-flight requests finish: the provisioner may terminate it before the drain deadline."""
+
+    replica_id: int
+    router_id: str = ""
+    waited_seconds: float = 0.0
+
+
 class ServiceTerminated(Event, frozen=True, tag="ServiceTerminated"):
     reason: str = ""
 
@@ -214,6 +223,7 @@ ALL_EVENT_TYPES: tuple[type[Event], ...] = (
     QpsSampled,
     ReplicaScheduled,
     ReplicaTerminationRequested,
+    ReplicaDrained,
     ServiceTerminated,
     TrafficSwitched,
     ReplicaProvisioningStarted,

@@ -19,6 +19,7 @@ from libs.events.types import (
     Placement,
     Preempted,
     ProbeFailed,
+    ReplicaDrained,
     ReplicaFailed,
     ReplicaLaunched,
     ReplicaLaunchFailed,
@@ -273,6 +274,15 @@ class _Folder:
         req = TerminationRequest(reason=ev.reason, drain_seconds=ev.drain_seconds, purge=ev.purge, at=at)
         svc.replicas[rep.replica_id] = replace(rep, termination=req)
 
+    def drained(self, ev: ReplicaDrained, at: float) -> None:
+        found = self.replica(ev)
+        if found is None:
+            return
+        svc, rep = found
+        if rep.termination is None or rep.drained_at is not None or rep.terminated_at is not None:
+            return
+        svc.replicas[rep.replica_id] = replace(rep, drained_at=at)
+
     def terminated(self, ev: ReplicaTerminated, at: float) -> None:
         found = self.replica(ev)
         if found is None:
@@ -373,6 +383,7 @@ _HANDLERS: dict[type[Event], Callable[[_Folder, Any, float], None]] = {
     ReplicaLaunchFailed: _Folder.launch_failed,
     Preempted: _Folder.preempted,
     ReplicaTerminationRequested: _Folder.termination_requested,
+    ReplicaDrained: _Folder.drained,
     ReplicaTerminated: _Folder.terminated,
     ReplicaProcessExited: _Folder.process_exited,
     ReplicaReady: _Folder.ready,

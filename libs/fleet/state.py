@@ -63,6 +63,8 @@ class ReplicaState(msgspec.Struct, frozen=True, kw_only=True):
     preempted_at: float | None = None
     exited: ProcessExit | None = None
     termination: TerminationRequest | None = None
+    # A router saw its in-flight requests finish after the termination request (ReplicaDrained).
+    drained_at: float | None = None
     terminated_at: float | None = None
     cleanup_error: str = ""
 

@@ -32,6 +32,8 @@ REPLACED_STATUSES = FAILED_STATUSES | {PREEMPTED}
 USEFULNESS = {PENDING: 0, PROVISIONING: 1, STARTING: 2, NOT_READY: 3, READY: 4}
 
 DEFAULT_MAX_CONSECUTIVE_FAILURES = 3
+# Lines a provider writes into a replica's log (start, exit) to tell them from the workload's.
+PROVIDER_MARK = "[stratus] "
 
 
 def replica_status(replica: ReplicaState) -> str:
@@ -102,9 +104,10 @@ def describe_failure(replica: ReplicaState) -> str:
     elif status == FAILED and replica.exited is not None:
         code = replica.exited.exit_code
         detail = "run exited" if code is None else f"run exited with code {code}"
-        tail = replica.exited.log_tail.strip().splitlines()
-        if tail:
-            detail += f" ({tail[-1][:200]})"
+        # The last line the workload wrote (not the provider's own "[stratus] ..." markers).
+        tail = [ln for ln in replica.exited.log_tail.strip().splitlines() if not ln.startswith(PROVIDER_MARK)]
+        if tail and tail[-1].strip():
+            detail += f" ({tail[-1].strip()[:200]})"
     else:
         return ""
     head = f"replica {replica.replica_id} {status}"

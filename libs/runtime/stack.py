@@ -17,6 +17,7 @@ from libs.servers.nats_server import nats_server_binary
 from libs.servers.ports import free_port
 from libs.servers.postgres_server import PostgresServer
 
+from .host import bus_config
 from .settings import Settings
 from .supervisor import Component, Supervisor, python_module
 
@@ -55,7 +56,10 @@ def build_components(settings: Settings) -> tuple[list[Component], dict[str, str
             )
         )
     env = {"NATS_URL": nats_url, "DATABASE_URL": database_url, "STRATUS_HOME": str(home)}
-    components.append(Component("relay", python_module("libs.events", "relay"), env=dict(env)))
+    # The relay publishes where the services consume: the stream and prefix of STRATUS_BUS_PREFIX.
+    bus = bus_config(settings)
+    relay = python_module("libs.events", "relay", "--stream", bus.stream, "--prefix", bus.prefix)
+    components.append(Component("relay", relay, env=dict(env)))
     for name in SERVICES:
         components.append(Component(name, python_module(f"services.{name}.main"), env=dict(env)))
     return components, env

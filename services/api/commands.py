@@ -248,8 +248,10 @@ async def terminate_replica(deps: ApiDeps, name: str, replica_id: int, purge: bo
             f"replica {replica_id} of {name!r} is already {status}"
             + ("" if purge or status != FAILED_CLEANUP else "; `--purge` forgets it")
         )
+    # A READY replica is drained first: no new requests, in-flight ones (streams) finish.
+    drain = deps.drain_seconds if status == "READY" else 0.0
     event = ReplicaTerminationRequested(
-        service=name, replica_id=replica_id, reason="requested by the user", purge=purge
+        service=name, replica_id=replica_id, reason="requested by the user", drain_seconds=drain, purge=purge
     )
     result = await deps.store.append(replica_stream(name, replica_id), [event])
     await settle(deps, result.last_position)

@@ -45,3 +45,6 @@ class ApiDeps:
     # Event stream heartbeat (a blank NDJSON line) so idle followers notice a dead server.
     heartbeat_seconds: float = 15.0
     secrets_schema_ready: bool = False
+    # How long the router lets a READY replica's in-flight requests finish when a user
+    # terminates it (`stratus down NAME --replica-id N`); the scheduler's STRATUS_DRAIN_SECONDS.
+    drain_seconds: float = 30.0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from types import FrameType
 from urllib.parse import urlsplit
 
@@ -71,7 +72,10 @@ async def serve(settings: Settings) -> None:
         projection = LiveProjection(fleet_projection(), store)
         await projection.start()
         try:
-            deps = ApiDeps(store=store, projection=projection, settings=settings, secrets_schema_ready=True)
+            deps = ApiDeps(
+                store=store, projection=projection, settings=settings, secrets_schema_ready=True,
+                drain_seconds=float(os.environ.get("STRATUS_DRAIN_SECONDS", "30")),
+            )  # fmt: skip
             host, port = bind_address(settings.api_url)
             config = uvicorn.Config(
                 create_app(deps), host=host, port=port, log_level="info", timeout_graceful_shutdown=10,

@@ -159,10 +159,22 @@ def details(services: Sequence[Mapping[str, Any]], now: datetime) -> str:
     return "Service Details\n" + "\n".join(blocks)
 
 
+def failures(services: Sequence[Mapping[str, Any]]) -> str:
+    """Why each FAILED* service failed (the table only says that it did); "" if none did."""
+    lines = [
+        f"{s['name']}: {s['status']}: {s['status_reason']}"
+        for s in services
+        if str(s.get("status", "")).startswith("FAILED") and s.get("status_reason")
+    ]
+    return "Failures\n" + "\n".join(lines) if lines else ""
+
+
 def status_report(services: Sequence[Mapping[str, Any]], now: datetime, *, verbose: bool = False) -> str:
     out = services_table(services) + "\n\n\n" + replicas_table(services, now)
     if verbose and services:
         out += "\n\n\n" + details(services, now)
+    elif why := failures(services):
+        out += "\n\n\n" + why
     return out
 
 

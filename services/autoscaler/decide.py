@@ -114,7 +114,8 @@ def decide(
     samples = _prune(state.samples, now - window)
     requests, queued = window_requests(samples, now, window)
     cur = state.target
-    wake = cur == 0 and (state.wake_requested_at is not None or queued > 0)
+    # A request is waiting and nothing is (or was ever decided to be) running.
+    wake = (cur is None or cur == 0) and (state.wake_requested_at is not None or queued > 0)
     if (
         cur is not None
         and not wake
@@ -141,6 +142,9 @@ def decide(
     new = cur
     if cur is None:
         new, why = wanted, f"initial: {base}"
+        if wanted == 0 and wake:
+            new = max(1, lo) + ov
+            why = f"scale from zero: {queued or 'a'} request(s) waiting with no replica"
         cand = since = None
     elif cur == 0 and (wanted > 0 or wake):
         new = max(wanted, max(1, lo) + ov)

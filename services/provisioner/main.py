@@ -153,10 +153,10 @@ class Provisioner:
         key = (service, r.replica_id)
         try:
             # The router stopped sending new requests when the termination was requested;
-            # in-flight ones get until the drain deadline.
+            # in-flight ones get until the drain deadline, or until it says they finished.
             remaining = (r.termination.at if r.termination else time.time()) + drain - time.time()
             if remaining > 0:
-                await asyncio.sleep(min(remaining, 600))
+                await self._wait_drained(service, r.replica_id, min(remaining, 600))
             error = ""
             if r.instance_id:
                 try:
@@ -170,6 +170,20 @@ class Provisioner:
             log.info("terminated %s replica %s", service, r.replica_id)
         finally:
             self._terminating.discard(key)
+
+    def _drained(self, service: str, replica_id: int) -> bool:
+        svc = self.host.fleet.state.services.get(service)
+        rep = svc.replicas.get(replica_id) if svc is not None else None
+        return rep is None or rep.drained_at is not None or rep.terminated_at is not None
+
+    async def _wait_drained(self, service: str, replica_id: int, timeout: float) -> None:  # noqa: ASYNC109
+        """Until a router recorded ``ReplicaDrained`` (the projection shows it) or ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while not self._drained(service, replica_id):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            await asyncio.sleep(min(0.1, left))
 
     # ------------------------------------------------------------------ periodic
 

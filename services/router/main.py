@@ -8,6 +8,7 @@ harmless. Ready replicas join within one bus hop; a replica asked to terminate i
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -16,24 +17,29 @@ from collections.abc import Awaitable, Callable
 
 from libs.events.consumer import ConsumerOptions
 from libs.events.envelope import RecordedEvent
+from libs.events.outcomes import TRANSIENT_ERRORS
 from libs.events.types import (
     ALL_EVENT_TYPES,
     EndpointAssigned,
     QpsSampled,
+    ReplicaDrained,
     ScaleFromZeroRequested,
+    replica_stream,
     service_stream,
 )
-from libs.fleet.state import ServiceState
+from libs.fleet.state import ReplicaState, ServiceState
 from libs.fleet.status import serving_replicas
 from libs.runtime.host import ServiceHost, run_main
 
 from .endpoint import EndpointOptions
+from .replicas import ReplicaPool
 from .router import Router
 
 log = logging.getLogger("stratus.router")
 
 TYPES = [t.__name__ for t in ALL_EVENT_TYPES if t not in (QpsSampled, EndpointAssigned)]
 FIRST_PORT = 30001
+WAKE_RESEND_SECONDS = 10.0
 
 
 def endpoint_port(endpoint: str | None) -> int:
@@ -66,6 +72,8 @@ class RouterService:
         self.advertise = advertise
         self.router = Router(host.settings.router_host)
         self.window_start = time.time()
+        self._woken: dict[str, float] = {}  # service -> when ScaleFromZeroRequested was last sent
+        self._drains: dict[tuple[str, int], asyncio.Task[None]] = {}  # replicas being watched
 
     def _options(self, svc: ServiceState) -> EndpointOptions:
         scale_to_zero = svc.policy.autoscale.min_replicas == 0
@@ -77,9 +85,29 @@ class RouterService:
         )  # fmt: skip
 
     async def _on_hold(self, service: str) -> None:
+        await self._wake(service)
+
+    async def _wake(self, service: str) -> None:
+        """Tell the autoscaler a request is held (again every WAKE_RESEND_SECONDS while held)."""
+        now = time.monotonic()
+        last = self._woken.get(service)
+        if last is not None and now - last < WAKE_RESEND_SECONDS:
+            return
+        self._woken[service] = now
         await self.host.store.append(
             service_stream(service), [ScaleFromZeroRequested(service=service, router_id=self.router_id)]
         )
+
+    async def wake_held(self) -> None:
+        """The endpoint calls ``on_hold`` at most once per ``max_wait``: a service scaled to zero
+        again sooner would wait for the next QPS sample. Ask at once for every service holding
+        requests with nothing ready; forget the ask once a replica is ready."""
+        for name in self.router.services():
+            ep = self.router.endpoint(name)
+            if ep.pool.has_ready():
+                self._woken.pop(name, None)
+            elif ep.held_count() > 0:
+                await self._wake(name)
 
     async def handle(self, rec: RecordedEvent) -> None:
         await self.host.fleet.wait_for(rec.position, 10.0)
@@ -103,6 +131,8 @@ class RouterService:
             log.info("%s: endpoint on port %d", name, port)
         else:
             self.router.pool(name).set_policy(policy)
+            # An update may turn scale-to-zero on or off (min_replicas 0).
+            self.router.endpoint(name).hold_when_empty = svc.policy.autoscale.min_replicas == 0
         ep = self.router.endpoint(name)
         endpoint = f"{self.advertise}:{ep.port}"
         if svc.endpoint != endpoint:
@@ -123,8 +153,38 @@ class RouterService:
                 pool.remove(info.replica_id)
             elif replica.termination is not None:
                 pool.drain(info.replica_id)
+                self._watch_drain(name, replica, pool)
             else:
                 pool.set_not_ready(info.replica_id)
+
+    def _watch_drain(self, name: str, replica: ReplicaState, pool: ReplicaPool) -> None:
+        """Record ``ReplicaDrained`` once the draining replica's in-flight requests finished
+        (before its drain deadline), so the provisioner need not wait the whole drain time."""
+        key = (name, replica.replica_id)
+        term = replica.termination
+        if key in self._drains or term is None or replica.drained_at is not None:
+            return
+        timeout = term.at + term.drain_seconds - time.time()
+        if timeout <= 0:
+            return
+        task = asyncio.create_task(self._report_drained(name, replica.replica_id, pool, timeout))
+        self._drains[key] = task
+        task.add_done_callback(lambda _: self._drains.pop(key, None))
+
+    async def _report_drained(self, name: str, replica_id: int, pool: ReplicaPool, timeout: float) -> None:  # noqa: ASYNC109
+        t0 = time.monotonic()
+        try:
+            if not await pool.wait_drained(replica_id, timeout):
+                log.info("%s: replica %d still busy at its drain deadline", name, replica_id)
+                return
+            waited = round(time.monotonic() - t0, 3)
+            event = ReplicaDrained(
+                service=name, replica_id=replica_id, router_id=self.router_id, waited_seconds=waited
+            )
+            await self.host.store.append(replica_stream(name, replica_id), [event])
+            log.info("%s: replica %d drained after %.1fs", name, replica_id, waited)
+        except TRANSIENT_ERRORS as exc:  # the provisioner's drain deadline still applies
+            log.warning("%s: recording replica %d drained failed: %r", name, replica_id, exc)
 
     async def resync(self) -> None:
         names = set(self.host.fleet.state.services) | set(self.router.services())
@@ -152,6 +212,8 @@ class RouterService:
 
     async def close_on_stop(self) -> None:
         await self.host.stop.wait()
+        for task in list(self._drains.values()):
+            task.cancel()
         await self.router.close(grace=2.0)
 
 
@@ -166,6 +228,7 @@ def build(host: ServiceHost) -> Callable[[], Awaitable[None]]:
                          options=ConsumerOptions(fetch_timeout=0.5, concurrency=8))  # fmt: skip
     host.loop(float(os.environ.get("STRATUS_RESYNC_INTERVAL", "2.0")), rs.resync, name="resync")
     host.loop(float(os.environ.get("STRATUS_QPS_INTERVAL", "10.0")), rs.sample, name="qps")
+    host.loop(0.25, rs.wake_held, name="wake")
     host.task(rs.close_on_stop)
 
     async def on_started() -> None:

@@ -7,8 +7,8 @@ Rules, in order:
 
 1. A replica that FAILED* or was PREEMPTED gets one termination request (its instance is
    cleaned up; the record stays for display) and no longer counts.
-2. ``down``: terminate everything; once every replica is terminated (or its cleanup
-   failed), ``MarkServiceTerminated``.
+2. ``down``: terminate everything (READY replicas with a drain); once every replica is
+   terminated (or its cleanup failed), ``MarkServiceTerminated``.
 3. The launch version is the latest, unless it gave up (``max_consecutive_failures``
    failures and never READY): then the newest older version that worked, so a broken
    update never takes the old version down. No launchable version: launch nothing
@@ -233,7 +233,8 @@ class _Planner:
         left = [r for r in self.replicas if r.terminated_at is None]
         for rep in left:
             if rep.termination is None:
-                self.terminate(rep, "service down", drain=False)
+                # READY replicas are drained: in-flight requests (streams) finish first.
+                self.terminate(rep, "service down")
         if not left:
             failed = sum(1 for s in self.statuses.values() if s == FAILED_CLEANUP)
             reason = "down requested: all replicas terminated"
@@ -279,7 +280,13 @@ class _Planner:
                 self.terminate(rep, f"blue-green switch to version {current_version}")
             return
         if traffic:
-            self.reconcile_set(serving, max(traffic), target)
+            # Replace lost serving replicas with the newest serving version that may launch
+            # (not one that gave up, e.g. a broken rolling update before this blue-green one).
+            usable = [
+                v for v in sorted(traffic, reverse=True)
+                if v in svc.versions and not is_blocked(svc.versions[v], self.config.max_consecutive_failures)
+            ]  # fmt: skip
+            self.reconcile_set(serving, usable[0] if usable else max(traffic), target)
 
 
 def plan(service: ServiceState, now: float, config: SchedulerConfig | None = None) -> list[Action]:

@@ -67,38 +67,71 @@ class Stack:
             )
         return r
 
-    def api(self, method: str, path: str, **kw: Any) -> httpx.Response:
-        return httpx.request(method, f"{self.api_url}{path}", timeout=10, **kw)
+    def api(self, method: str, path: str, *, retry_for: float = 0.0, **kw: Any) -> httpx.Response:
+        """One API request; with ``retry_for``, connection errors are retried that long (an API
+        being restarted by the supervisor)."""
+        deadline = time.monotonic() + retry_for
+        while True:
+            try:
+                return httpx.request(method, f"{self.api_url}{path}", timeout=10, **kw)
+            except httpx.TransportError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.2)
 
-    def service(self, name: str) -> dict[str, Any]:
-        r = self.api("GET", f"/v1/services/{name}")
+    def service(self, name: str, retry_for: float = 30.0) -> dict[str, Any]:
+        r = self.api("GET", f"/v1/services/{name}", retry_for=retry_for)
         r.raise_for_status()
         data: dict[str, Any] = r.json()
         return data
 
-    def wait(self, name: str, pred: Any, timeout: float = 90, what: str = "") -> dict[str, Any]:
+    def wait(
+        self, name: str, pred: Any, timeout: float = 90, what: str = "", interval: float = 0.25
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         svc: dict[str, Any] = {}
         while time.monotonic() < deadline:
-            svc = self.service(name)
+            svc = self.service(name, retry_for=max(1.0, deadline - time.monotonic()))
             if pred(svc):
                 return svc
-            time.sleep(0.25)
+            time.sleep(interval)
         raise AssertionError(
             f"timed out waiting for {what or pred}: {json.dumps(svc)[:2000]}\n{self.logs_tail()}"
         )
 
+    def supervisor_state(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads((self.home / "run" / "supervisor.json").read_text())
+        return data
+
     def component_pid(self, name: str) -> int:
-        state = json.loads((self.home / "run" / "supervisor.json").read_text())
-        pid = state["components"][name]["pid"]
+        pid = self.supervisor_state()["components"][name]["pid"]
         assert isinstance(pid, int)
         return pid
+
+    def kill_component(self, name: str, timeout: float = 30) -> int:
+        """``kill -9`` one component's process, then wait until the supervisor has started a
+        new one; returns the new pid."""
+        old = self.component_pid(name)
+        restarts = self.supervisor_state()["components"][name]["restarts"]
+        os.kill(old, signal.SIGKILL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                info = self.supervisor_state()["components"][name]
+            except (OSError, ValueError):  # replaced while we read it
+                info = {}
+            pid = info.get("pid")
+            if isinstance(pid, int) and pid != old and info.get("restarts", 0) > restarts:
+                return pid
+            time.sleep(0.1)
+        raise AssertionError(f"the supervisor did not restart {name} within {timeout}s:\n{self.logs_tail()}")
 
     def events(self, service: str) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         after = 0
         for _ in range(100):
-            r = self.api("GET", "/v1/events", params={"service": service, "after": after, "limit": 500})
+            params = {"service": service, "after": after, "limit": 500}
+            r = self.api("GET", "/v1/events", params=params, retry_for=30)
             r.raise_for_status()
             page = r.json()
             out.extend(page["events"])

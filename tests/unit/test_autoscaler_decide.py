@@ -251,3 +251,13 @@ def test_policy_from_spec() -> None:
     assert pol.autoscales and pol.use_spot and pol.dynamic_ondemand_fallback
     assert (pol.min_replicas, pol.max_replicas, pol.num_overprovision, pol.window_seconds) == (0, 5, 0, 30)
     assert (pol.upscale_delay_seconds, pol.downscale_delay_seconds) == (300, 1200)
+
+
+def test_scale_from_zero_request_before_the_first_decision() -> None:
+    """A request held before any decision was recorded is not swallowed by the initial one."""
+    st = request_scale_from_zero(AutoscalerState(service="svc"), 100.0)
+    st, decision = decide(ZERO, st, 100.1)
+    assert decision is not None and decision.target == 1 and "scale from zero" in decision.reason
+    assert st.wake_requested_at is None
+    _, decision = decide(ZERO, AutoscalerState(service="svc"), 100.1)
+    assert decision is not None and decision.target == 0 and decision.reason.startswith("initial")

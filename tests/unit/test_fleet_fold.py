@@ -182,3 +182,16 @@ def test_fold_of_many_events_is_fast_enough() -> None:
     records = synthetic(20_000, services=50)
     state = fold(records)
     assert len(state.services) == 50
+
+
+def test_drained_is_recorded_only_while_shutting_down() -> None:
+    from libs.events.types import ReplicaDrained
+
+    drained = ReplicaDrained(service=NAME, replica_id=1, router_id="r", waited_seconds=1.5)
+    ready = build(spec(1), [R(1, "READY")], extra=[drained])
+    assert ready.replicas[1].drained_at is None  # not asked to terminate: ignored
+    svc = build(spec(1), [R(1, "SHUTTING_DOWN")], extra=[drained, drained])
+    rep = svc.replicas[1]
+    assert rep.drained_at is not None and replica_status(rep) == "SHUTTING_DOWN"
+    first = rep.drained_at
+    assert build(spec(1), [R(1, "SHUTTING_DOWN")], extra=[drained, drained]).replicas[1].drained_at == first

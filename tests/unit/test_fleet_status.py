@@ -177,3 +177,18 @@ def test_failure_reason_from_replica_failed() -> None:
         ),
     ])  # fmt: skip
     assert svc.failure_reason == "replica 1 FAILED_INITIAL_DELAY: not ready after 1200s"
+
+
+def test_exit_reason_is_the_workloads_last_line_not_the_providers_marker() -> None:
+    from libs.events.types import ReplicaProcessExited
+    from libs.fleet import describe_failure
+
+    marker = "[stratus] 2026-01-01T00:00:00Z ===== run exited with code 3 ====="
+    tail = f"loading...\nboom: no model weights\n{marker}\n"
+    svc = build(
+        spec(1),
+        [R(1, "STARTING")],
+        extra=[ReplicaProcessExited(service=NAME, replica_id=1, exit_code=3, log_tail=tail)],
+    )
+    want = "replica 1 FAILED: run exited with code 3 (boom: no model weights)"
+    assert describe_failure(svc.replicas[1]) == want

@@ -118,7 +118,7 @@ CASES: list[tuple[str, dict[str, Any], SchedulerConfig, list[tuple[Any, ...]]]] 
             ReplicaTerminationRequested(service=NAME, replica_id=rid),
             ReplicaTerminated(service=NAME, replica_id=rid))]}, NO_BACKOFF, [("S", 5, 1, False)]),
     ("down", {"replicas": [R(1, "READY"), R(2, "FAILED"), R(3, "SHUTTING_DOWN")],
-              "extra": [ServiceDownRequested(service=NAME)]}, NO_BACKOFF, [("T", 2, False), ("T", 1, False)]),
+              "extra": [ServiceDownRequested(service=NAME)]}, NO_BACKOFF, [("T", 2, False), ("T", 1, True)]),
     ("down waits for terminations", {"replicas": [R(1, "READY"), R(2, "READY")],
                                      "extra": [ServiceDownRequested(service=NAME), *_done(1),
                                                ReplicaTerminationRequested(service=NAME, replica_id=2)]},
@@ -176,6 +176,11 @@ CASES: list[tuple[str, dict[str, Any], SchedulerConfig, list[tuple[Any, ...]]]] 
         "replicas": [*V1_READY, R(3, "FAILED", version=2), R(4, "FAILED", version=2),
                      R(5, "FAILED", version=2)],
         "updates": BLUE_GREEN, "extra": _done(3, 4, 5)}, NO_BACKOFF, []),
+    ("blue-green after a broken rolling update maintains the old set with the working version", {
+        "replicas": [R(1, "READY"), R(2, "FAILED"), R(3, "FAILED", version=2), R(4, "FAILED", version=2),
+                     R(5, "FAILED", version=2), R(6, "STARTING", version=3)],
+        "updates": [*ROLLING, (3, "blue_green", spec(2))], "extra": _done(2, 3, 4, 5)}, NO_BACKOFF,
+     [("S", 7, 3, False), ("S", 8, 1, False)]),
     # spot with on-demand fallback
     ("dynamic fallback: spot not ready", {"the_spec": SPOT_DYNAMIC}, NO_BACKOFF,
      [("S", 1, 1, True), ("S", 2, 1, True), ("S", 3, 1, False), ("S", 4, 1, False)]),
