@@ -75,6 +75,7 @@ def build(host: ServiceHost) -> Callable[[], Awaitable[None]]:
     config = SchedulerConfig(
         max_concurrent_launches=int(os.environ.get("STRATUS_MAX_CONCURRENT_LAUNCHES", "4")),
         drain_seconds=float(os.environ.get("STRATUS_DRAIN_SECONDS", "30")),
+        retry_backoff_seconds=float(os.environ.get("STRATUS_RETRY_BACKOFF_SECONDS", "5")),
     )
     scheduler = Scheduler(host, config)
     host.consumer(TYPES, scheduler.handle)

@@ -189,6 +189,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, nats_url: str, stack_db: str
         "STRATUS_MONITOR_INTERVAL": "0.5",
         "STRATUS_RESYNC_INTERVAL": "1.0",
         "STRATUS_DRAIN_SECONDS": "2",
+        # Relaunch after a failure in 1 s, 2 s, 4 s... (5 s, 10 s... by default).
+        "STRATUS_RETRY_BACKOFF_SECONDS": "1",
         "PYTHONUNBUFFERED": "1",
     }
     s = Stack(home, env)
