@@ -90,6 +90,9 @@ DISCARD_LIMIT = 1024 * 1024  # request body read and dropped after an early erro
 MAX_PIPELINED = 16
 
 
+IDEMPOTENT_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS"})
+
+
 class Exchange:
     """One request and its response."""
 
@@ -106,6 +109,7 @@ class Exchange:
         "head_rest",
         "held_since",
         "http11",
+        "idempotent",
         "is_head",
         "keep_alive",
         "mode",
@@ -186,7 +190,7 @@ class Exchange:
         up.sink = self
         up.got_bytes = False
         up.head_request = self.is_head
-        self.replay = [] if reused else None
+        self.replay = [] if reused or self.idempotent else None
         self.replay_size = 0
         client = self.client
         if client.write_paused:
@@ -324,12 +328,14 @@ class Exchange:
             self._truncated()
             return
         why = f"connection closed ({exc!r})" if exc is not None else "connection closed"
-        if self.reused and not up.got_bytes and self.replay is not None:
-            # A pooled keep-alive connection the replica had closed: send again.
+        if (self.reused or self.idempotent) and not up.got_bytes and self.replay is not None:
+            # A pooled keep-alive connection the replica had closed (send again, same replica
+            # allowed), or an idempotent request whose replica died before answering (send
+            # again elsewhere).
             self.pending[:0] = self.replay
             self.pending_size = sum(len(b) for b in self.pending)
             self.replay = None
-            self.retry(stale=True, why=why)
+            self.retry(stale=self.reused, why=why)
             return
         self.attempts += 1
         self.fail(self._upstream_failed(f"replica closed the connection before responding: {why}"))
@@ -644,6 +650,7 @@ class ClientConnection(asyncio.Protocol):
         p = self.parser
         method = p.get_method()
         ex = Exchange(self, method == b"HEAD", p.get_http_version() == "1.1", p.should_keep_alive())
+        ex.idempotent = method in IDEMPOTENT_METHODS and not self._has_body
         self.cur = ex
         self.pool.request_count += 1
         if p.should_upgrade() and (method == b"CONNECT" or self._has_body):

@@ -71,6 +71,19 @@ async def test_request_sent_on_a_fresh_connection_is_not_retried(
     assert len(b1.requests) + len(b2.requests) == 1
 
 
+async def test_idempotent_request_is_retried_on_another_replica_when_one_dies(
+    backends: BackendFactory, endpoint: EndpointFactory
+) -> None:
+    # A replica killed mid-request closes the connection before answering: a body-less GET
+    # goes to the next replica (here every replica resets, so both see it, then 502).
+    b1, b2 = await backends("b1"), await backends("b2")
+    ep = await endpoint(b1, b2)
+    r = await request(ep.port, "GET", "/reset")
+    assert r.status == 502
+    assert "2 attempts" in r.json()["error"]
+    assert len(b1.requests) == 1 and len(b2.requests) == 1
+
+
 async def test_no_retry_once_the_replica_began_responding(
     backends: BackendFactory, endpoint: EndpointFactory
 ) -> None:
