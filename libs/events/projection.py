@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -41,11 +41,16 @@ class Projection(Generic[S]):
     apply: Callable[[S, RecordedEvent], S]
     # Event tags this projection reads; None = all. Other events only advance the position.
     types: frozenset[str] | None = None
+    # Optional: fold a whole batch at once (may mutate what it builds, never its input state);
+    # rebuilds use it to avoid one copy-on-write per event.
+    fold_batch: Callable[[S, Sequence[RecordedEvent]], S] | None = None
 
     def fold(self, state: S, records: Iterable[RecordedEvent]) -> S:
-        for rec in records:
-            if self.types is None or rec.event_type in self.types:
-                state = self.apply(state, rec)
+        wanted = [r for r in records if self.types is None or r.event_type in self.types]
+        if self.fold_batch is not None:
+            return self.fold_batch(state, wanted) if wanted else state
+        for rec in wanted:
+            state = self.apply(state, rec)
         return state
 
     async def rebuild(

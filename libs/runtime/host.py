@@ -24,9 +24,9 @@ from libs.events.consumer import Consumer, ConsumerOptions, Handler, MemoryHandl
 from libs.events.errors import StoreUnavailable
 from libs.events.lifecycle import Backoff, install_stop_signals, sleep_or_stop
 from libs.events.outcomes import TRANSIENT_ERRORS
-from libs.events.projection import LiveProjection, Projection
+from libs.events.projection import LiveProjection
 from libs.events.store import EventStore
-from libs.fleet.fold import apply as fleet_apply
+from libs.fleet.projection import FLEET
 from libs.fleet.state import FleetState
 
 from .settings import Settings
@@ -36,8 +36,6 @@ log = logging.getLogger(__name__)
 # Errors a long-running loop survives by retrying; anything else is a bug and ends the process,
 # which the supervisor restarts.
 TRANSIENT_SETUP_ERRORS = TRANSIENT_ERRORS
-
-FLEET: Projection[FleetState] = Projection(initial=FleetState, apply=fleet_apply)
 
 
 class KeyedLocks:

@@ -108,7 +108,8 @@ class PostgresServer:
     def _settings(self) -> list[str]:
         return [
             "-h", self.host, "-p", str(self.port), "-k", "", "-c", "fsync=off",
-            "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=200", "-c", "shared_buffers=256MB",
+            "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=200",
+            "-c", "shared_buffers=256MB",
         ]  # fmt: skip
 
     def start(self, timeout: float = 60.0) -> None:

@@ -10,7 +10,8 @@ from typing import Protocol
 
 from libs.events.projection import Projection
 from libs.events.store import EventStore
-from libs.fleet import FleetState, apply
+from libs.fleet import FleetState
+from libs.fleet.projection import FLEET
 from libs.runtime.settings import Settings
 
 
@@ -27,7 +28,7 @@ class FleetView(Protocol):
 
 
 def fleet_projection() -> Projection[FleetState]:
-    return Projection(initial=FleetState, apply=apply)
+    return FLEET
 
 
 @dataclass

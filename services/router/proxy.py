@@ -147,6 +147,9 @@ class Exchange:
         self.tried: list[Replica] | None = None
         self.resp_started = False
         self.mode = C_NONE
+        # A body-less GET/HEAD/OPTIONS may be sent again to another replica when the chosen one
+        # closes the connection before answering (it was killed mid-request).
+        self.idempotent = False
         self.close_after = False
         self.held_since = 0.0
         self.error: ProxyError | None = None  # refused before dispatch

@@ -150,7 +150,9 @@ async def test_long_handlers_send_in_progress_and_are_not_redelivered(
         calls.append(rec.position)
         await asyncio.sleep(2.2)  # more than twice ack_wait
 
-    consumer = Consumer(nc, name="c-long", handler=long, store=store, bus=bus, options=opts(ack_wait=1.0, heartbeat=0.2))
+    consumer = Consumer(
+        nc, name="c-long", handler=long, store=store, bus=bus, options=opts(ack_wait=1.0, heartbeat=0.2)
+    )
     async with consuming(consumer):
         await eventually(lambda: asyncio.sleep(0, consumer.stats.handled == 1), within=10)
         await asyncio.sleep(1.2)  # a redelivery (after ack_wait) would show up here
