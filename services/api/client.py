@@ -94,18 +94,12 @@ class StratusClient:
         return response.json()
 
     def _stream_lines(self, path: str, params: Mapping[str, Any] | None) -> Iterator[str]:
-        try:
-            with self._http.stream(
-                "GET", API_PREFIX + path, params=_params(params), timeout=httpx.Timeout(10.0, read=None)
-            ) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    raise _error_from(response)
-                yield from response.iter_lines()
-        except httpx.TransportError as exc:
-            raise ApiUnreachable(self.base_url, _reason(exc)) from exc
+        return self._stream(path, params, lines=True)
 
     def _stream_text(self, path: str, params: Mapping[str, Any] | None) -> Iterator[str]:
+        return self._stream(path, params, lines=False)
+
+    def _stream(self, path: str, params: Mapping[str, Any] | None, *, lines: bool) -> Iterator[str]:
         try:
             with self._http.stream(
                 "GET", API_PREFIX + path, params=_params(params), timeout=httpx.Timeout(10.0, read=None)
@@ -113,7 +107,7 @@ class StratusClient:
                 if response.status_code >= 400:
                     response.read()
                     raise _error_from(response)
-                yield from response.iter_text()
+                yield from (response.iter_lines() if lines else response.iter_text())
         except httpx.TransportError as exc:
             raise ApiUnreachable(self.base_url, _reason(exc)) from exc
 
