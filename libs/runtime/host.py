@@ -33,10 +33,6 @@ from .settings import Settings
 
 log = logging.getLogger(__name__)
 
-# Errors a long-running loop survives by retrying; anything else is a bug and ends the process,
-# which the supervisor restarts.
-TRANSIENT_SETUP_ERRORS = TRANSIENT_ERRORS
-
 
 class KeyedLocks:
     """One asyncio.Lock per key, created on demand."""
@@ -145,14 +141,16 @@ class ServiceHost:
                     await consumer.subscribe()
                     await consumer.run(self.stop)
                     return
-                except TRANSIENT_SETUP_ERRORS as exc:
+                except TRANSIENT_ERRORS as exc:
                     log.warning("%s: consumer %s: %r; retrying", self.name, name, exc)
                     await sleep_or_stop(self.stop, backoff.next())
 
         self._tasks.append(run)
 
     def loop(self, interval: float, body: Callable[[], Awaitable[None]], *, name: str) -> None:
-        """Run ``body`` every ``interval`` seconds until stop; a failing round is logged and retried."""
+        """Run ``body`` every ``interval`` seconds until stop. A round failing with a transient
+        error is logged and retried; anything else is a bug and ends the process (the
+        supervisor restarts it)."""
 
         async def run() -> None:
             while not self.stop.is_set():
@@ -160,7 +158,7 @@ class ServiceHost:
                     await body()
                 except asyncio.CancelledError:
                     raise
-                except TRANSIENT_SETUP_ERRORS as exc:
+                except TRANSIENT_ERRORS as exc:
                     log.warning("%s: %s: %r", self.name, name, exc)
                 await sleep_or_stop(self.stop, interval)
 

@@ -21,7 +21,6 @@ class HttpProber:
     def __init__(self) -> None:
         self._tcp = httpx.AsyncClient(follow_redirects=False)
         self._uds: dict[str, httpx.AsyncClient] = {}
-        self._closing: list[httpx.AsyncClient] = []
 
     def _client_and_base(self, url: str) -> tuple[httpx.AsyncClient, str]:
         parts = urlsplit(url)
@@ -45,16 +44,8 @@ class HttpProber:
             return classify_error(exc, policy.timeout_seconds)
         return classify_status(resp.status_code)
 
-    def forget(self, url: str) -> None:
-        parts = urlsplit(url)
-        if parts.scheme == "http+unix":
-            client = self._uds.pop(unquote(parts.netloc), None)
-            if client is not None:
-                self._closing.append(client)  # closed on aclose(); never left to the GC
-
     async def aclose(self) -> None:
         await self._tcp.aclose()
-        for c in [*self._uds.values(), *self._closing]:
+        for c in self._uds.values():
             await c.aclose()
         self._uds.clear()
-        self._closing.clear()
