@@ -206,6 +206,26 @@ class ScaleFromZeroRequested(Event, frozen=True, tag="ScaleFromZeroRequested"):
     router_id: str = ""
 
 
+# --------------------------------------------------------------------------- clouds (provisioner)
+
+
+class CloudsChecked(Event, frozen=True, tag="CloudsChecked"):
+    """The provisioner's view of which clouds it can launch on (``stratus check``).
+
+    Appended to the ``clouds`` stream (``service`` is "") at start-up and whenever the answer
+    changes. ``enabled`` are usable now; ``disabled`` maps a cloud to why not and what to do.
+    ``allowed`` is ``allowed_clouds`` from ``$STRATUS_HOME/config.yaml`` (empty: all).
+    """
+
+    enabled: list[str] = []
+    disabled: dict[str, str] = {}
+    allowed: list[str] = []
+    provisioner_id: str = ""
+
+
+CLOUDS_STREAM = "clouds"
+
+
 # --------------------------------------------------------------------------- debug
 
 
@@ -239,6 +259,7 @@ ALL_EVENT_TYPES: tuple[type[Event], ...] = (
     ScaleDecided,
     ScaleFromZeroRequested,
     PreemptionRequested,
+    CloudsChecked,
 )
 
 EVENT_TYPES_BY_TAG: dict[str, type[Event]] = {str(t.__struct_config__.tag): t for t in ALL_EVENT_TYPES}
