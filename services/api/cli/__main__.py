@@ -1,0 +1,5 @@
+"""``python -m services.api.cli``: the ``stratus`` command."""
+
+from . import main
+
+main()
