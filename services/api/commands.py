@@ -24,12 +24,12 @@ from libs.events.types import (
     service_stream,
 )
 from libs.fleet import ALIVE_STATUSES, FleetState, ReplicaState, ServiceState, replica_status, service_status
+from libs.secrets import SplitEnvs, ensure_schema, redact_spec_dict, split_envs, store_secrets
 from libs.spec import ServiceSpec, SpecError, describe_resources, describe_service, load_spec, spec_to_dict
 
 from .deps import ApiDeps
 from .errors import Conflict, Invalid, NotFound, Unavailable, spec_invalid
 from .models import AcceptedOut, CreateServiceRequest, PlanOut, SpecSource, UpdateServiceRequest
-from .secrets import SplitEnvs, ensure_schema, redact_spec_dict, split_envs, store_secrets
 
 log = logging.getLogger("stratus.api")
 

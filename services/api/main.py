@@ -19,10 +19,10 @@ from libs.events.errors import StoreUnavailable
 from libs.events.projection import LiveProjection
 from libs.events.store import EventStore
 from libs.runtime.settings import DEFAULT_API_PORT, Settings
+from libs.secrets import ensure_schema, load_or_create_key
 
 from .app import create_app
 from .deps import ApiDeps, fleet_projection
-from .secrets import ensure_schema, load_or_create_key
 
 log = logging.getLogger("stratus.api")
 

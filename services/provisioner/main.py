@@ -34,7 +34,7 @@ from libs.events.types import (
 from libs.fleet.state import ReplicaState, ServiceState
 from libs.runtime.host import ServiceHost, run_main
 from libs.runtime.workqueue import WorkQueue
-from services.api.secrets import load_secrets
+from libs.secrets import load_secrets
 
 from .clouds.base import InstanceState, Provider
 from .clouds.errors import ProviderError

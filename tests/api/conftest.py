@@ -16,9 +16,9 @@ from libs.events.projection import LiveProjection
 from libs.events.store import EventStore
 from libs.fleet import FleetState
 from libs.runtime.settings import Settings
+from libs.secrets import ensure_schema
 from services.api.app import create_app
 from services.api.deps import ApiDeps, fleet_projection
-from services.api.secrets import ensure_schema
 
 SERVICE_YAML = """\
 service:

@@ -7,7 +7,7 @@ import stat
 import pytest
 
 from libs.events.types import ServiceRequested, ServiceUpdateRequested, service_stream
-from services.api.secrets import (
+from libs.secrets import (
     REDACTED,
     SecretsError,
     key_path,
