@@ -21,8 +21,9 @@ Rules, in order:
 5. Updates. Launch version receiving traffic (rolling, or steady state): old-version
    replicas are kept only while needed, ``target - READY new``, most useful first.
    Launch version not yet receiving traffic (blue-green): the serving set is maintained as
-   well, and once ``min(target, max(1, min_replicas))`` new replicas are READY traffic is
-   switched and the old ones are terminated (READY ones with a drain).
+   well, at its own version's size (never grown to the new target), and once
+   ``min(target, max(1, min_replicas))`` new replicas are READY traffic is switched
+   and the old ones are terminated (READY ones with a drain).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from __future__ import annotations
 from typing import TypeAlias
 
 import msgspec
+from msgspec.structs import replace
 
 from libs.events.types import (
     Event,
@@ -210,6 +212,13 @@ class _Planner:
             else:
                 self.launch(version, use_spot, want - len(have))
 
+    def version_target(self, version: int) -> int:
+        """``desired_target`` under ``version``'s own policy (its bounds, the same decision)."""
+        info = self.service.versions.get(version)
+        if info is None:
+            return desired_target(self.service)
+        return desired_target(replace(self.service, latest_version=version))
+
     # ----------------------------------------------------------------- the plan
 
     def run(self) -> list[Action]:
@@ -286,7 +295,10 @@ class _Planner:
                 v for v in sorted(traffic, reverse=True)
                 if v in svc.versions and not is_blocked(svc.versions[v], self.config.max_consecutive_failures)
             ]  # fmt: skip
-            self.reconcile_set(serving, usable[0] if usable else max(traffic), target)
+            old = usable[0] if usable else max(traffic)
+            # The serving set keeps its own size (never grown to the new target: a replica of the
+            # old version launched now would be terminated at the switch).
+            self.reconcile_set(serving, old, self.version_target(old))
 
 
 def plan(service: ServiceState, now: float, config: SchedulerConfig | None = None) -> list[Action]:

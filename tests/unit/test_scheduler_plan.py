@@ -155,6 +155,16 @@ CASES: list[tuple[str, dict[str, Any], SchedulerConfig, list[tuple[Any, ...]]]] 
     ("blue-green: switch", {
         "replicas": [*V1_READY, R(3, "READY", version=2), R(4, "READY", version=2)], "updates": BLUE_GREEN},
      NO_BACKOFF, [("V", (2,)), ("T", 1, True), ("T", 2, True)]),
+    ("blue-green 2 -> 3: only new replicas launch (the old set keeps its own size)", {
+        "replicas": V1_READY, "updates": [(2, "blue_green", spec(3))]}, NO_BACKOFF,
+     [("S", 3, 2, False), ("S", 4, 2, False), ("S", 5, 2, False)]),
+    ("blue-green 3 -> 2: the old set is kept whole until the switch", {
+        "the_spec": spec(3), "replicas": [*V1_READY, R(3, "READY")], "updates": BLUE_GREEN}, NO_BACKOFF,
+     [("S", 4, 2, False), ("S", 5, 2, False)]),
+    ("blue-green 2 -> 3: a lost old replica is replaced by one old replica", {
+        "replicas": [R(1, "READY"), R(2, "PREEMPTED")], "updates": [(2, "blue_green", spec(3))]},
+     SchedulerConfig(retry_backoff_seconds=0.0, max_concurrent_launches=10),
+     [("T", 2, False), ("S", 3, 2, False), ("S", 4, 2, False), ("S", 5, 2, False), ("S", 6, 1, False)]),
     ("blue-green: after switch", {
         "replicas": [R(3, "READY", version=2), R(4, "READY", version=2)], "updates": BLUE_GREEN,
         "extra": [TrafficSwitched(service=NAME, versions=[2])]}, NO_BACKOFF, []),
