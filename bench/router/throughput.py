@@ -1,0 +1,184 @@
+"""Router throughput on loopback without wrk or nginx: keep-alive GETs through one endpoint.
+
+Three processes: two raw-asyncio backends (a fixed ~200-byte JSON answer, like
+``peer_lb.sh``'s ``GET /small``), the router (``python -m services.router.standalone``) over
+them, and a load generator (uvloop Protocols, ``--conns`` keep-alive connections, one request
+in flight on each). It reports requests per second through the router and straight to one
+backend (``direct``), medians over ``--rounds``. The load generator is Python too, so on a
+small machine it competes with the router for CPU: compare figures from the same machine only.
+
+    python -m bench.router.throughput [--conns 64] [--seconds 5] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from typing import cast
+
+BODY = json.dumps({"replica": 1, "text": "x" * 170}).encode()
+RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%b" % (len(BODY), BODY)
+REQUEST = b"GET /small HTTP/1.1\r\nHost: bench\r\n\r\n"
+
+
+class _BackendProtocol(asyncio.Protocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.t = cast(asyncio.Transport, transport)
+        self.buf = b""
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        n = self.buf.count(b"\r\n\r\n")
+        if n:
+            self.buf = self.buf[self.buf.rfind(b"\r\n\r\n") + 4 :]
+            self.t.write(RESPONSE * n)
+
+
+async def _backend(port: int) -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(_BackendProtocol, "127.0.0.1", port, backlog=4096)
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    async with server:
+        await stop.wait()
+
+
+class _LoadProtocol(asyncio.Protocol):
+    def __init__(self, counter: list[int], deadline: float) -> None:
+        self.counter = counter
+        self.deadline = deadline
+        self.done = asyncio.get_running_loop().create_future()
+        self.pending = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.t = cast(asyncio.Transport, transport)
+        self.t.write(REQUEST)
+
+    def data_received(self, data: bytes) -> None:
+        self.pending += data
+        while True:
+            i = self.pending.find(b"\r\n\r\n")
+            if i < 0:
+                return
+            head = self.pending[:i].lower()
+            j = head.find(b"content-length:")
+            length = int(head[j + 15 :].split(b"\r\n", 1)[0]) if j >= 0 else 0
+            end = i + 4 + length
+            if len(self.pending) < end:
+                return
+            if not head.startswith(b"http/1.1 200"):
+                raise SystemExit(f"bad response: {head[:60]!r}")
+            self.pending = self.pending[end:]
+            self.counter[0] += 1
+            if time.monotonic() >= self.deadline:
+                self.t.close()
+                return
+            self.t.write(REQUEST)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+async def _load(port: int, conns: int, seconds: float) -> float:
+    loop = asyncio.get_running_loop()
+    counter = [0]
+    warm = time.monotonic() + 1.0
+    protos = [
+        (await loop.create_connection(lambda: _LoadProtocol(counter, warm), "127.0.0.1", port))[1]
+        for _ in range(conns)
+    ]
+    await asyncio.wait_for(asyncio.gather(*(p.done for p in protos)), 30)
+    counter[0] = 0
+    t0 = time.monotonic()
+    deadline = t0 + seconds
+    protos = [
+        (await loop.create_connection(lambda: _LoadProtocol(counter, deadline), "127.0.0.1", port))[1]
+        for _ in range(conns)
+    ]
+    await asyncio.wait_for(asyncio.gather(*(p.done for p in protos)), seconds + 30)
+    return counter[0] / (time.monotonic() - t0)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"process on port {port} exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"nothing listening on port {port} after {timeout:g} s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.router.throughput", description=__doc__)
+    p.add_argument("--conns", type=int, default=64)
+    p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--role", choices=["backend", "load"], help=argparse.SUPPRESS)
+    p.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    import uvloop
+
+    if args.role == "backend":
+        uvloop.run(_backend(args.port))
+        return 0
+    if args.role == "load":
+        print(uvloop.run(_load(args.port, args.conns, args.seconds)))
+        return 0
+    me = [sys.executable, "-m", "bench.router.throughput"]
+    b1, b2, rport = _free_port(), _free_port(), _free_port()
+    procs = [subprocess.Popen([*me, "--role", "backend", "--port", str(b)]) for b in (b1, b2)]
+    try:
+        for b, pr in zip((b1, b2), procs, strict=True):
+            _wait_listening(b, pr)
+        router = subprocess.Popen(
+            [sys.executable, "-m", "services.router.standalone", "--port", str(rport),
+             "--backends", f"127.0.0.1:{b1},127.0.0.1:{b2}"],
+            env={**os.environ, "LOG_LEVEL": "WARNING"},
+        )  # fmt: skip
+        procs.append(router)
+        _wait_listening(rport, router)
+        results: dict[str, list[float]] = {"direct": [], "router": []}
+        for _ in range(args.rounds):
+            for name, port in (("direct", b1), ("router", rport)):
+                out = subprocess.run(
+                    [*me, "--role", "load", "--port", str(port), "--conns", str(args.conns),
+                     "--seconds", str(args.seconds)],
+                    check=True, capture_output=True, timeout=args.seconds + 90,
+                )  # fmt: skip
+                results[name].append(float(out.stdout.decode().strip().splitlines()[-1]))
+        for name, runs in results.items():
+            runs_s = "/".join(f"{r:.0f}" for r in runs)
+            print(f"{name:7s} conns={args.conns} req/s median {statistics.median(runs):.0f} (rounds {runs_s})")
+    finally:
+        for pr in procs:
+            pr.send_signal(signal.SIGTERM)
+        for pr in procs:
+            try:
+                pr.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pr.kill()
+                pr.wait(timeout=5)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
