@@ -39,6 +39,7 @@ from libs.secrets import load_secrets
 from .clouds.base import InstanceState, Provider
 from .clouds.errors import ProviderError
 from .clouds.local import LocalProvider
+from .logs_server import serve_logs
 from .tasks import launch_task
 
 log = logging.getLogger("stratus.provisioner")
@@ -230,6 +231,7 @@ def build(host: ServiceHost) -> Callable[[], Awaitable[None]]:
     host.loop(float(os.environ.get("STRATUS_MONITOR_INTERVAL", "1.0")), prov.monitor, name="monitor")
     host.loop(float(os.environ.get("STRATUS_RESYNC_INTERVAL", "5.0")), prov.resync, name="resync")
     host.task(lambda: prov.queue.run(host.stop))
+    host.task(lambda: serve_logs(host, provider))  # replica logs, over NATS request/reply
 
     async def on_started() -> None:
         await prov.resync()
