@@ -20,6 +20,22 @@ from .errors import ProviderError
 from .log_tail import tail_lines
 
 
+class Bootstrap(msgspec.Struct, frozen=True, kw_only=True):
+    """How a cloud instance fetches its secrets at boot.
+
+    ``url`` is the API's ``POST /v1/bootstrap`` endpoint as the instance reaches it; ``token``
+    is one-time and expiring (``libs.bootstrap.issue``): dead after its first use or its expiry,
+    so it may go into user-data/metadata although secret values may not. The answer carries the
+    replica's secret envs and its log token (see ``startup.render_startup_script``).
+    """
+
+    url: str
+    token: str
+
+    def __repr__(self) -> str:
+        return f"Bootstrap(url={self.url!r}, token='***')"
+
+
 class LaunchTask(msgspec.Struct, frozen=True, kw_only=True):
     """What to run on a replica: the resolved task of one service version."""
 
@@ -38,6 +54,27 @@ class LaunchTask(msgspec.Struct, frozen=True, kw_only=True):
     file_mounts: dict[str, str] = {}
     ports: list[int] = []
     num_gpus: int = 0
+    # Names in ``envs`` whose values are secret: a cloud provider must not put those values in
+    # user-data/metadata; its startup script fetches them with ``bootstrap`` instead.
+    secret_names: list[str] = []
+    # None for providers that hand envs over directly (local); required by the cloud providers.
+    bootstrap: Bootstrap | None = None
+    # ``resources.image_id``: one image for every region, or region -> image. None: the
+    # provider's default GPU-ready image for the accelerator.
+    image_id: str | dict[str, str] | None = None
+    # ``resources.disk_size`` in GB (None: the provider's default).
+    disk_size: int | None = None
+
+    def public_envs(self) -> dict[str, str]:
+        """The envs that may appear in cloud metadata (every one not named in ``secret_names``)."""
+        secret = set(self.secret_names)
+        return {k: v for k, v in self.envs.items() if k not in secret}
+
+    def image_for(self, region: str) -> str | None:
+        """The image ``image_id`` names for ``region`` (None: use the provider's default)."""
+        if isinstance(self.image_id, dict):
+            return self.image_id.get(region)
+        return self.image_id
 
     def __repr__(self) -> str:
         envs = {key: "***" for key in self.envs}
@@ -45,7 +82,8 @@ class LaunchTask(msgspec.Struct, frozen=True, kw_only=True):
             f"LaunchTask(service={self.service!r}, replica_id={self.replica_id}, version={self.version}, "
             f"service_port={self.service_port}, setup={self.setup!r}, run={self.run!r}, envs={envs}, "
             f"workdir={self.workdir!r}, file_mounts={self.file_mounts!r}, ports={self.ports!r}, "
-            f"num_gpus={self.num_gpus})"
+            f"num_gpus={self.num_gpus}, secret_names={self.secret_names!r}, bootstrap={self.bootstrap!r}, "
+            f"image_id={self.image_id!r}, disk_size={self.disk_size!r})"
         )
 
 
@@ -79,10 +117,24 @@ class InstanceStatus(msgspec.Struct, frozen=True, kw_only=True):
     detail: str = ""
 
 
+class CloudCheck(msgspec.Struct, frozen=True, kw_only=True):
+    """Whether a cloud can be used now (``stratus check``): if not, why and what to do."""
+
+    cloud: str
+    enabled: bool
+    # Empty when enabled; else e.g. "no AWS credentials found (boto3 credential chain)".
+    reason: str = ""
+    # What to do about it, e.g. "run `aws configure` or set AWS_ACCESS_KEY_ID/...".
+    hint: str = ""
+
+
 class Provider(abc.ABC):
     """One cloud. Methods are coroutines; none blocks the event loop for long."""
 
     cloud: ClassVar[str]
+    # True for providers whose instances boot from a startup script and so need
+    # ``LaunchTask.bootstrap`` (the provisioner issues a one-time token before launching).
+    needs_bootstrap: ClassVar[bool] = False
 
     @abc.abstractmethod
     async def launch(self, placement: Placement, task: LaunchTask) -> Instance:
@@ -99,6 +151,14 @@ class Provider(abc.ABC):
     @abc.abstractmethod
     async def list_instances(self, service: str | None = None) -> list[Instance]:
         """Instances not yet terminated, so a restarted provisioner rediscovers them."""
+
+    async def check(self) -> CloudCheck:
+        """Whether this provider can launch now (credentials found and accepted); cheap."""
+        return CloudCheck(cloud=self.cloud, enabled=True)
+
+    async def close(self) -> None:
+        """Release clients and connections (the provisioner calls it on shutdown)."""
+        return None
 
     async def preempt(self, instance_id: str, *, grace_seconds: float = 5.0) -> None:
         """Act out a preemption (debugging and fault injection); real clouds cannot."""

@@ -9,7 +9,8 @@
     └── InstanceNotFound     the instance id names nothing this provider knows
 
 Providers translate SDK and subprocess failures into these with ``raise X from exc``; a message
-says what failed and, where it can, what to do about it.
+says what failed and, where it can, what to do about it. ``error_for_status`` gives the class for
+an HTTP status when the cloud's error code says nothing more specific.
 """
 
 from __future__ import annotations
@@ -49,3 +50,12 @@ class InstanceNotFound(ProviderError):
     def __init__(self, instance_id: str, reason: str = "no such instance") -> None:
         self.instance_id = instance_id
         super().__init__(f"instance {instance_id!r}: {reason}")
+
+
+def error_for_status(status: int) -> type[ProviderError]:
+    """The error class an HTTP status implies on its own (codes decide first: see each cloud)."""
+    if status in (401, 403):
+        return AuthError
+    if status == 429 or status >= 500:
+        return TransientError
+    return LaunchError

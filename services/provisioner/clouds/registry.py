@@ -1,0 +1,156 @@
+"""Which providers the provisioner has, and the one it uses: ``CloudRouter`` dispatches by cloud.
+
+``build_providers(settings, checks)`` maps cloud name -> provider: ``local`` always, and each of
+aws / gcp / azure whose check (``check.py``) found usable credentials. Each cloud module exposes
+``<Cloud>Provider.from_settings(settings)`` (``aws.AwsProvider``, ``gcp.GcpProvider``,
+``azure.AzureProvider``); a module that cannot be imported leaves its cloud out, with the reason.
+
+Instance ids: ``CloudRouter`` prefixes a cloud provider's ids with ``"<cloud>:"`` (``aws:i-0abc``)
+so ``status`` / ``terminate`` find the provider again after a restart; an id without a known
+prefix is the local provider's (as every id recorded before clouds existed).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from libs.events.types import Placement
+from libs.runtime.settings import Settings
+
+from .base import CloudCheck, Instance, InstanceState, InstanceStatus, LaunchTask, Provider
+from .errors import LaunchError
+
+log = logging.getLogger("stratus.provisioner.clouds")
+
+# cloud -> (module under services.provisioner.clouds, class name)
+PROVIDER_CLASSES: dict[str, tuple[str, str]] = {
+    "aws": ("aws", "AwsProvider"),
+    "gcp": ("gcp", "GcpProvider"),
+    "azure": ("azure", "AzureProvider"),
+}
+
+
+def load_provider(cloud: str, settings: Settings) -> Provider:
+    """Construct ``cloud``'s provider; ``LaunchError`` says why it cannot be."""
+    try:
+        module_name, class_name = PROVIDER_CLASSES[cloud]
+    except KeyError:
+        raise LaunchError(f"unknown cloud {cloud!r}: known are {sorted(PROVIDER_CLASSES)}") from None
+    try:
+        module = importlib.import_module(f"{__package__}.{module_name}")
+    except ImportError as exc:
+        raise LaunchError(f"the {cloud} provider cannot be loaded: {exc}") from exc
+    cls: Any = getattr(module, class_name, None)
+    if cls is None:
+        raise LaunchError(f"the {cloud} provider module has no {class_name}")
+    provider: Provider = cls.from_settings(settings)
+    return provider
+
+
+def build_providers(settings: Settings, checks: Iterable[CloudCheck]) -> dict[str, Provider]:
+    """``local`` plus every enabled cloud whose provider loads (a failure is logged, not raised)."""
+    from .local import LocalProvider
+
+    providers: dict[str, Provider] = {"local": LocalProvider(settings.provisioner_dir)}
+    for check in checks:
+        if not check.enabled:
+            continue
+        try:
+            providers[check.cloud] = load_provider(check.cloud, settings)
+        except LaunchError as exc:
+            log.warning("cloud %s is enabled but its provider is not: %s", check.cloud, exc)
+    return providers
+
+
+def split_id(instance_id: str, clouds: Iterable[str]) -> tuple[str, str]:
+    """(cloud, the provider's own id) of a ``CloudRouter`` instance id."""
+    head, sep, rest = instance_id.partition(":")
+    if sep and head in clouds and head != "local":
+        return head, rest
+    return "local", instance_id
+
+
+class CloudRouter(Provider):
+    """Dispatches each call to the provider of the placement's (or the instance id's) cloud."""
+
+    cloud = "router"
+
+    def __init__(self, providers: Mapping[str, Provider], disabled: Mapping[str, str] | None = None) -> None:
+        if "local" not in providers:
+            raise ValueError("CloudRouter needs a local provider")
+        self.providers = dict(providers)
+        # cloud -> why it is not available, for a clear launch failure
+        self.disabled = dict(disabled or {})
+
+    @property
+    def local(self) -> Provider:
+        return self.providers["local"]
+
+    def provider_for(self, cloud: str) -> Provider:
+        try:
+            return self.providers[cloud]
+        except KeyError:
+            why = self.disabled.get(cloud, "no provider for it in this provisioner")
+            raise LaunchError(f"cloud {cloud!r} is not enabled: {why}") from None
+
+    def needs_bootstrap_for(self, cloud: str) -> bool:
+        provider = self.providers.get(cloud)
+        return provider is not None and provider.needs_bootstrap
+
+    def _wrap(self, cloud: str, inst: Instance) -> Instance:
+        if cloud == "local":
+            return inst
+        return msgspec.structs.replace(inst, instance_id=f"{cloud}:{inst.instance_id}")
+
+    def _route(self, instance_id: str) -> tuple[Provider | None, str]:
+        cloud, own = split_id(instance_id, self.providers.keys() | PROVIDER_CLASSES.keys())
+        return self.providers.get(cloud), own
+
+    async def launch(self, placement: Placement, task: LaunchTask) -> Instance:
+        cloud = placement.cloud or "local"
+        return self._wrap(cloud, await self.provider_for(cloud).launch(placement, task))
+
+    async def terminate(self, instance_id: str, *, grace_seconds: float = 10) -> None:
+        provider, own = self._route(instance_id)
+        if provider is None:
+            raise LaunchError(f"cannot terminate {instance_id!r}: its cloud's provider is not enabled here")
+        await provider.terminate(own, grace_seconds=grace_seconds)
+
+    async def status(self, instance_id: str) -> InstanceStatus:
+        provider, own = self._route(instance_id)
+        if provider is None:
+            # Not NOT_FOUND: that would record the replica as exited while the VM may run on.
+            return InstanceStatus(
+                state=InstanceState.RUNNING, detail="its cloud's provider is not enabled here"
+            )
+        return await provider.status(own)
+
+    async def list_instances(self, service: str | None = None) -> list[Instance]:
+        out: list[Instance] = []
+        for cloud, provider in self.providers.items():
+            out.extend(self._wrap(cloud, i) for i in await provider.list_instances(service))
+        return out
+
+    async def preempt(self, instance_id: str, *, grace_seconds: float = 5.0) -> None:
+        provider, own = self._route(instance_id)
+        if provider is None:
+            raise LaunchError(f"cannot preempt {instance_id!r}: its cloud's provider is not enabled here")
+        await provider.preempt(own, grace_seconds=grace_seconds)
+
+    def log_path(self, instance_id: str) -> Path | None:
+        provider, own = self._route(instance_id)
+        return None if provider is None else provider.log_path(own)
+
+    def log_tail(self, instance_id: str, lines: int = 20) -> str:
+        provider, own = self._route(instance_id)
+        return "" if provider is None else provider.log_tail(own, lines)
+
+    async def close(self) -> None:
+        for provider in self.providers.values():
+            await provider.close()
