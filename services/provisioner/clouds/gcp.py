@@ -1,0 +1,262 @@
+"""The ``gcp`` provider: replicas are Compute Engine VMs (google-cloud-compute, REST transport).
+
+A launch makes sure the service's firewall rule exists (gcp_firewall), inserts a VM built by
+gcp_request (labels stratus-service / stratus-replica-id / stratus-version, the service's
+network tag, the startup script in metadata ``startup-script``), and waits, bounded, for the
+insert Operation: capacity and quota errors mostly arrive there, not on the insert call.
+Instance ids are ``<zone>/<name>``. The SDK blocks, so every call runs in ``asyncio.to_thread``.
+
+Credentials: Application Default Credentials (``google.auth.default``) unless given; the project
+from them or GOOGLE_CLOUD_PROJECT. Tests pass ``api_endpoint`` (a fake REST server) and
+``AnonymousCredentials``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import google.auth
+import google.auth.credentials
+import google.auth.exceptions
+from google.api_core import exceptions as gexc
+from google.api_core.client_options import ClientOptions
+from google.cloud import compute_v1
+
+from libs.events.types import Placement
+from libs.runtime.settings import Settings
+
+from . import gcp_names
+from .base import CloudCheck, Instance, InstanceState, InstanceStatus, LaunchTask, Provider
+from .errors import AuthError, InstanceNotFound, ProviderError, TransientError
+from .gcp_config import GcpConfig
+from .gcp_errors import translate
+from .gcp_firewall import ensure_rule
+from .gcp_instances import address, facts, to_instance
+from .gcp_operations import wait_zone
+from .gcp_request import build_instance, check_placement
+from .gcp_status import INTERRUPTION_OPERATIONS, derive_status
+from .startup import render_startup_script
+
+T = TypeVar("T")
+SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
+CHECK_HINT = (
+    "run `gcloud auth application-default login` and `gcloud config set project <id>`, or set "
+    "GOOGLE_APPLICATION_CREDENTIALS to a service-account key file with Compute Admin rights"
+)
+_CALL_TIMEOUT_S = 60.0
+_ADDRESS_POLL_S = 2.0
+
+
+class GcpProvider(Provider):
+    cloud = "gcp"
+    needs_bootstrap = True
+
+    def __init__(
+        self,
+        project: str,
+        credentials: google.auth.credentials.Credentials | None = None,
+        *,
+        api_endpoint: str | None = None,
+        config: GcpConfig | None = None,
+    ) -> None:
+        if not project:
+            raise AuthError(f"no GCP project given: {CHECK_HINT}")
+        self.project = project
+        self.config = config or GcpConfig()
+        options = ClientOptions(api_endpoint=api_endpoint) if api_endpoint else None
+        kwargs: dict[str, Any] = {"credentials": credentials, "transport": "rest", "client_options": options}
+        self._instances = compute_v1.InstancesClient(**kwargs)
+        self._zone_ops = compute_v1.ZoneOperationsClient(**kwargs)
+        self._global_ops = compute_v1.GlobalOperationsClient(**kwargs)
+        self._firewalls = compute_v1.FirewallsClient(**kwargs)
+        # Ids this provider asked GCP to delete: reported TERMINATED while GCP still shows them.
+        self._deleting: set[str] = set()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, config: GcpConfig | None = None) -> GcpProvider:
+        """With Application Default Credentials and their project (GOOGLE_CLOUD_PROJECT wins)."""
+        del settings  # no GCP knob lives in Settings yet; GcpConfig's defaults apply
+        try:
+            credentials, project = google.auth.default(scopes=SCOPES)
+        except google.auth.exceptions.GoogleAuthError as exc:
+            raise AuthError(f"no Google credentials: {exc}; {CHECK_HINT}") from exc
+        return cls(project or "", credentials, config=config)
+
+    async def _call(self, doing: str, fn: Callable[..., T], /, **kwargs: Any) -> T:
+        try:
+            return await asyncio.to_thread(fn, timeout=_CALL_TIMEOUT_S, **kwargs)
+        except ProviderError:
+            raise
+        except Exception as exc:
+            raise translate(exc, doing) from exc
+
+    # --- launch -----------------------------------------------------------------------------
+
+    async def launch(self, placement: Placement, task: LaunchTask) -> Instance:
+        check_placement(placement)
+        script = render_startup_script(task, log_port=self.config.log_port, cloud="gcp")
+        await asyncio.to_thread(
+            ensure_rule, self._firewalls, self._global_ops, self.project, task, self.config
+        )
+        zone = placement.zone
+        name = gcp_names.instance_name(task.service, task.replica_id)
+        body = build_instance(placement, task, name=name, startup_script=script, config=self.config)
+        doing = f"insert instance {name} ({placement.instance_type}) in {zone}"
+        op = await self._call(
+            doing, self._instances.insert_unary, project=self.project, zone=zone, instance_resource=body
+        )
+        try:
+            await asyncio.to_thread(
+                wait_zone, self._zone_ops, self.project, zone, op,
+                timeout_s=self.config.operation_timeout_s, doing=doing,
+            )  # fmt: skip
+        except TransientError:
+            # The VM may still come up: delete it rather than leak a VM nobody tracks.
+            await self._delete_quietly(zone, name)
+            raise
+        inst = await self._wait_for_address(zone, name)
+        found = to_instance(inst, self.config, placement)
+        if found is None or not found.url:
+            await self._delete_quietly(zone, name)
+            raise TransientError(f"GCP instance {zone}/{name} came up without the facts Stratus set on it")
+        return found
+
+    async def _wait_for_address(self, zone: str, name: str) -> compute_v1.Instance:
+        deadline = time.monotonic() + self.config.address_timeout_s
+        while True:
+            inst = await self._call(
+                f"get instance {zone}/{name}",
+                self._instances.get,
+                project=self.project,
+                zone=zone,
+                instance=name,
+            )
+            if address(inst, self.config) is not None:
+                return inst
+            if time.monotonic() >= deadline:
+                await self._delete_quietly(zone, name)
+                raise TransientError(
+                    f"GCP instance {zone}/{name} has no {self.config.address} address after "
+                    f"{self.config.address_timeout_s:.0f}s"
+                )
+            await asyncio.sleep(_ADDRESS_POLL_S)  # polling the cloud: no event to wait on
+
+    async def _delete_quietly(self, zone: str, name: str) -> None:
+        # Best effort: list_instances still finds it by its labels.
+        with contextlib.suppress(ProviderError):
+            await self._delete(zone, name, wait=False)
+
+    # --- terminate --------------------------------------------------------------------------
+
+    async def _delete(self, zone: str, name: str, *, wait: bool) -> None:
+        key = gcp_names.instance_id(zone, name)
+        doing = f"delete instance {key}"
+        try:
+            op = await asyncio.to_thread(
+                self._instances.delete_unary, project=self.project, zone=zone, instance=name,
+                timeout=_CALL_TIMEOUT_S,
+            )  # fmt: skip
+        except gexc.NotFound:
+            self._deleting.discard(key)
+            return
+        except Exception as exc:
+            raise translate(exc, doing) from exc
+        self._deleting.add(key)
+        if wait:
+            try:
+                await asyncio.to_thread(
+                    wait_zone, self._zone_ops, self.project, zone, op,
+                    timeout_s=self.config.operation_timeout_s, doing=doing,
+                )  # fmt: skip
+            except ProviderError as exc:
+                if "RESOURCE_NOT_FOUND" not in str(exc):
+                    raise
+
+    async def terminate(self, instance_id: str, *, grace_seconds: float = 10) -> None:
+        """Delete the VM (GCP gives the guest its own shutdown window); a gone VM is fine."""
+        try:
+            zone, name = gcp_names.parse_instance_id(instance_id)
+        except InstanceNotFound:
+            return  # never one of ours: nothing to delete
+        await self._delete(zone, name, wait=True)
+
+    # --- status and rediscovery -------------------------------------------------------------
+
+    async def _interruption(self, zone: str, inst: compute_v1.Instance) -> str:
+        """The interruption operation on record for ``inst`` ("" when none)."""
+        pager = await self._call(
+            f"list operations of {zone}/{inst.name}", self._zone_ops.list,
+            project=self.project, zone=zone, filter=f'targetId = "{inst.id}"', max_results=50,
+        )  # fmt: skip
+        for op in pager.operations:
+            kind: str = op.operation_type
+            if kind in INTERRUPTION_OPERATIONS:
+                return kind
+        return ""
+
+    async def status(self, instance_id: str) -> InstanceStatus:
+        try:
+            zone, name = gcp_names.parse_instance_id(instance_id)
+        except InstanceNotFound as exc:
+            return InstanceStatus(state=InstanceState.NOT_FOUND, detail=str(exc))
+        try:
+            inst = await asyncio.to_thread(
+                self._instances.get, project=self.project, zone=zone, instance=name, timeout=_CALL_TIMEOUT_S
+            )
+        except gexc.NotFound:
+            if instance_id in self._deleting:
+                return InstanceStatus(state=InstanceState.TERMINATED, detail="deleted")
+            return InstanceStatus(
+                state=InstanceState.NOT_FOUND, detail=f"GCP knows no instance {instance_id}"
+            )
+        except Exception as exc:
+            raise translate(exc, f"get instance {instance_id}") from exc
+        deleting = instance_id in self._deleting
+        interruption = ""
+        if not deleting and inst.status in ("STOPPING", "TERMINATED", "STOPPED"):
+            interruption = await self._interruption(zone, inst)
+        return derive_status(facts(inst, interruption=interruption, deleting=deleting))
+
+    async def list_instances(self, service: str | None = None) -> list[Instance]:
+        pager = await self._call(
+            "list instances", self._instances.aggregated_list,
+            project=self.project, filter=gcp_names.service_filter(service),
+        )  # fmt: skip
+
+        def collect() -> list[Instance]:
+            out: list[Instance] = []
+            for _zone, scoped in pager:
+                for inst in scoped.instances:
+                    found = to_instance(inst, self.config)
+                    if found is None or found.instance_id in self._deleting:
+                        continue
+                    if service is None or found.service == service:
+                        out.append(found)
+            return out
+
+        try:
+            return await asyncio.to_thread(collect)  # later pages are fetched while iterating
+        except Exception as exc:
+            raise translate(exc, "list instances") from exc
+
+    # --- check and close --------------------------------------------------------------------
+
+    async def check(self) -> CloudCheck:
+        """Whether the project answers with these credentials (one cheap list call)."""
+        try:
+            await self._call(
+                "list instances", self._instances.aggregated_list,
+                project=self.project, filter=gcp_names.service_filter(None), max_results=1,
+            )  # fmt: skip
+        except ProviderError as exc:
+            hint = CHECK_HINT if exc.kind == "auth" else "check network access to compute.googleapis.com"
+            return CloudCheck(cloud=self.cloud, enabled=False, reason=str(exc), hint=hint)
+        return CloudCheck(cloud=self.cloud, enabled=True, reason=f"project {self.project}")
+
+    async def close(self) -> None:
+        for client in (self._instances, self._zone_ops, self._global_ops, self._firewalls):
+            await asyncio.to_thread(client.transport.close)

@@ -1,0 +1,89 @@
+"""The per-service firewall rule: the service's ports open to the router's range only.
+
+One INGRESS rule per service, targeting the service's network tag, allowing TCP on the service
+port, the log port and the ports the task asks for, from ``GcpConfig.source_ranges``. Nothing
+else is opened (the default network's own rules, such as SSH, are the project's business).
+The rule only grows while the service lives: a new version's ports are added to the ones
+already allowed, so a rolling update never cuts off the old version's replicas.
+"""
+
+from __future__ import annotations
+
+from google.api_core import exceptions as gexc
+from google.cloud import compute_v1
+
+from . import gcp_names
+from .base import LaunchTask
+from .gcp_config import GcpConfig
+from .gcp_errors import translate
+from .gcp_operations import wait_global
+
+
+def wanted_ports(task: LaunchTask, config: GcpConfig) -> list[int]:
+    return sorted({task.service_port, config.log_port, *task.ports})
+
+
+def _allowed_ports(rule: compute_v1.Firewall) -> set[int]:
+    ports: set[int] = set()
+    for allowed in rule.allowed:
+        if allowed.I_p_protocol != "tcp":
+            continue
+        for item in allowed.ports:
+            low, _, high = item.partition("-")
+            ports.update(range(int(low), int(high or low) + 1))
+    return ports
+
+
+def build_rule(service: str, ports: list[int], config: GcpConfig) -> compute_v1.Firewall:
+    return compute_v1.Firewall(
+        name=gcp_names.firewall_name(service),
+        description=f"Stratus: inbound ports of service {service}",
+        network=config.network,
+        direction="INGRESS",
+        priority=1000,
+        source_ranges=list(config.source_ranges),
+        target_tags=[gcp_names.service_tag(service)],
+        allowed=[compute_v1.Allowed(I_p_protocol="tcp", ports=[str(p) for p in ports])],
+    )
+
+
+def merged(existing: compute_v1.Firewall, wanted: compute_v1.Firewall) -> compute_v1.Firewall | None:
+    """The rule to write so ``existing`` covers ``wanted`` (None: it already does)."""
+    ports = _allowed_ports(existing) | _allowed_ports(wanted)
+    if ports == _allowed_ports(existing) and sorted(existing.source_ranges) == sorted(wanted.source_ranges):
+        return None
+    result = compute_v1.Firewall(wanted)
+    result.allowed = [compute_v1.Allowed(I_p_protocol="tcp", ports=[str(p) for p in sorted(ports)])]
+    return result
+
+
+def ensure_rule(
+    firewalls: compute_v1.FirewallsClient,
+    operations: compute_v1.GlobalOperationsClient,
+    project: str,
+    task: LaunchTask,
+    config: GcpConfig,
+) -> compute_v1.Firewall:
+    """Create or widen the service's rule (blocking); the rule as it now stands."""
+    wanted = build_rule(task.service, wanted_ports(task, config), config)
+    doing = f"firewall rule {wanted.name}"
+    try:
+        try:
+            existing = firewalls.get(project=project, firewall=wanted.name, timeout=30)
+        except gexc.NotFound:
+            try:
+                op = firewalls.insert_unary(project=project, firewall_resource=wanted, timeout=30)
+            except gexc.Conflict:  # created meanwhile by a concurrent launch
+                return ensure_rule(firewalls, operations, project, task, config)
+            wait_global(operations, project, op, timeout_s=120, doing=f"insert {doing}")
+            return wanted
+        update = merged(existing, wanted)
+        if update is None:
+            return existing
+        op = firewalls.patch_unary(
+            project=project, firewall=wanted.name, firewall_resource=update, timeout=30
+        )
+        wait_global(operations, project, op, timeout_s=120, doing=f"patch {doing}")
+        return update
+    except gexc.GoogleAPICallError as exc:
+        raise translate(exc, doing) from exc
