@@ -5,6 +5,11 @@ A ``Projection[S]`` is plain data: a factory for the empty state and a pure
 what had happened at a position or a time (audits). ``LiveProjection`` keeps the state current
 by tailing the store and lets a bus handler ``wait_for`` the position of the message it holds,
 so it never decides on a projection older than the event it is reacting to.
+
+A row this code cannot decode (a tag no registered type has, or a payload no type or upcaster
+reads, e.g. written by a newer version) is poison for a projection: it is passed over with a
+warning and counted in ``Snapshot.skipped``, so that one such row neither crash-loops a service
+at start-up nor stops its live projection.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from .envelope import RecordedEvent
 from .errors import ProjectionBehind
 from .lifecycle import Backoff, sleep_or_stop
 from .outcomes import TRANSIENT_ERRORS
-from .store import EventStore
+from .store import EventStore, Page
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +38,16 @@ S = TypeVar("S")
 class Snapshot(Generic[S]):
     state: S
     position: int  # every event up to here has been folded in (0: none)
+    skipped: int = 0  # undecodable rows passed over on the way (see the module docstring)
+
+
+def _warn_undecodable(page: Page) -> int:
+    for bad in page.undecodable:
+        log.warning(
+            "projection: skipping event at position %d of stream %r: %s",
+            bad.position, bad.stream_id, bad.error,
+        )  # fmt: skip
+    return len(page.undecodable)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,14 +75,15 @@ class Projection(Generic[S]):
         """Fold the log (from ``after``, default the start) up to ``until`` (default: the end)."""
         state = after.state if after is not None else self.initial()
         position = after.position if after is not None else 0
+        skipped = after.skipped if after is not None else 0
         while True:
-            batch = await store.read_all(after=position, limit=batch_size, until=until)
-            state = self.fold(state, batch)
-            if batch:
-                position = batch[-1].position
-            if len(batch) < batch_size:
+            page = await store.read_page(after=position, limit=batch_size, until=until)
+            state = self.fold(state, page.records)
+            skipped += _warn_undecodable(page)
+            position = page.last_position
+            if page.rows < batch_size:
                 break
-        return Snapshot(state, position)
+        return Snapshot(state, position, skipped)
 
     async def as_of(
         self, store: EventStore, *, position: int | None = None, time: datetime | None = None,
@@ -84,13 +100,14 @@ class Projection(Generic[S]):
         cursor = 0
         types = sorted(self.types) if self.types is not None else None
         while True:
-            batch = await store.read_all(
+            page = await store.read_page(
                 after=cursor, limit=batch_size, until=position, before_time=time, types=types
             )
-            state = self.fold(state, batch)
-            if len(batch) < batch_size:
+            state = self.fold(state, page.records)
+            _warn_undecodable(page)
+            if page.rows < batch_size:
                 return state
-            cursor = batch[-1].position
+            cursor = page.last_position
 
 
 class LiveProjection(Generic[S]):
@@ -120,6 +137,16 @@ class LiveProjection(Generic[S]):
     @property
     def position(self) -> int:
         return self._snapshot.position
+
+    @property
+    def failure(self) -> BaseException | None:
+        """Why following stopped (a bug in ``apply``), or None while it is healthy."""
+        return self._failure
+
+    @property
+    def skipped(self) -> int:
+        """Undecodable rows passed over since the start (rebuild and follow)."""
+        return self._snapshot.skipped
 
     async def start(self) -> None:
         """Catch up with the log, then follow it in the background."""
@@ -172,19 +199,20 @@ class LiveProjection(Generic[S]):
         backoff = Backoff(0.1, 5.0)
         while not self._stop.is_set():
             try:
-                async for rec in self.store.tail(
+                async for page in self.store.tail_pages(
                     after=self.position, batch_size=self.batch_size, poll_interval=self.poll_interval,
                     stop=self._stop,
                 ):  # fmt: skip
-                    state = self.projection.fold(self.state, (rec,))
-                    self._set(Snapshot(state, rec.position))
+                    state = self.projection.fold(self.state, page.records)
+                    skipped = self._snapshot.skipped + _warn_undecodable(page)
+                    self._set(Snapshot(state, page.last_position, skipped))
                     backoff.reset()
             except TRANSIENT_ERRORS as exc:
                 delay = backoff.next()
                 log.warning("live projection: %r; resuming in %.2fs", exc, delay)
                 await sleep_or_stop(self._stop, delay)
             except Exception as exc:
-                # Not retryable (e.g. an event this code cannot read): waiters must hear of it.
+                # Not retryable (a bug in ``apply``): waiters must hear of it.
                 self._failure = exc
                 self._advanced.set()
                 log.exception("live projection stopped at position %d", self.position)

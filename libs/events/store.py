@@ -19,7 +19,7 @@ import asyncpg
 
 from .codec import decode, encode
 from .envelope import NewEvent, RecordedEvent
-from .errors import ConcurrencyConflict, StoreUnavailable
+from .errors import ConcurrencyConflict, EventDecodeError, StoreUnavailable, UnknownEventType
 from .schema import NOTIFY_CHANNEL, migrate
 from .types import Event
 
@@ -52,6 +52,33 @@ class StreamAppend:
 
 def _as_new(e: Event | NewEvent) -> NewEvent:
     return e if isinstance(e, NewEvent) else NewEvent(event=e)
+
+
+@dataclass(frozen=True, slots=True)
+class Undecodable:
+    """A row of the log that this code cannot read (an unknown tag, or a payload that no type or
+    upcaster accepts): poison for a projection, which passes over it instead of stopping."""
+
+    position: int
+    stream_id: str
+    event_type: str
+    error: UnknownEventType | EventDecodeError
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of the log: the rows read, decoded or not, in position order."""
+
+    records: list[RecordedEvent]
+    undecodable: list[Undecodable]
+    last_position: int  # of the last row read (decoded or not); ``after`` if none
+    rows: int  # rows read: fewer than the limit means the end of the log (for this query)
+
+    def strict(self) -> list[RecordedEvent]:
+        """The records, or the first row's decoding error if any row could not be read."""
+        if self.undecodable:
+            raise self.undecodable[0].error
+        return self.records
 
 
 def row_to_recorded(row: asyncpg.Record) -> RecordedEvent:
@@ -180,7 +207,21 @@ class EventStore:
         self, *, after: int = 0, limit: int = 1000, types: Iterable[str] | None = None,
         until: int | None = None, before_time: datetime | None = None,
     ) -> list[RecordedEvent]:  # fmt: skip
-        """Events with position > ``after`` in position order (at most ``limit``)."""
+        """Events with position > ``after`` in position order (at most ``limit``).
+
+        Raises ``UnknownEventType`` / ``EventDecodeError`` on a row this code cannot read;
+        ``read_page`` returns such rows apart instead.
+        """
+        page = await self.read_page(
+            after=after, limit=limit, types=types, until=until, before_time=before_time
+        )
+        return page.strict()
+
+    async def read_page(
+        self, *, after: int = 0, limit: int = 1000, types: Iterable[str] | None = None,
+        until: int | None = None, before_time: datetime | None = None,
+    ) -> Page:  # fmt: skip
+        """Like ``read_all``, but rows that cannot be decoded are returned apart, not raised."""
         clauses = ["position > $1"]
         args: list[Any] = [after]
         if types is not None:
@@ -196,7 +237,14 @@ class EventStore:
         rows = await self.pool.fetch(
             f"{_SELECT} WHERE {' AND '.join(clauses)} ORDER BY position LIMIT ${len(args)}", *args
         )
-        return [row_to_recorded(r) for r in rows]
+        records: list[RecordedEvent] = []
+        undecodable: list[Undecodable] = []
+        for r in rows:
+            try:
+                records.append(row_to_recorded(r))
+            except (UnknownEventType, EventDecodeError) as exc:
+                undecodable.append(Undecodable(r[0], r[2], r[4], exc))
+        return Page(records, undecodable, rows[-1][0] if rows else after, len(rows))
 
     async def last_position(self) -> int:
         v = await self.pool.fetchval("SELECT coalesce(max(position), 0) FROM stratus_events")
@@ -215,8 +263,20 @@ class EventStore:
     ) -> AsyncIterator[RecordedEvent]:  # fmt: skip
         """Every event after ``after``, forever (until ``stop``), woken by LISTEN/NOTIFY.
 
-        The poll interval is only a safety net for a lost notification.
+        The poll interval is only a safety net for a lost notification. A row that cannot be
+        decoded raises (``tail_pages`` hands such rows over instead).
         """
+        async for page in self.tail_pages(
+            after=after, batch_size=batch_size, poll_interval=poll_interval, stop=stop
+        ):
+            for rec in page.strict():
+                yield rec
+
+    async def tail_pages(
+        self, *, after: int = 0, batch_size: int = 1000, poll_interval: float = 1.0,
+        stop: asyncio.Event | None = None,
+    ) -> AsyncIterator[Page]:  # fmt: skip
+        """``tail`` by pages (``read_page``): each non-empty page of rows after the previous one."""
         wake = asyncio.Event()
 
         def on_notify(*_: object) -> None:
@@ -228,11 +288,11 @@ class EventStore:
             position = after
             while stop is None or not stop.is_set():
                 wake.clear()
-                batch = await self.read_all(after=position, limit=batch_size)
-                for rec in batch:
-                    position = rec.position
-                    yield rec
-                if len(batch) == batch_size:
+                page = await self.read_page(after=position, limit=batch_size)
+                if page.rows:
+                    position = page.last_position
+                    yield page
+                if page.rows == batch_size:
                     continue
                 waiters = [asyncio.ensure_future(wake.wait())]
                 if stop is not None:

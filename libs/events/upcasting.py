@@ -37,6 +37,10 @@ def current_schema(tag: str) -> int:
 
 def upcast(tag: str, schema_version: int, payload: Payload) -> Payload:
     target = current_schema(tag)
+    if schema_version > target or schema_version < 1:
+        # Written by a newer version of this code (or corrupt): reading it as today's schema
+        # would silently misread it.
+        raise LookupError(f"{tag} schema v{schema_version} is not one this code reads (v1..v{target})")
     version = schema_version
     while version < target:
         fn = _UPCASTERS.get((tag, version))

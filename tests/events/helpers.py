@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 
 from nats.js import JetStreamContext
@@ -65,3 +66,17 @@ async def publish_all(
     for rec in records:
         await publish_recorded(js, bus, rec)
     return records
+
+
+async def append_raw(
+    store: EventStore, stream_id: str, event_type: str, payload: str, schema_version: int = 1
+) -> int:
+    """Append a row as another writer might have (an unknown tag, a payload this code cannot
+    read) through the same SQL function as every append; returns its position."""
+    position = await store.pool.fetchval(
+        "SELECT out_position FROM stratus_append(ARRAY[$1], ARRAY[NULL]::int[], ARRAY[$2::uuid],"
+        " ARRAY[$3], ARRAY[$4::int], ARRAY[$5::jsonb], ARRAY[NULL]::uuid[], ARRAY[NULL]::uuid[],"
+        " ARRAY['{}'::jsonb], now())",
+        stream_id, uuid.uuid4(), event_type, schema_version, payload,
+    )  # fmt: skip
+    return int(position)

@@ -20,7 +20,7 @@ from typing import IO
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
-from libs.events.bus import H_MSG_ID, H_POSITION, H_TYPE, BusConfig, OutboxMessage
+from libs.events.bus import H_MSG_ID, H_POSITION, H_SCHEMA, H_TYPE, BusConfig, OutboxMessage
 from libs.events.consumer import Consumer, ConsumerOptions
 from libs.events.envelope import RecordedEvent
 from libs.events.errors import PermanentError, StoreUnavailable, TransientError
@@ -205,7 +205,7 @@ async def test_poison_messages_are_dead_lettered_and_do_not_block_the_rest(
     await store.append("service-buggy", [requested("buggy")])
     good2 = (await store.append("service-good2", [requested("good2")])).last_position
     records = await store.read_all()
-    # Bus order: good1, undecodable, refused, unknown type, buggy, good2.
+    # Bus order: good1, undecodable, refused, unknown type, wrong schema, buggy, good2.
     await publish_recorded(js, bus, records[0])
     await js.publish(
         f"{bus.prefix}.ev.web.ServiceRequested", b"\x00not json",
@@ -218,6 +218,9 @@ async def test_poison_messages_are_dead_lettered_and_do_not_block_the_rest(
         H_MSG_ID: "unknown-1",
     }
     await js.publish(f"{bus.prefix}.ev.web.NoSuchEvent", b"{}", headers=unknown, stream=bus.stream)
+    newer = OutboxMessage.from_recorded(records[0])
+    schema_99 = newer.headers() | {H_SCHEMA: "99", H_MSG_ID: "schema-99"}  # no upcaster knows it
+    await js.publish(newer.subject(bus), newer.payload, headers=schema_99, stream=bus.stream)
     await publish_recorded(js, bus, records[2])
     await publish_recorded(js, bus, records[3])
 
@@ -227,11 +230,13 @@ async def test_poison_messages_are_dead_lettered_and_do_not_block_the_rest(
     )  # fmt: skip
 
     async def settled() -> bool:
-        return len(await store.dead_letters("c-poison")) == 4
+        return len(await store.dead_letters("c-poison")) == 5
 
     await run_until(consumer, settled)
     letters = await store.dead_letters("c-poison")
-    reasons = {str(d["reason"]).split(":")[0]: d for d in letters}
+    [wrong_schema] = [d for d in letters if "schema v99" in str(d["reason"])]
+    assert str(wrong_schema["reason"]).startswith("EventDecodeError")
+    reasons = {str(d["reason"]).split(":")[0]: d for d in letters if d is not wrong_schema}
     assert set(reasons) == {"EventDecodeError", "PermanentError", "UnknownEventType", "KeyError"}
     assert reasons["EventDecodeError"]["position"] == 900
     assert reasons["PermanentError"]["position"] == records[1].position

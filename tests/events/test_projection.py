@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from libs.events.envelope import RecordedEvent
-from libs.events.errors import ProjectionBehind
+from libs.events.errors import ProjectionBehind, UnknownEventType
 from libs.events.projection import LiveProjection, Projection, Snapshot
 from libs.events.store import EventStore
 
-from .helpers import requested, sampled
+from .helpers import append_raw, requested, sampled
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -114,3 +114,53 @@ async def test_many_waiters_wake_as_the_log_advances(store: EventStore) -> None:
             await store.append("service-web", [sampled("web", i)])
         states = await asyncio.gather(*waiters)
         assert [s["QpsSampled"] >= n for s, n in zip(states, (1, 2, 3), strict=True)] == [True] * 3
+
+
+# Rows this code cannot read (written by a newer version, or by a bug): an unknown tag, a payload
+# of a known tag with wrong field types, and a schema version that no upcaster knows.
+POISON = [
+    ("NoSuchEvent", '{"type": "NoSuchEvent", "service": "web"}', 1),
+    ("ReplicaReady", '{"type": "ReplicaReady", "service": 3}', 1),
+    ("QpsSampled", '{"type": "QpsSampled", "service": "web"}', 99),
+]
+
+
+async def poisoned_history(store: EventStore) -> tuple[list[int], list[int]]:
+    """A good event, then each poison row followed by a good event. (good, poison) positions."""
+    good = (await store.append("service-web", [requested("web")])).positions
+    poison = []
+    for tag, payload, schema in POISON:
+        poison.append(await append_raw(store, "service-web", tag, payload, schema))
+        good += (await store.append("service-web", [sampled("web", 1)])).positions
+    return good, poison
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 100])
+async def test_rebuild_passes_over_rows_it_cannot_decode(
+    store: EventStore, batch_size: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    good, poison = await poisoned_history(store)
+    with pytest.raises(UnknownEventType):
+        await store.read_all()  # the strict read still says what is wrong
+    snap = await COUNTS.rebuild(store, batch_size=batch_size)
+    assert snap == Snapshot(Counter({"ServiceRequested": 1, "QpsSampled": 3}), good[-1], skipped=3)
+    warned = [r.getMessage() for r in caplog.records if "skipping event" in r.getMessage()]
+    assert [f"position {p} " in w for w, p in zip(warned, poison, strict=True)] == [True] * 3
+    assert "NoSuchEvent" in warned[0] and "ReplicaReady" in warned[1]
+    # State as of a position past the poison is computed too.
+    assert await COUNTS.as_of(store, position=good[2], batch_size=batch_size) == Counter(
+        {"ServiceRequested": 1, "QpsSampled": 2}
+    )
+
+
+async def test_a_live_projection_survives_rows_it_cannot_decode(store: EventStore) -> None:
+    good, _poison = await poisoned_history(store)  # at start-up (rebuild): no crash
+    async with LiveProjection(COUNTS, store, poll_interval=5.0) as live:
+        assert (live.position, live.skipped) == (good[-1], 3)
+        # While following: an unknown row, then a good event behind it.
+        bad = await append_raw(store, "service-web", "NoSuchEvent", '{"type": "NoSuchEvent"}')
+        assert (await live.wait_for(bad, timeout=5.0))["QpsSampled"] == 3  # waiting on it returns
+        after = (await store.append("service-web", [sampled("web", 2)])).last_position
+        state = await live.wait_for(after, timeout=5.0)
+        assert state == Counter({"ServiceRequested": 1, "QpsSampled": 4})
+        assert live.skipped == 4

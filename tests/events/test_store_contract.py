@@ -7,6 +7,8 @@ import uuid
 import asyncpg
 import pytest
 
+from libs.events.codec import decode
+from libs.events.errors import EventDecodeError
 from libs.events.store import EventStore
 
 from .helpers import requested
@@ -42,3 +44,9 @@ class TestPostgresEventStore(EventStoreContract):
         with pytest.raises(asyncpg.RaiseError, match="append-only"):
             await store.pool.execute("DELETE FROM stratus_events")
         assert len(await store.read_stream("service-z")) == 1
+
+
+def test_a_schema_newer_than_this_code_reads_is_an_error() -> None:
+    # Read as today's schema, a newer writer's payload would be silently misread.
+    with pytest.raises(EventDecodeError, match="schema v99"):
+        decode("ServiceRequested", 99, b'{"type": "ServiceRequested", "service": "a"}')
