@@ -22,6 +22,7 @@ user-data limit (``USER_DATA_LIMITS``): too big is a ``LaunchError`` naming the 
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import re
 import shlex
@@ -35,6 +36,8 @@ DEFAULT_ROOT = "/opt/stratus"
 DEFAULT_LOG_PORT = 8181
 # Bytes of user data each cloud accepts (before any base64 encoding the API applies).
 USER_DATA_LIMITS: dict[str, int] = {"aws": 16 * 1024, "gcp": 256 * 1024, "azure": 64 * 1024}
+# Clouds whose boot agent (cloud-init) takes gzip-compressed user data: the limit counts those bytes.
+GZIPPED_USER_DATA = frozenset({"aws"})
 # Exit code the runner records when the bootstrap fetch failed (the workload never started).
 BOOTSTRAP_FAILED = 97
 
@@ -191,7 +194,7 @@ def render_startup_script(task: LaunchTask, *, log_port: int = DEFAULT_LOG_PORT,
     ]
     script = "".join(parts)
     limit = USER_DATA_LIMITS.get(cloud)
-    size = len(script.encode())
+    size = len(encode_user_data(script, cloud))
     if limit is not None and size > limit:
         raise LaunchError(
             f"the startup script for {task.service!r} is {size} bytes, over {cloud}'s user-data limit of "
@@ -199,3 +202,9 @@ def render_startup_script(task: LaunchTask, *, log_port: int = DEFAULT_LOG_PORT,
             "or fetch the data in setup)"
         )
     return script
+
+
+def encode_user_data(script: str, cloud: str) -> bytes:
+    """The bytes to hand ``cloud`` as user data: gzip where cloud-init unpacks it (AWS), else as is."""
+    raw = script.encode()
+    return gzip.compress(raw, compresslevel=9, mtime=0) if cloud in GZIPPED_USER_DATA else raw
