@@ -1,0 +1,37 @@
+"""Errors of the bootstrap tokens.
+
+    BootstrapError          base of every error raised by libs.bootstrap
+    ├── TokenRefused        the token cannot be redeemed; ``reason`` says which case
+    │   ├── TokenUnknown    no such token (never issued, or mistyped)
+    │   ├── TokenUsed       it was redeemed already (a token works exactly once)
+    │   └── TokenExpired    its time ran out before anyone redeemed it
+    └── BootstrapStoreError Postgres failed while issuing or redeeming
+
+asyncpg errors are translated into ``BootstrapStoreError`` with ``raise X from exc``.
+"""
+
+from __future__ import annotations
+
+
+class BootstrapError(Exception):
+    """Base of every error raised by libs.bootstrap."""
+
+
+class TokenRefused(BootstrapError):
+    reason = "refused"
+
+
+class TokenUnknown(TokenRefused):
+    reason = "unknown"
+
+
+class TokenUsed(TokenRefused):
+    reason = "used"
+
+
+class TokenExpired(TokenRefused):
+    reason = "expired"
+
+
+class BootstrapStoreError(BootstrapError):
+    """The tokens table could not be read or written."""

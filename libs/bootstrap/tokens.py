@@ -1,0 +1,178 @@
+"""One-time, expiring bootstrap tokens for cloud instances (table ``stratus_bootstrap_tokens``).
+
+The provisioner ``issue``s a token before a cloud launch and puts it in the instance's startup
+script; the instance trades it once at the API's ``POST /v1/bootstrap`` (``redeem``) for its
+secret envs and its log token. Only the token's SHA-256 is stored, so the table cannot be used
+to redeem. Each issue also creates the replica's log token (random; stored encrypted under the
+service's data key from ``libs.secrets``), which the control plane reads back with
+``log_token_for`` to fetch the instance's log.
+
+``refusal`` is the pure decision (unknown / used / expired / fine) given a row and ``now``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeAlias
+
+import asyncpg
+from cryptography.fernet import Fernet, InvalidToken
+
+from libs.secrets.store import ensure_schema as ensure_secrets_schema
+from libs.secrets.store import service_data_key
+
+from .errors import BootstrapStoreError, TokenExpired, TokenRefused, TokenUnknown, TokenUsed
+
+Conn: TypeAlias = asyncpg.Pool | asyncpg.Connection
+_SCHEMA_LOCK = 0x5354_0020
+DEFAULT_TTL_SECONDS = 1800.0  # a GPU VM can take many minutes to boot
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS stratus_bootstrap_tokens (
+    token_sha256         text PRIMARY KEY,
+    service              text NOT NULL,
+    replica_id           integer NOT NULL,
+    version              integer NOT NULL,
+    log_token_encrypted  bytea NOT NULL,
+    issued_at            double precision NOT NULL,
+    expires_at           double precision NOT NULL,
+    used_at              double precision
+);
+CREATE INDEX IF NOT EXISTS stratus_bootstrap_tokens_replica
+    ON stratus_bootstrap_tokens (service, replica_id, issued_at)
+"""
+
+
+@dataclass(frozen=True)
+class Issued:
+    token: str  # goes into the startup script; dead after first use or expiry
+    log_token: str  # never into metadata: the instance gets it from redeem
+
+
+@dataclass(frozen=True)
+class Redeemed:
+    service: str
+    replica_id: int
+    version: int
+    log_token: str
+
+
+def digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def refusal(used_at: float | None, expires_at: float, now: float) -> type[TokenRefused] | None:
+    """Why a found token cannot be redeemed at ``now`` (None: it can)."""
+    if used_at is not None:
+        return TokenUsed
+    if now >= expires_at:
+        return TokenExpired
+    return None
+
+
+async def ensure_schema(conn: Conn) -> None:
+    """Create the table (and the secrets tables whose data keys encrypt log tokens) if missing."""
+    await ensure_secrets_schema(conn)
+    if isinstance(conn, asyncpg.Pool):
+        async with conn.acquire() as c:
+            await ensure_schema(c)
+        return
+    try:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
+            await conn.execute(_SCHEMA)
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise BootstrapStoreError(f"cannot create the bootstrap tokens table: {exc}") from exc
+
+
+async def issue(
+    pool: asyncpg.Pool,
+    service: str,
+    replica_id: int,
+    version: int,
+    home: Path,
+    *,
+    ttl: float = DEFAULT_TTL_SECONDS,
+    now: float | None = None,
+) -> Issued:
+    """A new token for one launch of ``service`` replica ``replica_id`` at ``version``."""
+    if ttl <= 0:
+        raise ValueError(f"ttl must be > 0 seconds, got {ttl}")
+    await ensure_schema(pool)
+    token, log_token = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    at = time.time() if now is None else now
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            fernet = await service_data_key(conn, service, home)
+            await conn.execute(
+                "INSERT INTO stratus_bootstrap_tokens (token_sha256, service, replica_id, version, "
+                "log_token_encrypted, issued_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                digest(token), service, replica_id, version, fernet.encrypt(log_token.encode()), at, at + ttl,
+            )  # fmt: skip
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise BootstrapStoreError(
+            f"cannot issue a bootstrap token for {service!r} replica {replica_id}: {exc}"
+        ) from exc
+    return Issued(token=token, log_token=log_token)
+
+
+async def redeem(pool: asyncpg.Pool, token: str, home: Path, *, now: float | None = None) -> Redeemed:
+    """Use ``token`` (once): whose it is and the replica's log token; ``TokenRefused`` if not."""
+    at = time.time() if now is None else now
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT service, replica_id, version, log_token_encrypted, used_at, expires_at "
+                "FROM stratus_bootstrap_tokens WHERE token_sha256 = $1 FOR UPDATE",
+                digest(token),
+            )
+            if row is None:
+                raise TokenUnknown("no such bootstrap token")
+            why = refusal(row["used_at"], row["expires_at"], at)
+            if why is not None:
+                raise why(f"the bootstrap token is {why.reason}")
+            await conn.execute(
+                "UPDATE stratus_bootstrap_tokens SET used_at = $2 WHERE token_sha256 = $1", digest(token), at
+            )
+            fernet = await service_data_key(conn, row["service"], home)
+            log_token = _decrypt(fernet, bytes(row["log_token_encrypted"]), row["service"])
+    except asyncpg.UndefinedTableError as exc:
+        raise TokenUnknown("no such bootstrap token") from exc
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise BootstrapStoreError(f"cannot redeem a bootstrap token: {exc}") from exc
+    return Redeemed(row["service"], row["replica_id"], row["version"], log_token)
+
+
+async def log_token_for(pool: asyncpg.Pool, service: str, replica_id: int, home: Path) -> str | None:
+    """The log token of the replica's latest launch (None: it was never issued one)."""
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            enc = await conn.fetchval(
+                "SELECT log_token_encrypted FROM stratus_bootstrap_tokens "
+                "WHERE service = $1 AND replica_id = $2 ORDER BY issued_at DESC LIMIT 1",
+                service, replica_id,
+            )  # fmt: skip
+            if enc is None:
+                return None
+            fernet = await service_data_key(conn, service, home)
+    except asyncpg.UndefinedTableError:
+        return None
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise BootstrapStoreError(
+            f"cannot read the log token of {service!r} replica {replica_id}: {exc}"
+        ) from exc
+    return _decrypt(fernet, bytes(enc), service)
+
+
+def _decrypt(fernet: Fernet, data: bytes, service: str) -> str:
+    try:
+        value = fernet.decrypt(data)
+    except InvalidToken as exc:
+        raise BootstrapStoreError(
+            f"the log token of {service!r} does not decrypt: the service's data key changed (purged?)"
+        ) from exc
+    return value.decode()
