@@ -11,9 +11,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import sys
 from collections.abc import Sequence
+
+from libs.runtime.settings import Settings
 
 from .bus import BusConfig
 from .lifecycle import install_stop_signals
@@ -21,9 +22,11 @@ from .relay import RelayOptions, serve
 
 
 def relay_main(argv: Sequence[str]) -> int:
+    settings = Settings.from_env()
     p = argparse.ArgumentParser(prog="python -m libs.events relay", description="The outbox relay.")
-    p.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
-    p.add_argument("--nats-url", default=os.environ.get("NATS_URL", "nats://127.0.0.1:4222"))
+    given = "DATABASE_URL" in settings.given
+    p.add_argument("--database-url", default=settings.database_url if given else None)
+    p.add_argument("--nats-url", default=settings.nats_url)
     p.add_argument("--name", default="default", help="relay name: one active relay per name")
     p.add_argument("--stream", default=BusConfig().stream)
     p.add_argument("--prefix", default=BusConfig().prefix)
@@ -34,7 +37,7 @@ def relay_main(argv: Sequence[str]) -> int:
     args = p.parse_args(argv)
     if not args.database_url:
         p.error("--database-url or DATABASE_URL is required")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     bus = BusConfig(stream=args.stream, prefix=args.prefix)
     options = RelayOptions(name=args.name, batch_size=args.batch_size, poll_interval=args.poll_interval)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import os
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 
@@ -195,8 +194,7 @@ class ServiceHost:
             remove()
 
 
-def configure_logging(component: str) -> None:
-    level = os.environ.get("STRATUS_LOG_LEVEL", "INFO").upper()
+def configure_logging(component: str, level: str) -> None:
     logging.basicConfig(level=level, format=f"%(asctime)s %(levelname)s {component} %(name)s: %(message)s")
 
 
@@ -211,8 +209,8 @@ def run_main(
     ``fast_loop`` runs on uvloop (the router's data path). Others keep asyncio's loop: its
     subprocess handling is what the local provider's launcher was built and tested against.
     """
-    configure_logging(name)
     settings = Settings.from_env()
+    configure_logging(name, settings.log_level)
 
     async def main() -> None:
         host = ServiceHost(name, settings)

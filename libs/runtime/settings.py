@@ -1,20 +1,95 @@
 """Settings every Stratus process reads from its environment (no module-level singletons).
 
-STRATUS_HOME        state directory (logs, replica working copies, embedded servers); ~/.stratus
-NATS_URL            NATS with JetStream; set by ``stratus local up`` for the services
-DATABASE_URL        Postgres holding the event log
-STRATUS_API_URL     where the CLI finds the API; default http://127.0.0.1:8765
-STRATUS_BUS_PREFIX  subject prefix / stream name suffix, so several stacks can share a NATS
-STRATUS_ROUTER_HOST address the router binds service endpoints on; default 127.0.0.1
+This docstring is the one list of the environment variables Stratus reads (docs/settings.md
+repeats it for the README). Every one is optional; a value that cannot be read is an error
+naming the variable (``SettingsError``), not a silent default.
+
+Where things are
+    STRATUS_HOME                      state directory (logs, replica working copies, embedded
+                                      servers); default ~/.stratus
+    NATS_URL                          NATS with JetStream; default nats://127.0.0.1:4222 (the local
+                                      stack starts its own nats-server when unset)
+    DATABASE_URL                      Postgres holding the event log; default
+                                      postgresql://postgres@127.0.0.1:5432/postgres (the local
+                                      stack starts its own Postgres when unset)
+    STRATUS_API_URL                   where the CLI finds the API and the API binds;
+                                      default http://127.0.0.1:8765
+    STRATUS_BUS_PREFIX                subject prefix / stream name suffix, so several stacks can
+                                      share a NATS; default stratus
+    STRATUS_LOG_LEVEL                 log level of every component; default INFO
+    STRATUS_LOG_MAX_BYTES             a component log is rotated at this size; default 10000000
+    STRATUS_LOG_BACKUPS               rotated files kept per component log; default 3
+
+Loops (seconds)
+    STRATUS_RESYNC_INTERVAL           periodic full reconcile of the scheduler and the router
+                                      (default 2) and of the provisioner (default 5)
+    STRATUS_MONITOR_INTERVAL          provisioner: how often replicas' processes are checked; 1
+    STRATUS_PROBE_INTERVAL            prober: one round of readiness probes; default 1
+    STRATUS_QPS_INTERVAL              router: how often request counts are recorded; default 10
+    STRATUS_DECISION_INTERVAL         autoscaler: how often every service is re-decided; 20
+
+Policy
+    STRATUS_DRAIN_SECONDS             how long a replica being removed is drained (scheduler, and
+                                      the API's ``down --replica-id``); default 30
+    STRATUS_MAX_CONCURRENT_LAUNCHES   scheduler: replicas launching at once; default 4
+    STRATUS_RETRY_BACKOFF_SECONDS     scheduler: first delay before relaunching after a
+                                      retryable launch failure; default 5
+    STRATUS_PROBE_FAILURE_THRESHOLD   prober: seconds of failing probes before a replica has
+                                      failed; default 180
+    STRATUS_QPS_WINDOW                autoscaler: seconds of request counts one decision reads; 60
+    STRATUS_HOLD_QUEUE                router: requests held while a service scales from zero; 1000
+    STRATUS_HOLD_SECONDS              router: how long a held request waits; default 120
+
+Router identity
+    STRATUS_ROUTER_HOST               address the router binds service endpoints on; 127.0.0.1
+    STRATUS_ROUTER_ID                 this router's id in QPS samples and drains;
+                                      default router-<hostname>
+    STRATUS_ROUTER_ADVERTISE          address written into endpoints; default the bind address
+                                      (127.0.0.1 when binding every interface)
+
+Not settings, and so not here: what the provisioner passes to replicas (``STRATUS_REPLICA_ID``,
+``STRATUS_SERVICE_NAME`` and the like), the supervisor's ``STRATUS_COMPONENT``, and
+``STRATUS_BOOTSTRAP_TOKEN`` / ``STRATUS_ROOT`` on a cloud VM.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import SettingsError
+
 DEFAULT_API_PORT = 8765
+
+# Field name -> environment variable. Every field but ``home`` and ``given`` is read this way.
+ENV_VARS: dict[str, str] = {
+    "nats_url": "NATS_URL",
+    "database_url": "DATABASE_URL",
+    "api_url": "STRATUS_API_URL",
+    "bus_prefix": "STRATUS_BUS_PREFIX",
+    "log_level": "STRATUS_LOG_LEVEL",
+    "log_max_bytes": "STRATUS_LOG_MAX_BYTES",
+    "log_backups": "STRATUS_LOG_BACKUPS",
+    "resync_interval": "STRATUS_RESYNC_INTERVAL",
+    "monitor_interval": "STRATUS_MONITOR_INTERVAL",
+    "probe_interval": "STRATUS_PROBE_INTERVAL",
+    "qps_interval": "STRATUS_QPS_INTERVAL",
+    "decision_interval": "STRATUS_DECISION_INTERVAL",
+    "drain_seconds": "STRATUS_DRAIN_SECONDS",
+    "max_concurrent_launches": "STRATUS_MAX_CONCURRENT_LAUNCHES",
+    "retry_backoff_seconds": "STRATUS_RETRY_BACKOFF_SECONDS",
+    "probe_failure_threshold": "STRATUS_PROBE_FAILURE_THRESHOLD",
+    "qps_window": "STRATUS_QPS_WINDOW",
+    "hold_queue": "STRATUS_HOLD_QUEUE",
+    "hold_seconds": "STRATUS_HOLD_SECONDS",
+    "router_host": "STRATUS_ROUTER_HOST",
+    "router_id": "STRATUS_ROUTER_ID",
+    "router_advertise": "STRATUS_ROUTER_ADVERTISE",
+}
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def _home_default() -> Path:
@@ -23,24 +98,57 @@ def _home_default() -> Path:
 
 @dataclass(frozen=True)
 class Settings:
+    """What a process is configured with; ``Settings.from_env()`` reads the variables above."""
+
     home: Path = field(default_factory=_home_default)
     nats_url: str = "nats://127.0.0.1:4222"
     database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
     api_url: str = f"http://127.0.0.1:{DEFAULT_API_PORT}"
     bus_prefix: str = "stratus"
+    log_level: str = "INFO"
+    log_max_bytes: int = 10_000_000
+    log_backups: int = 3
+    resync_interval: float | None = None  # None: the service's own default
+    monitor_interval: float = 1.0
+    probe_interval: float = 1.0
+    qps_interval: float = 10.0
+    decision_interval: float = 20.0
+    drain_seconds: float = 30.0
+    max_concurrent_launches: int = 4
+    retry_backoff_seconds: float = 5.0
+    probe_failure_threshold: float = 180.0
+    qps_window: float = 60.0
+    hold_queue: int = 1000
+    hold_seconds: float = 120.0
     router_host: str = "127.0.0.1"
+    router_id: str = ""  # empty: router-<hostname>
+    router_advertise: str = ""  # empty: the bind address
+    # The variables of ENV_VARS that were set (the rest are defaults): the local stack starts
+    # its own NATS / Postgres only when NATS_URL / DATABASE_URL are not given.
+    given: frozenset[str] = frozenset()
 
     @classmethod
-    def from_env(cls) -> Settings:
-        env = os.environ
-        return cls(
-            home=_home_default(),
-            nats_url=env.get("NATS_URL", cls.nats_url),
-            database_url=env.get("DATABASE_URL", cls.database_url),
-            api_url=env.get("STRATUS_API_URL", cls.api_url),
-            bus_prefix=env.get("STRATUS_BUS_PREFIX", cls.bus_prefix),
-            router_host=env.get("STRATUS_ROUTER_HOST", cls.router_host),
-        )
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        types = {f.name: f.type for f in dataclasses.fields(cls)}
+        values: dict[str, object] = {}
+        given: set[str] = set()
+        for name, var in ENV_VARS.items():
+            raw = env.get(var, "")
+            if raw == "":
+                continue
+            given.add(var)
+            values[name] = _parse(var, raw, str(types[name]))
+        level = str(values.get("log_level", cls.log_level)).upper()
+        if level not in LOG_LEVELS:
+            raise SettingsError(f"{ENV_VARS['log_level']}={level!r}: not one of {', '.join(LOG_LEVELS)}")
+        values["log_level"] = level
+        home = Path(env.get("STRATUS_HOME") or Path.home() / ".stratus")
+        return cls(home=home, given=frozenset(given), **values)  # type: ignore[arg-type]
+
+    def resync_every(self, default: float) -> float:
+        """``STRATUS_RESYNC_INTERVAL`` if set, else the calling service's ``default``."""
+        return self.resync_interval if self.resync_interval is not None else default
 
     # Where things live under STRATUS_HOME.
     @property
@@ -57,3 +165,18 @@ class Settings:
     def replica_log(self, service: str, replica_id: int) -> Path:
         """The local provider keeps each replica's setup+run output here, after it ends too."""
         return self.provisioner_dir / "logs" / service / f"replica-{replica_id}.log"
+
+
+def _parse(var: str, raw: str, kind: str) -> object:
+    """``raw`` as the field's type (the annotation's text: ``from __future__ import annotations``)."""
+    if kind == "str":
+        return raw
+    number = int if kind == "int" else float
+    try:
+        value = number(raw)
+    except ValueError:
+        what = "an integer" if number is int else "a number"
+        raise SettingsError(f"{var}={raw!r}: not {what}") from None
+    if value <= 0:
+        raise SettingsError(f"{var}={raw!r}: must be greater than 0")
+    return value

@@ -9,7 +9,7 @@ restart finds the same data at the same address.
 from __future__ import annotations
 
 import json
-import os
+import logging
 import signal
 from pathlib import Path
 
@@ -19,7 +19,7 @@ from libs.servers.postgres_server import PostgresServer
 
 from .host import bus_config
 from .settings import Settings
-from .supervisor import Component, Supervisor, python_module
+from .supervisor import Component, Supervisor, python_module, supervisor_log_handler
 
 SERVICES = ("api", "scheduler", "provisioner", "prober", "autoscaler", "router")
 
@@ -39,14 +39,14 @@ def build_components(settings: Settings) -> tuple[list[Component], dict[str, str
     home = settings.home
     ports = _ports(home)
     components: list[Component] = []
-    nats_url = os.environ.get("NATS_URL")
-    if not nats_url:
+    nats_url = settings.nats_url
+    if "NATS_URL" not in settings.given:
         port = ports["nats"]
         nats_url = f"nats://127.0.0.1:{port}"
         argv = [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(home / "nats")]
         components.append(Component("nats", argv, ready_port=("127.0.0.1", port)))
-    database_url = os.environ.get("DATABASE_URL")
-    if not database_url:
+    database_url = settings.database_url
+    if "DATABASE_URL" not in settings.given:
         pg = PostgresServer(home / "postgres", port=ports["postgres"])
         pg.init()
         database_url = pg.url
@@ -68,9 +68,15 @@ def build_components(settings: Settings) -> tuple[list[Component], dict[str, str
 def main() -> None:
     settings = Settings.from_env()
     settings.home.mkdir(parents=True, exist_ok=True)
+    handler = supervisor_log_handler(
+        settings.component_log("supervisor"), settings.log_max_bytes, settings.log_backups
+    )
+    logging.basicConfig(level=settings.log_level, handlers=[handler])
     components, env = build_components(settings)
     (settings.home / "run" / "env.json").write_text(json.dumps(env))
-    Supervisor(settings.home, components).run()
+    Supervisor(
+        settings.home, components, log_max_bytes=settings.log_max_bytes, log_backups=settings.log_backups
+    ).run()
 
 
 if __name__ == "__main__":

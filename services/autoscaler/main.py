@@ -8,7 +8,6 @@ autoscaling service, so a target can move down when traffic stops and no samples
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable
 
@@ -78,8 +77,8 @@ class Autoscaler:
 def build(host: ServiceHost) -> Callable[[], Awaitable[None]]:
     scaler = Autoscaler(
         host,
-        window=float(os.environ.get("STRATUS_QPS_WINDOW", "60")),
-        interval=float(os.environ.get("STRATUS_DECISION_INTERVAL", "20")),
+        window=host.settings.qps_window,
+        interval=host.settings.decision_interval,
     )
     host.consumer(TYPES, scaler.handle)
     host.loop(scaler.interval, scaler.tick, name="tick")
