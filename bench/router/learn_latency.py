@@ -91,10 +91,9 @@ def pct(xs: list[float], q: float) -> float:
 
 async def run(database_url: str, nats_url: str, home: Path, rounds: int) -> None:
     settings = Settings(
-        home=home, nats_url=nats_url, database_url=database_url, bus_prefix=f"lat{uuid.uuid4().hex[:6]}"
+        home=home, nats_url=nats_url, database_url=database_url, bus_prefix=f"lat{uuid.uuid4().hex[:6]}",
+        router_id=f"router-bench-{uuid.uuid4().hex[:6]}", qps_interval=3600.0,
     )
-    os.environ["STRATUS_ROUTER_ID"] = f"router-bench-{uuid.uuid4().hex[:6]}"
-    os.environ["STRATUS_QPS_INTERVAL"] = "3600"
     store = await EventStore.connect(database_url)
     nc = await connect(nats_url, name="learn-latency")
     bus = bus_config(settings)

@@ -7,7 +7,11 @@ in flight on each). It reports requests per second through the router and straig
 backend (``direct``), medians over ``--rounds``. The load generator is Python too, so on a
 small machine it competes with the router for CPU: compare figures from the same machine only.
 
-    python -m bench.router.throughput [--conns 64] [--seconds 5] [--rounds 3]
+    python -m bench.router.throughput [--conns 64] [--seconds 5] [--rounds 3] [--baseline DIR]
+
+``--baseline DIR`` also runs the router of another checkout (e.g. ``git archive`` of an older
+commit unpacked in DIR) as peer ``baseline``, interleaved round by round with this one, so
+that both see the same machine load.
 """
 
 from __future__ import annotations
@@ -25,7 +29,10 @@ import time
 from typing import cast
 
 BODY = json.dumps({"replica": 1, "text": "x" * 170}).encode()
-RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%b" % (len(BODY), BODY)
+RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%b" % (
+    len(BODY),
+    BODY,
+)
 REQUEST = b"GET /small HTTP/1.1\r\nHost: bench\r\n\r\n"
 
 
@@ -132,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--conns", type=int, default=64)
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--baseline", help="another checkout whose router runs as peer 'baseline'")
     p.add_argument("--role", choices=["backend", "load"], help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -149,16 +157,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for b, pr in zip((b1, b2), procs, strict=True):
             _wait_listening(b, pr)
-        router = subprocess.Popen(
-            [sys.executable, "-m", "services.router.standalone", "--port", str(rport),
-             "--backends", f"127.0.0.1:{b1},127.0.0.1:{b2}"],
-            env={**os.environ, "LOG_LEVEL": "WARNING"},
-        )  # fmt: skip
-        procs.append(router)
-        _wait_listening(rport, router)
-        results: dict[str, list[float]] = {"direct": [], "router": []}
+        peers = [("direct", b1), ("router", rport)]
+        trees = [("router", rport, os.getcwd())]
+        if args.baseline:
+            bport = _free_port()
+            peers.append(("baseline", bport))
+            trees.append(("baseline", bport, os.path.abspath(args.baseline)))
+        for _name, port, tree in trees:
+            router = subprocess.Popen(
+                [sys.executable, "-m", "services.router.standalone", "--port", str(port),
+                 "--backends", f"127.0.0.1:{b1},127.0.0.1:{b2}"],
+                env={**os.environ, "LOG_LEVEL": "WARNING", "PYTHONPATH": tree}, cwd=tree,
+            )  # fmt: skip
+            procs.append(router)
+            _wait_listening(port, router)
+        results: dict[str, list[float]] = {name: [] for name, _ in peers}
         for _ in range(args.rounds):
-            for name, port in (("direct", b1), ("router", rport)):
+            for name, port in peers:
                 out = subprocess.run(
                     [*me, "--role", "load", "--port", str(port), "--conns", str(args.conns),
                      "--seconds", str(args.seconds)],
@@ -167,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
                 results[name].append(float(out.stdout.decode().strip().splitlines()[-1]))
         for name, runs in results.items():
             runs_s = "/".join(f"{r:.0f}" for r in runs)
-            print(f"{name:7s} conns={args.conns} req/s median {statistics.median(runs):.0f} (rounds {runs_s})")
+            med = statistics.median(runs)
+            print(f"{name:7s} conns={args.conns} req/s median {med:.0f} (rounds {runs_s})")
     finally:
         for pr in procs:
             pr.send_signal(signal.SIGTERM)

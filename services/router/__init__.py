@@ -16,7 +16,8 @@ Public API::
 Command line: ``python -m services.router.standalone --port P --backends h:p,h:p``.
 """
 
-from services.router.endpoint import EndpointOptions, ServiceEndpoint
+from services.router.endpoint import ServiceEndpoint
+from services.router.options import EndpointOptions
 from services.router.replicas import ReplicaInfo, ReplicaPool, ReplicaState
 from services.router.router import Router
 

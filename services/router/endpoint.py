@@ -15,66 +15,18 @@ import logging
 import math
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
 from time import monotonic
 from typing import Any
 
+from services.router.client import ClientConnection
 from services.router.errors import ConfigError, HoldQueueFull, NoReadyReplica
-from services.router.proxy import CONNECTING, HELD, NEW, ClientConnection, Exchange
+from services.router.exchange_base import ExchangeBase
+from services.router.flow import CONNECTING, HELD, NEW
+from services.router.options import EndpointOptions
 from services.router.replicas import Replica, ReplicaPool
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class EndpointOptions:
-    """Per-endpoint settings (all durations in seconds)."""
-
-    hold_when_empty: bool = False
-    """Hold requests while no replica is ready (scale-to-zero) instead of answering 503 at once."""
-    max_queue: int = 1000
-    """Most requests held at once; past it, 503."""
-    max_wait: float = 60.0
-    """Longest a request is held; then 503."""
-    on_hold: Callable[[str], object] | None = None
-    """Called with the service name when a request is held, at most once per ``max_wait``;
-    may return an awaitable (run as a task)."""
-    response_timeout: float | None = 600.0
-    """From the request fully sent to the response head; then 504. None: no limit."""
-    connect_timeout: float = 5.0
-    max_attempts: int = 3
-    """Attempts per request over connect failures and stale pooled connections."""
-    upstream_idle_timeout: float = 3.0
-    """Idle pooled upstream connections are closed after this (below uvicorn's 5 s keep-alive)."""
-    client_idle_timeout: float | None = 75.0
-    """Idle client keep-alive connections are closed after this. None: never."""
-    max_idle_per_replica: int = 1024
-    max_header_bytes: int = 64 * 1024
-    backlog: int = 4096
-    reuse_port: bool = False
-
-    def __post_init__(self) -> None:
-        if self.max_queue < 0 or self.max_wait <= 0:
-            raise ConfigError("max_queue must be >= 0 and max_wait > 0")
-        if self.response_timeout is not None and self.response_timeout <= 0:
-            raise ConfigError("response_timeout must be > 0 or None")
-        if self.connect_timeout <= 0 or self.upstream_idle_timeout <= 0:
-            raise ConfigError("connect_timeout and upstream_idle_timeout must be > 0")
-        if self.client_idle_timeout is not None and self.client_idle_timeout <= 0:
-            raise ConfigError("client_idle_timeout must be > 0 or None")
-        if self.max_attempts < 1:
-            raise ConfigError("max_attempts must be >= 1")
-
-    def tick_interval(self) -> float:
-        spans = [self.upstream_idle_timeout]
-        if self.response_timeout is not None:
-            spans.append(self.response_timeout)
-        if self.client_idle_timeout is not None:
-            spans.append(self.client_idle_timeout)
-        if self.hold_when_empty:
-            spans.append(self.max_wait)
-        return max(0.01, min(1.0, *(s / 4 for s in spans)))
 
 
 class ServiceEndpoint:
@@ -90,8 +42,8 @@ class ServiceEndpoint:
         self.response_timeout = o.response_timeout
         self.connect_timeout = o.connect_timeout
         self.clients: set[ClientConnection] = set()
-        self.waiting: dict[Exchange, float] = {}  # awaiting a response head, oldest first
-        self.held: deque[Exchange] = deque()
+        self.waiting: dict[ExchangeBase, float] = {}  # awaiting a response head, oldest first
+        self.held: deque[ExchangeBase] = deque()
         self.tasks: set[asyncio.Task[Any]] = set()
         self.closing = False
         self.now = monotonic()  # refreshed by the tick
@@ -175,12 +127,12 @@ class ServiceEndpoint:
         return len(self.held)
 
     # -- used by the proxy ---------------------------------------------------------------
-    def connect(self, ex: Exchange, r: Replica) -> None:
+    def connect(self, ex: ExchangeBase, r: Replica) -> None:
         task = self.loop.create_task(r.upstream.connect(self.connect_timeout))
         self.tasks.add(task)
         task.add_done_callback(partial(self._connected, ex, r))
 
-    def _connected(self, ex: Exchange, r: Replica, task: asyncio.Task[Any]) -> None:
+    def _connected(self, ex: ExchangeBase, r: Replica, task: asyncio.Task[Any]) -> None:
         self.tasks.discard(task)
         if task.cancelled():
             return
@@ -196,11 +148,11 @@ class ServiceEndpoint:
         else:
             r.upstream.put(up)  # keep it for the next request (closed if the replica is gone)
 
-    def arm(self, ex: Exchange) -> None:
+    def arm(self, ex: ExchangeBase) -> None:
         if self.response_timeout is not None:
             self.waiting[ex] = monotonic()
 
-    def hold(self, ex: Exchange) -> None:
+    def hold(self, ex: ExchangeBase) -> None:
         o = self.options
         if len(self.held) >= o.max_queue:
             ex.fail(HoldQueueFull(f"no ready replica for service {self.service} and the hold queue is full"))
@@ -212,7 +164,7 @@ class ServiceEndpoint:
             self._last_on_hold = now
             self._call_on_hold(o.on_hold)
 
-    def unhold(self, ex: Exchange) -> None:
+    def unhold(self, ex: ExchangeBase) -> None:
         with contextlib.suppress(ValueError):
             self.held.remove(ex)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -31,7 +30,7 @@ from libs.fleet.state import ReplicaState, ServiceState
 from libs.fleet.status import serving_replicas
 from libs.runtime.host import ServiceHost, run_main
 
-from .endpoint import EndpointOptions
+from .options import EndpointOptions
 from .replicas import ReplicaPool
 from .router import Router
 
@@ -79,8 +78,8 @@ class RouterService:
         scale_to_zero = svc.policy.autoscale.min_replicas == 0
         return EndpointOptions(
             hold_when_empty=scale_to_zero,
-            max_queue=int(os.environ.get("STRATUS_HOLD_QUEUE", "1000")),
-            max_wait=float(os.environ.get("STRATUS_HOLD_SECONDS", "120")),
+            max_queue=self.host.settings.hold_queue,
+            max_wait=self.host.settings.hold_seconds,
             on_hold=self._on_hold,
         )  # fmt: skip
 
@@ -218,16 +217,16 @@ class RouterService:
 
 
 def build(host: ServiceHost) -> Callable[[], Awaitable[None]]:
-    router_id = os.environ.get("STRATUS_ROUTER_ID") or f"router-{socket.gethostname()}"
-    advertise = os.environ.get("STRATUS_ROUTER_ADVERTISE") or (
+    router_id = host.settings.router_id or f"router-{socket.gethostname()}"
+    advertise = host.settings.router_advertise or (
         "127.0.0.1" if host.settings.router_host in ("0.0.0.0", "") else host.settings.router_host
     )
     rs = RouterService(host, router_id, advertise)
     # Every router instance sees every event: a consumer of its own, no tracking rows.
     host.memory_consumer(TYPES, rs.handle, name=router_id.replace(".", "_"),
                          options=ConsumerOptions(fetch_timeout=0.5, concurrency=8))  # fmt: skip
-    host.loop(float(os.environ.get("STRATUS_RESYNC_INTERVAL", "2.0")), rs.resync, name="resync")
-    host.loop(float(os.environ.get("STRATUS_QPS_INTERVAL", "10.0")), rs.sample, name="qps")
+    host.loop(host.settings.resync_every(2.0), rs.resync, name="resync")
+    host.loop(host.settings.qps_interval, rs.sample, name="qps")
     host.loop(0.25, rs.wake_held, name="wake")
     host.task(rs.close_on_stop)
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from services.router.balance import DEFAULT_POLICY
-from services.router.endpoint import EndpointOptions, ServiceEndpoint
+from services.router.endpoint import ServiceEndpoint
 from services.router.errors import ConfigError, UnknownService
+from services.router.options import EndpointOptions
 from services.router.replicas import ReplicaPool
 
 

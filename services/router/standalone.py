@@ -23,7 +23,8 @@ import sys
 from collections.abc import Sequence
 
 from services.router.balance import DEFAULT_POLICY, POLICIES
-from services.router.endpoint import EndpointOptions, ServiceEndpoint
+from services.router.endpoint import ServiceEndpoint
+from services.router.options import EndpointOptions
 from services.router.replicas import ReplicaPool
 
 log = logging.getLogger("services.router.standalone")
