@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable
 
@@ -228,8 +227,8 @@ def build(host: ServiceHost) -> Callable[[], Awaitable[None]]:
     provider = LocalProvider(host.settings.provisioner_dir)
     prov = Provisioner(host, provider)
     host.consumer(TYPES, prov.handle, options=ConsumerOptions(ack_wait=60, concurrency=4))
-    host.loop(float(os.environ.get("STRATUS_MONITOR_INTERVAL", "1.0")), prov.monitor, name="monitor")
-    host.loop(float(os.environ.get("STRATUS_RESYNC_INTERVAL", "5.0")), prov.resync, name="resync")
+    host.loop(host.settings.monitor_interval, prov.monitor, name="monitor")
+    host.loop(host.settings.resync_every(5.0), prov.resync, name="resync")
     host.task(lambda: prov.queue.run(host.stop))
     host.task(lambda: serve_logs(host, provider))  # replica logs, over NATS request/reply
 
