@@ -1,0 +1,183 @@
+"""Launching one replica VM on Azure (blocking SDK calls; the provider runs them in a thread).
+
+Per region, once: the resource group and the shared VNet/subnet. Per VM: its NSG (the service
+port, the log port and the task's ports from ``source_ranges`` only), its public IP (when the
+URL uses one), its NIC, then the VM itself, waiting (bounded) for the creation to finish, since
+allocation failures (AllocationFailed...) arrive on that operation, not on the PUT. Whatever
+fails, everything this launch created is deleted again before the error is raised.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.mgmt.resource.resources import models as rm
+
+from libs.events.types import Placement
+
+from . import azure_names as names
+from . import azure_specs as specs
+from .azure_clients import AzureClients
+from .azure_config import AzureConfig
+from .azure_errors import translate
+from .azure_inventory import delete_replica, wait
+from .base import Instance, LaunchTask
+from .errors import LaunchError, TransientError
+
+log = logging.getLogger("stratus.provisioner.azure")
+# Seconds for the quick network operations (ARM usually answers them synchronously).
+NETWORK_TIMEOUT_S = 120.0
+
+
+class Launcher:
+    def __init__(
+        self, clients: AzureClients, subscription_id: str, config: AzureConfig, ssh_public_key: str
+    ) -> None:
+        self.clients = clients
+        self.subscription_id = subscription_id
+        self.config = config
+        self.ssh_public_key = ssh_public_key
+        self._subnets: dict[str, str] = {}  # region -> subnet id, once ensured
+        self._lock = threading.Lock()
+
+    def _subnet(self, region: str) -> str:
+        """The region's resource group and VNet (created if missing); the subnet's id."""
+        with self._lock:
+            if region in self._subnets:
+                return self._subnets[region]
+            group, cfg, net = self.config.resource_group(region), self.config, self.clients.network
+            self.clients.resource.resource_groups.create_or_update(
+                group, rm.ResourceGroup(location=region, tags={"stratus": "true"})
+            )
+            try:
+                vnet = net.virtual_networks.get(group, cfg.vnet_name)
+            except ResourceNotFoundError:
+                poller = net.virtual_networks.begin_create_or_update(
+                    group, cfg.vnet_name, specs.virtual_network(region, cfg)
+                )
+                vnet = wait(poller, NETWORK_TIMEOUT_S, f"create VNet {cfg.vnet_name}")
+            subnet = next((s for s in vnet.subnets or [] if s.name == cfg.subnet_name and s.id), None)
+            if subnet is None:
+                subnet = wait(
+                    net.subnets.begin_create_or_update(
+                        group, cfg.vnet_name, cfg.subnet_name, specs.subnet(cfg)
+                    ),
+                    NETWORK_TIMEOUT_S,
+                    f"create subnet {cfg.subnet_name}",
+                )
+            if not subnet.id:
+                raise TransientError(f"subnet {cfg.subnet_name} of {cfg.vnet_name} in {group} has no id yet")
+            self._subnets[region] = subnet.id
+            return subnet.id
+
+    def launch(self, placement: Placement, task: LaunchTask, script: str) -> Instance:
+        if placement.cloud != "azure" or not placement.region:
+            raise LaunchError(f"not an Azure placement (cloud and region needed): {placement!r}")
+        cfg, net, region = self.config, self.clients.network, placement.region
+        # Validated before any resource exists, so a bad task leaves nothing behind.
+        data = specs.custom_data(script)
+        image = specs.image_reference(
+            task.image_for(region), gpu=bool(placement.accelerators) or task.num_gpus > 0
+        )
+        ports = specs.open_ports(task.service_port, cfg.log_port, task.ports)
+        group, vm = cfg.resource_group(region), names.vm_name(task.service, task.replica_id)
+        doing = f"prepare resource group {group} and VNet {cfg.vnet_name} in {region}"
+        try:
+            subnet_id = self._subnet(region)
+        except Exception as exc:
+            raise translate(exc, doing) from exc
+
+        def tag(url: str) -> dict[str, str]:
+            return names.tags(
+                service=task.service,
+                replica_id=task.replica_id,
+                version=task.version,
+                spot=placement.use_spot,
+                url=url,
+                price=placement.price_per_hour,
+                accelerators=dict(placement.accelerators),
+                vm=vm,
+            )
+
+        try:
+            doing = f"create network security group {names.nsg_name(vm)}"
+            nsg = wait(
+                net.network_security_groups.begin_create_or_update(
+                    group, names.nsg_name(vm), specs.security_group(region, ports, cfg.source_ranges, tag(""))
+                ),
+                NETWORK_TIMEOUT_S,
+                doing,
+            )
+            ip_id, public = None, ""
+            if cfg.address == "public":
+                doing = f"create public IP {names.ip_name(vm)}"
+                ip = wait(
+                    net.public_ip_addresses.begin_create_or_update(
+                        group, names.ip_name(vm), specs.public_ip(region, tag(""))
+                    ),
+                    NETWORK_TIMEOUT_S,
+                    doing,
+                )
+                ip_id, public = ip.id, ip.ip_address or ""
+            doing = f"create NIC {names.nic_name(vm)}"
+            body = specs.network_interface(
+                region, subnet_id=subnet_id, nsg_id=nsg.id or "", ip_id=ip_id, tags=tag("")
+            )
+            nic = wait(
+                net.network_interfaces.begin_create_or_update(group, names.nic_name(vm), body),
+                NETWORK_TIMEOUT_S,
+                doing,
+            )
+            configs = nic.ip_configurations or []
+            private = (configs[0].private_ip_address or "") if configs else ""
+            address = public if cfg.address == "public" else private
+            if not address:
+                raise TransientError(f"{doing}: Azure gave no {cfg.address} address yet")
+            url = f"http://{address}:{task.service_port}"
+            kind = "spot" if placement.use_spot else "on-demand"
+            doing = f"create VM {vm} ({placement.instance_type}, {kind}) in {region}"
+            machine = specs.virtual_machine(
+                placement,
+                name=vm,
+                disk=names.disk_name(vm),
+                nic_id=nic.id or "",
+                image=image,
+                custom_data_b64=data,
+                disk_size_gb=task.disk_size or cfg.disk_size_gb,
+                config=cfg,
+                ssh_public_key=self.ssh_public_key,
+                tags=tag(url),
+            )
+            wait(
+                self.clients.compute.virtual_machines.begin_create_or_update(group, vm, machine),
+                cfg.operation_timeout_s,
+                doing,
+            )
+        except Exception as exc:
+            error = translate(exc, doing)
+            self._clean_up(group, vm, error)
+            raise error from exc
+        details = {
+            "resource_group": group,
+            "vm_name": vm,
+            "private_ip": private,
+            "public_ip": public,
+            "priority": "Spot" if placement.use_spot else "Regular",
+            "log_url": f"http://{address}:{cfg.log_port}",
+        }
+        return Instance(
+            instance_id=names.instance_id(group, vm),
+            service=task.service,
+            replica_id=task.replica_id,
+            url=url,
+            placement=placement,
+            details=details,
+        )
+
+    def _clean_up(self, group: str, vm: str, error: Exception) -> None:
+        try:
+            delete_replica(self.clients, group, vm, NETWORK_TIMEOUT_S)
+        except (AzureError, TransientError) as exc:
+            log.warning("launch of %s failed (%s) and its clean-up too: %s", vm, error, exc)
