@@ -12,6 +12,7 @@ from libs.events.projection import Projection
 from libs.events.store import EventStore
 from libs.fleet import FleetState
 from libs.fleet.projection import FLEET
+from libs.replica_logs import ReplicaLogClient
 from libs.runtime.settings import Settings
 
 
@@ -36,6 +37,8 @@ class ApiDeps:
     store: EventStore
     projection: FleetView
     settings: Settings
+    # Replica logs, asked of the provisioner over NATS (None: no bus, the logs routes answer 503).
+    replica_logs: ReplicaLogClient | None = None
     # Set when the process is shutting down: open log and event streams end.
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     clock: Callable[[], float] = time.time

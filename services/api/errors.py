@@ -6,7 +6,8 @@ The message always says what to fix (a field, a name to check, a command to run)
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import asyncpg
 from fastapi import FastAPI, Request
@@ -70,7 +71,33 @@ def _field_path(loc: Sequence[int | str]) -> str:
     parts = [str(p) for p in loc]
     if parts and parts[0] == "body":
         parts = parts[1:]
-    return ".".join(parts)
+    return ".".join(parts) or "body"
+
+
+def validation_issue(error: Mapping[str, Any]) -> IssueOut:
+    """One pydantic/FastAPI error as an issue, in one style whichever parser found it.
+
+    A JSON syntax error is the body's (FastAPI puts the character position where a field goes);
+    a body that is not an object says so the same way for every route.
+    """
+    kind = str(error.get("type", ""))
+    ctx = error.get("ctx") or {}
+    loc = tuple(error.get("loc", ()))
+    if kind == "json_invalid":
+        detail = str(ctx.get("error") or "cannot be decoded")
+        if len(loc) == 2 and loc[0] == "body" and isinstance(loc[1], int):
+            detail += f" at character {loc[1]}"
+        return IssueOut(field="body", message=f"not valid JSON: {detail}")
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return IssueOut(field=_field_path(loc), message="must be a JSON object")
+    return IssueOut(field=_field_path(loc), message=str(error.get("msg", "invalid")))
+
+
+def validation_error(errors: Sequence[Mapping[str, Any]]) -> ErrorOut:
+    # Never echo the offending input back: it may hold a secret.
+    issues = [validation_issue(e) for e in errors]
+    lines = "; ".join(f"{i.field}: {i.message}" for i in issues)
+    return ErrorOut(error="invalid_request", message=f"invalid request: {lines}", issues=issues)
 
 
 async def _api_error(_: Request, exc: Exception) -> JSONResponse:
@@ -80,13 +107,7 @@ async def _api_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    # Never echo the offending input back: it may hold a secret.
-    issues = [
-        IssueOut(field=_field_path(e.get("loc", ())), message=str(e.get("msg", "invalid")))
-        for e in exc.errors()
-    ]
-    lines = "; ".join(f"{i.field or '(body)'}: {i.message}" for i in issues)
-    return _json(422, ErrorOut(error="invalid_request", message=f"invalid request: {lines}", issues=issues))
+    return _json(422, validation_error(exc.errors()))
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

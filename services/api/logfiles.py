@@ -1,4 +1,6 @@
-"""Reading log files for the logs endpoints: the tail of a file, then (``follow``) what is appended.
+"""Reading the local stack's component logs (``STRATUS_HOME/logs``): a tail, then what is appended.
+
+Replica logs are not read here: the provisioner owns them (``libs.replica_logs``).
 
 A follow ends when ``done()`` says the writer is finished (and everything written was sent),
 when ``stopping`` is set (the API shuts down), or when the client goes away (the response is
@@ -13,6 +15,8 @@ import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+from libs.replica_logs.files import tail_offset
+
 CHUNK = 64 * 1024
 # Components whose logs ``stratus logs --component`` can read (``<home>/logs/<name>.log``).
 COMPONENTS = (
@@ -21,36 +25,6 @@ COMPONENTS = (
 )  # fmt: skip
 # SkyServe's per-service component names -> the Stratus component doing that job.
 SERVICE_COMPONENTS = {"controller": "scheduler", "load-balancer": "router", "load_balancer": "router"}
-
-
-def tail_offset(path: Path, lines: int) -> int:
-    """The byte offset where the last ``lines`` lines of ``path`` start (0 = the whole file)."""
-    size = path.stat().st_size
-    if lines <= 0:
-        return size
-    with path.open("rb") as f:
-        end = size
-        # A final newline ends the last line; it does not start an empty one.
-        if end > 0:
-            f.seek(end - 1)
-            if f.read(1) == b"\n":
-                end -= 1
-        found = 0
-        pos = end
-        while pos > 0:
-            step = min(CHUNK, pos)
-            pos -= step
-            f.seek(pos)
-            block = f.read(step)
-            idx = len(block)
-            while True:
-                idx = block.rfind(b"\n", 0, idx)
-                if idx < 0:
-                    break
-                found += 1
-                if found == lines:
-                    return pos + idx + 1
-    return 0
 
 
 async def read_log(

@@ -9,15 +9,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from types import FrameType
 from urllib.parse import urlsplit
 
 import uvicorn
 
+from libs.events.bus import connect as connect_bus
 from libs.events.errors import StoreUnavailable
 from libs.events.projection import LiveProjection
 from libs.events.store import EventStore
+from libs.replica_logs import ReplicaLogClient
+from libs.runtime.host import bus_config
 from libs.runtime.settings import DEFAULT_API_PORT, Settings
 from libs.secrets import ensure_schema, load_or_create_key
 
@@ -67,6 +69,8 @@ async def connect_store(dsn: str) -> EventStore:
 async def serve(settings: Settings) -> None:
     load_or_create_key(settings.home)
     store = await connect_store(settings.database_url)
+    # Replica logs are the provisioner's: asked for over NATS request/reply.
+    nc = await connect_bus(settings.nats_url, name="stratus-api", wait=None)
     try:
         await ensure_schema(store.pool)
         projection = LiveProjection(fleet_projection(), store)
@@ -74,7 +78,8 @@ async def serve(settings: Settings) -> None:
         try:
             deps = ApiDeps(
                 store=store, projection=projection, settings=settings, secrets_schema_ready=True,
-                drain_seconds=float(os.environ.get("STRATUS_DRAIN_SECONDS", "30")),
+                replica_logs=ReplicaLogClient(nc, bus_config(settings).prefix),
+                drain_seconds=settings.drain_seconds,
             )  # fmt: skip
             host, port = bind_address(settings.api_url)
             config = uvicorn.Config(
@@ -92,6 +97,7 @@ async def serve(settings: Settings) -> None:
         finally:
             await projection.stop()
     finally:
+        await nc.close()
         await store.close()
 
 

@@ -178,11 +178,23 @@ def status_report(services: Sequence[Mapping[str, Any]], now: datetime, *, verbo
     return out
 
 
+EVENT_COLUMNS = ("POSITION", "TIME (UTC)", "SERVICE", "TYPE", "BY", "DATA")
+
+
+def _event_row(position: str, stamp: str, service: str, type_: str, by: str, detail: str) -> str:
+    return f"{position:>8}  {stamp:<19}  {service:<20}  {type_:<26}  {by:<16}  {detail}"
+
+
+def event_header() -> str:
+    """The header row over ``event_line`` rows (fixed widths: events arrive one at a time)."""
+    return _event_row(*EVENT_COLUMNS)
+
+
 def event_line(event: Mapping[str, Any]) -> str:
+    """One event on one line, its whole payload (never cut: ``--json`` for machines)."""
     data = {k: v for k, v in event.get("data", {}).items() if k not in ("type", "service")}
+    by = str(data.pop("principal", "") or "-")
     when = parse_time(event.get("occurred_at"))
     stamp = when.strftime("%Y-%m-%d %H:%M:%S") if when else "-"
     detail = json.dumps(data, separators=(",", ":"), sort_keys=True, default=str)
-    if len(detail) > 200:
-        detail = detail[:197] + "..."
-    return f"{event['position']:>8}  {stamp}  {event['service']}  {event['type']}  {detail}"
+    return _event_row(str(event["position"]), stamp, str(event["service"]), str(event["type"]), by, detail)

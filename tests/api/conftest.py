@@ -12,13 +12,17 @@ import httpx
 import pytest
 import uvicorn
 
+from libs.events.bus import connect as connect_bus
 from libs.events.projection import LiveProjection
 from libs.events.store import EventStore
 from libs.fleet import FleetState
+from libs.replica_logs import ReplicaLogClient, serve_replica_logs
 from libs.runtime.settings import Settings
 from libs.secrets import ensure_schema
 from services.api.app import create_app
 from services.api.deps import ApiDeps, fleet_projection
+from services.provisioner.clouds.local import LocalProvider
+from services.provisioner.logs_server import ProviderLogLocator
 
 SERVICE_YAML = """\
 service:
@@ -41,14 +45,20 @@ class Api:
 
 
 @pytest.fixture
-async def api(store: EventStore, tmp_path: Path) -> AsyncIterator[Api]:
-    settings = Settings(home=tmp_path / "home", database_url=store.dsn)
+async def api(store: EventStore, tmp_path: Path, nats_url: str, unique: str) -> AsyncIterator[Api]:
+    settings = Settings(
+        home=tmp_path / "home", database_url=store.dsn, nats_url=nats_url, bus_prefix=f"t{unique}"
+    )
     await ensure_schema(store.pool)
+    # The provisioner's side of replica logs (the local provider's files), on a real NATS.
+    nc = await connect_bus(nats_url, name="api-test")
+    locator = ProviderLogLocator(LocalProvider(settings.provisioner_dir))
+    logs_sub = await serve_replica_logs(nc, settings.bus_prefix, locator)
     projection = LiveProjection(fleet_projection(), store, poll_interval=0.2)
     await projection.start()
     deps = ApiDeps(
         store=store, projection=projection, settings=settings, poll_interval=0.05, heartbeat_seconds=0.5,
-        secrets_schema_ready=True,
+        secrets_schema_ready=True, replica_logs=ReplicaLogClient(nc, settings.bus_prefix),
     )  # fmt: skip
     app = create_app(deps)
     transport = httpx.ASGITransport(app=app)
@@ -58,6 +68,8 @@ async def api(store: EventStore, tmp_path: Path) -> AsyncIterator[Api]:
     finally:
         deps.stopping.set()
         await projection.stop()
+        await logs_sub.unsubscribe()
+        await nc.close()
 
 
 class _TestServer(uvicorn.Server):

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from libs.events.types import EndpointAssigned, ReplicaTerminated, replica_stream, service_stream
-from services.api.logfiles import tail_offset
+from libs.replica_logs.files import tail_offset
 
 from .conftest import SERVICE_YAML, Api, Live
 from .fleet_events import launch_replica
@@ -196,3 +196,37 @@ async def test_following_a_replica_log_ends_with_the_replica(live: Live) -> None
                 received += chunk
         await task
     assert received == b"first\nsecond\n"
+
+
+async def test_a_terminated_replicas_log_is_readable_and_listed(api: Api) -> None:
+    await seed(api)
+    # Replica 3 of beta ended long ago: the projection forgot it, its log stays.
+    old = api.settings.replica_log("beta", 3)
+    old.parent.mkdir(parents=True, exist_ok=True)
+    old.write_text("replica 3 was here\n")
+    r = await api.http.get("/v1/services/beta/replicas/3/logs")
+    assert r.status_code == 200 and r.text == "replica 3 was here\n"
+    r = await api.http.get("/v1/services/beta/replicas/7/logs")
+    assert r.status_code == 404
+    assert "its replicas: 1; terminated, logs readable: 3" in r.json()["message"]
+
+
+async def test_following_a_truncated_log_starts_over(live: Live) -> None:
+    api = live.api
+    await seed(api)
+    log = api.settings.replica_log("beta", 1)
+    log.parent.mkdir(parents=True)
+    log.write_text("a long first line\n")
+    received = b""
+    async with (
+        httpx.AsyncClient(base_url=live.url, timeout=10) as http,
+        http.stream("GET", "/v1/services/beta/replicas/1/logs", params={"follow": "true"}) as response,
+    ):
+        assert response.status_code == 200
+        chunks = response.aiter_bytes()
+        async with asyncio.timeout(10):
+            received += await anext(chunks)
+            log.write_text("new\n")  # truncated and rewritten, shorter than before
+            while not received.endswith(b"new\n"):
+                received += await anext(chunks)
+    assert received == b"a long first line\nnew\n"

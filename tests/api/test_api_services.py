@@ -4,9 +4,11 @@ list/get, down, replica termination and preemption, update."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import httpx
+import pytest
 
 from libs.events.types import (
     PreemptionRequested,
@@ -315,3 +317,31 @@ async def test_unexpected_errors_are_json_too(api: Api) -> None:
     assert r.status_code == 500
     assert r.json()["error"] == "internal" and "stratus logs --component api" in r.json()["message"]
     assert "exploded" not in r.text
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "message"),
+    [
+        ("/v1/services", b"{", "invalid request: body: not valid JSON: EOF while parsing"),
+        ("/v1/services/x/versions", b"{", "invalid request: body: not valid JSON: Expecting property name"),
+        ("/v1/services/x/versions", b'{"yaml": }', "at character 9"),
+        ("/v1/services", b"[1]", "invalid request: body: must be a JSON object"),
+        ("/v1/services/x/versions", b"[1]", "invalid request: body: must be a JSON object"),
+    ],
+)
+async def test_malformed_json_gets_one_message_style(api: Api, path: str, body: bytes, message: str) -> None:
+    r = await api.http.post(path, content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 422
+    out = r.json()
+    assert message in out["message"], out
+    assert [i["field"] for i in out["issues"]] == ["body"]
+
+
+async def test_docs_need_no_cdn(api: Api) -> None:
+    page = await api.http.get("/docs")
+    assert page.status_code == 200
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert assets and all(a.startswith("/docs/assets/") for a in assets), assets
+    for asset in assets:
+        r = await api.http.get(asset)
+        assert r.status_code == 200 and len(r.content) > 500, asset

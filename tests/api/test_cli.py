@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
+import re
 import socket
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from typer.testing import CliRunner, Result
 
 from libs.events.types import PreemptionRequested, ServiceUpdateRequested, replica_stream, service_stream
 from services.api.cli import app
+from services.api.logfiles import COMPONENTS
 
 from .conftest import SERVICE_YAML, Live
 from .fleet_events import assign_endpoint, decide_scale, fail_replica, launch_replica
@@ -251,9 +254,11 @@ async def test_logs_events_update_and_preempt(live: Live, tmp_path: Path) -> Non
     assert len(events.stdout.splitlines()) == 1
     table = await cli(live, "events", "-n", "2")
     assert table.exit_code == 0
-    assert [line.split()[4] for line in table.stdout.splitlines()] == ["ReplicaLaunched", "ReplicaReady"]
+    rows = table.stdout.splitlines()[1:]
+    assert [line.split()[4] for line in rows] == ["ReplicaLaunched", "ReplicaReady"]
     paged = await cli(live, "events", "--after", "0", "-n", "2")
-    assert [line.split()[4] for line in paged.stdout.splitlines()] == ["ServiceRequested", "ReplicaScheduled"]
+    rows = paged.stdout.splitlines()[1:]
+    assert [line.split()[4] for line in rows] == ["ServiceRequested", "ReplicaScheduled"]
     bad_type = await cli(live, "events", "--type", "Nope")
     assert bad_type.exit_code == 1 and "unknown event type 'Nope'" in bad_type.stderr
 
@@ -274,3 +279,29 @@ async def test_logs_events_update_and_preempt(live: Live, tmp_path: Path) -> Non
 def test_usage_errors_exit_non_zero(args: list[str]) -> None:
     result = runner.invoke(app, ["--api-url", "http://127.0.0.1:9", *args])
     assert result.exit_code == 1 and result.stderr.startswith("error: ")
+
+
+async def test_events_table_has_a_header_and_whole_payloads(live: Live) -> None:
+    long_run = "echo " + "x" * 400 + " && python -m http.server 8080"
+    await create(live, "wide", SERVICE_YAML.replace("run: python -m http.server 8080", f"run: {long_run}"))
+    table = await cli(live, "events", "--service", "wide", "--type", "ServiceRequested")
+    assert table.exit_code == 0, table.output
+    header, row = table.stdout.splitlines()
+    assert header.split() == ["POSITION", "TIME", "(UTC)", "SERVICE", "TYPE", "BY", "DATA"]
+    assert "..." not in row and long_run in row
+    data = json.loads(row[header.index("DATA") :])
+    assert data["spec"]["run"] == long_run
+
+
+def test_logs_help_and_the_api_error_name_the_same_components() -> None:
+    result = runner.invoke(app, ["logs", "--help"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0
+    for name in COMPONENTS:
+        assert re.search(rf"\b{name}\b", result.stdout), name
+
+
+async def test_unknown_component_error_lists_what_help_lists(live: Live) -> None:
+    result = await cli(live, "logs", "--component", "kernel", "--no-follow")
+    assert result.exit_code == 1
+    listed = result.stderr.split("components: ", 1)[1].strip().split(", ")
+    assert tuple(listed) == COMPONENTS

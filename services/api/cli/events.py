@@ -37,6 +37,9 @@ def events(
     if until:
         params["until"] = parse_when(until, now).isoformat()
 
+    if not as_json:
+        typer.echo(render.event_header())
+
     def show(event: dict[str, Any]) -> None:
         typer.echo(json.dumps(event, sort_keys=True) if as_json else render.event_line(event))
 

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from ..logfiles import COMPONENTS
 from .common import api_errors, fail, state_of, write
 
 
@@ -21,8 +22,7 @@ def logs(
         str | None,
         typer.Option(
             "--component",
-            help="A Stratus component's log: api, scheduler, provisioner, prober, "
-            "autoscaler, router, relay, supervisor.",
+            help=f"A Stratus component's log (the local stack's): {', '.join(COMPONENTS)}.",
             show_default=False,
         ),
     ] = None,

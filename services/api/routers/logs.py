@@ -1,4 +1,9 @@
-"""Logs: a replica's setup+run output, and the components' own logs (plain text, optionally followed)."""
+"""Logs: a replica's setup+run output, and the components' own logs (plain text, optionally followed).
+
+Replica logs belong to the provisioner: the API asks it over NATS (``libs.replica_logs``).
+Component logs are files of the local stack (``STRATUS_HOME/logs``), read here only because
+the API runs on the same machine as the stack it is part of.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +14,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import StreamingResponse
 
-from libs.fleet import ALIVE_STATUSES, replica_status
+from libs.fleet import ALIVE_STATUSES, FleetState, replica_status
+from libs.replica_logs import LogReply, ReplicaLogClient, ReplicaLogsError, stream_log
 
 from .. import commands
 from ..deps import ApiDeps
-from ..errors import NotFound
+from ..errors import NotFound, Unavailable
 from ..logfiles import COMPONENTS, SERVICE_COMPONENTS, read_log
 from .services import ERRORS
 
@@ -49,9 +55,26 @@ def build(deps: ApiDeps) -> APIRouter:
 
         return done
 
+    def log_client() -> ReplicaLogClient:
+        if deps.replica_logs is None:
+            raise Unavailable("replica logs are unavailable: this API has no bus connection (NATS_URL)")
+        return deps.replica_logs
+
+    async def unknown_replica(client: ReplicaLogClient, state: FleetState, name: str, rid: int) -> NotFound:
+        svc = state.services[name]
+        live = sorted(svc.replicas)
+        ended = sorted(set(await client.replica_ids(name)) - set(live))
+        listed = ", ".join(str(i) for i in live) if live else "none right now"
+        if ended:
+            listed += f"; terminated, logs readable: {', '.join(str(i) for i in ended)}"
+        return NotFound(
+            f"service {name!r} has no replica {rid} (its replicas: {listed}); "
+            f"`stratus status {name}` lists the live ones"
+        )
+
     @router.get(
         "/services/{name}/replicas/{replica_id}/logs",
-        summary="A replica's setup and run output",
+        summary="A replica's setup and run output (terminated replicas' too)",
         response_class=StreamingResponse,
         responses=_TEXT_RESPONSE,
     )
@@ -64,16 +87,25 @@ def build(deps: ApiDeps) -> APIRouter:
         # Up to date, so a replica launched a moment ago is not taken for one already gone.
         state = await commands.synced_state(deps)
         svc = commands.find_service(state, name, live=False)
-        path = deps.settings.replica_log(name, replica_id)
-        if replica_id not in svc.replicas and not path.exists():
-            commands.find_replica(svc, replica_id)  # raises NotFound naming the replicas there are
-        if not follow and not path.exists():
+        client = log_client()
+        try:
+            first: LogReply = await client.read(name, replica_id, tail=tail)
+            if not first.found and replica_id not in svc.replicas:
+                raise await unknown_replica(client, state, name, replica_id)
+        except ReplicaLogsError as exc:
+            raise Unavailable(str(exc)) from exc
+        if not follow and not first.found:
             rep = svc.replicas[replica_id]
+            why = "" if first.reason in ("", "no log yet") else f"; {first.reason}"
             raise NotFound(
-                f"replica {replica_id} of {name!r} has no log yet (status {replica_status(rep)}); "
-                f"retry with --follow to wait for it"
+                f"replica {replica_id} of {name!r} has no log yet (status {replica_status(rep)}{why}); "
+                "retry with --follow to wait for it"
             )
-        return stream(path, follow=follow, tail=tail, done=replica_done(name, replica_id))
+        body = stream_log(
+            client, name, replica_id, first=first, follow=follow, stopping=deps.stopping,
+            done=replica_done(name, replica_id), poll_interval=deps.poll_interval,
+        )  # fmt: skip
+        return StreamingResponse(body, media_type=TEXT, headers={"Cache-Control": "no-store"})
 
     @router.get(
         "/services/{name}/logs/{component}",
