@@ -82,6 +82,17 @@ class ReplicaScheduled(Event, frozen=True, tag="ReplicaScheduled"):
     replica_id: int
     version: int = 1
     placement: Placement = Placement()
+    reason: str = ""  # why this placement (price, offers considered, locations blocked)
+
+
+class PlacementUnavailable(Event, frozen=True, tag="PlacementUnavailable"):
+    """The scheduler could not place a replica of ``version``: why, and when it retries by itself
+    (``retry_at``, unix seconds; 0: when something changes). Recorded when the reason changes."""
+
+    version: int = 1
+    use_spot: bool = False
+    reason: str = ""
+    retry_at: float = 0.0
 
 
 class ReplicaTerminationRequested(Event, frozen=True, tag="ReplicaTerminationRequested"):
@@ -260,6 +271,7 @@ ALL_EVENT_TYPES: tuple[type[Event], ...] = (
     ScaleFromZeroRequested,
     PreemptionRequested,
     CloudsChecked,
+    PlacementUnavailable,
 )
 
 EVENT_TYPES_BY_TAG: dict[str, type[Event]] = {str(t.__struct_config__.tag): t for t in ALL_EVENT_TYPES}

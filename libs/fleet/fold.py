@@ -14,9 +14,11 @@ from typing import Any, Protocol
 from msgspec.structs import replace
 
 from libs.events.types import (
+    CloudsChecked,
     EndpointAssigned,
     Event,
     Placement,
+    PlacementUnavailable,
     Preempted,
     ProbeFailed,
     ReplicaDrained,
@@ -40,6 +42,7 @@ from libs.events.types import (
 
 from .policy import service_policy
 from .state import (
+    CloudsState,
     Failure,
     FleetState,
     LaunchFailure,
@@ -56,8 +59,9 @@ from .status import PREEMPTED, REPLACED_STATUSES, TERMINATED, describe_failure, 
 # Failed replicas kept for display once terminated (newest kept); cleanup failures always kept.
 MAX_FAILED_KEPT = 10
 MAX_ZONE_EVENTS = 32
-# Launch failures that say nothing about the spec: retried with backoff, never give up.
-RETRYABLE_LAUNCH_FAILURES = frozenset({"capacity", "transient"})
+# Launch failures that say nothing about the spec: retried with backoff, never give up
+# (capacity and quota also block their location for a while: the placement fails over).
+RETRYABLE_LAUNCH_FAILURES = frozenset({"capacity", "quota", "transient"})
 
 _NO_PLACEMENT = Placement()
 
@@ -80,11 +84,14 @@ def _ts(at: datetime | float) -> float:
 
 
 class _Folder:
-    __slots__ = ("owned", "services")
+    __slots__ = ("clouds", "owned", "services")
 
-    def __init__(self, services: dict[str, ServiceState], owned: set[str]) -> None:
+    def __init__(
+        self, services: dict[str, ServiceState], owned: set[str], clouds: CloudsState | None = None
+    ) -> None:
         self.services = services
         self.owned = owned
+        self.clouds = clouds
 
     def apply(self, event: Event, at: float) -> None:
         handler = _HANDLERS.get(type(event))
@@ -122,7 +129,9 @@ class _Folder:
             failure_reason=describe_failure(rep),
         )
 
-    def zone_event(self, svc: ServiceState, placement: Placement, kind: str, at: float) -> None:
+    def zone_event(
+        self, svc: ServiceState, placement: Placement, kind: str, at: float, message: str = ""
+    ) -> None:
         ev = ZoneEvent(
             cloud=placement.cloud,
             region=placement.region,
@@ -130,6 +139,8 @@ class _Folder:
             kind=kind,
             use_spot=placement.use_spot,
             at=at,
+            instance_type=placement.instance_type,
+            message=message[:200],
         )
         events = (*svc.zone_events, ev)[-MAX_ZONE_EVENTS:]
         self.services[svc.name] = replace(svc, zone_events=events)
@@ -216,8 +227,19 @@ class _Folder:
         svc.replicas[ev.replica_id] = ReplicaState(
             replica_id=ev.replica_id, version=ev.version, placement=ev.placement, scheduled_at=at
         )
-        if ev.replica_id >= svc.next_replica_id:
-            self.services[svc.name] = replace(svc, next_replica_id=ev.replica_id + 1)
+        if ev.replica_id >= svc.next_replica_id or svc.placement_wait:
+            next_id = max(svc.next_replica_id, ev.replica_id + 1)
+            self.services[svc.name] = replace(svc, next_replica_id=next_id, placement_wait="")
+
+    def placement_unavailable(self, ev: PlacementUnavailable, at: float) -> None:
+        svc = self.own(ev.service)
+        if svc is not None and not svc.terminated:
+            self.services[svc.name] = replace(svc, placement_wait=ev.reason)
+
+    def clouds_checked(self, ev: CloudsChecked, at: float) -> None:
+        self.clouds = CloudsState(
+            enabled=tuple(ev.enabled), disabled=dict(ev.disabled), allowed=tuple(ev.allowed), checked_at=at
+        )
 
     def provisioning_started(self, ev: ReplicaProvisioningStarted, at: float) -> None:
         found = self.replica(ev)
@@ -243,8 +265,8 @@ class _Folder:
             return
         svc, rep = found
         placement = rep.placement if ev.placement == _NO_PLACEMENT else ev.placement
-        if ev.kind == "capacity":
-            self.zone_event(svc, placement, "capacity", at)
+        if ev.kind in ("capacity", "quota"):
+            self.zone_event(svc, placement, ev.kind, at, ev.message)
         if rep.launched_at is not None or rep.termination is not None:
             return  # a cancelled launch is not a failure
         if replica_status(rep) in REPLACED_STATUSES:
@@ -390,6 +412,8 @@ _HANDLERS: dict[type[Event], Callable[[_Folder, Any, float], None]] = {
     ProbeFailed: _Folder.probe_failed,
     ReplicaNotReady: _Folder.not_ready,
     ReplicaFailed: _Folder.replica_failed,
+    PlacementUnavailable: _Folder.placement_unavailable,
+    CloudsChecked: _Folder.clouds_checked,
 }
 
 
@@ -397,9 +421,9 @@ def apply_event(
     state: FleetState, event: Event, occurred_at: datetime | float, position: int = 0
 ) -> FleetState:
     """One event onto a state; the input state is left untouched."""
-    folder = _Folder(dict(state.services), set())
+    folder = _Folder(dict(state.services), set(), state.clouds)
     folder.apply(event, _ts(occurred_at))
-    return FleetState(services=folder.services, position=max(state.position, position))
+    return FleetState(services=folder.services, position=max(state.position, position), clouds=folder.clouds)
 
 
 def apply(state: FleetState, record: RecordedLike) -> FleetState:
@@ -410,19 +434,19 @@ def apply(state: FleetState, record: RecordedLike) -> FleetState:
 def fold(records: Iterable[RecordedLike], initial: FleetState | None = None) -> FleetState:
     """The state after ``records`` (in log order), starting from ``initial`` or empty."""
     start = initial if initial is not None else FleetState()
-    folder = _Folder(dict(start.services), set())
+    folder = _Folder(dict(start.services), set(), start.clouds)
     position = start.position
     step = folder.apply
     for rec in records:
         step(rec.event, rec.occurred_at.timestamp())
         position = rec.position
-    return FleetState(services=folder.services, position=position)
+    return FleetState(services=folder.services, position=position, clouds=folder.clouds)
 
 
 def fold_events(events: Iterable[tuple[Event, float]], initial: FleetState | None = None) -> FleetState:
     """Like ``fold`` for bare ``(event, occurred_at)`` pairs (tests, replays)."""
     start = initial if initial is not None else FleetState()
-    folder = _Folder(dict(start.services), set())
+    folder = _Folder(dict(start.services), set(), start.clouds)
     for event, at in events:
         folder.apply(event, at)
-    return FleetState(services=folder.services, position=start.position)
+    return FleetState(services=folder.services, position=start.position, clouds=folder.clouds)

@@ -67,6 +67,10 @@ class ResourceRequest(msgspec.Struct, frozen=True, kw_only=True):
     accelerators: dict[str, float] | None = None
     use_spot: bool = False
     ports: tuple[int, ...] = ()
+    # "4" (exactly) or "4+" (at least), as in the spec; None: any.
+    cpus: str | None = None
+    memory: str | None = None
+    disk_size: int | None = None  # GB; passed through to the provider, not priced
 
 
 class ServicePolicy(msgspec.Struct, frozen=True, kw_only=True):
@@ -132,6 +136,12 @@ def _accelerators(value: object) -> list[dict[str, float] | None]:
     return [None]
 
 
+def _size(value: object) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None
+    return str(value) or None
+
+
 def _requests(d: Mapping[str, Any]) -> list[ResourceRequest]:
     ports = d.get("ports")
     port_list = tuple(p for p in ports if isinstance(p, int)) if isinstance(ports, list) else ()
@@ -144,6 +154,9 @@ def _requests(d: Mapping[str, Any]) -> list[ResourceRequest]:
             accelerators=acc,
             use_spot=d.get("use_spot") is True,
             ports=port_list,
+            cpus=_size(d.get("cpus")),
+            memory=_size(d.get("memory")),
+            disk_size=_int(d, "disk_size", 0) or None,
         )
         for acc in _accelerators(d.get("accelerators"))
     ]

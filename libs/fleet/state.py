@@ -104,14 +104,32 @@ class ScaleInfo(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ZoneEvent(msgspec.Struct, frozen=True, kw_only=True):
-    """A preemption or capacity failure in a location (the spot placer avoids it for a while)."""
+    """A preemption, capacity or quota failure in a location: the placement blocks (capacity,
+    quota) or avoids (preemption, with the spot placer) it for a while."""
 
     cloud: str
     region: str
     zone: str
-    kind: str  # "preempted" | "capacity"
+    kind: str  # "preempted" | "capacity" | "quota"
     use_spot: bool
     at: float
+    instance_type: str = ""
+    message: str = ""
+
+
+class CloudsState(msgspec.Struct, frozen=True, kw_only=True):
+    """The last ``CloudsChecked``: clouds the provisioner can launch on, and why not the others."""
+
+    enabled: tuple[str, ...] = ()
+    disabled: dict[str, str] = {}
+    allowed: tuple[str, ...] = ()  # empty: all
+    checked_at: float = 0.0
+
+    @property
+    def usable(self) -> tuple[str, ...]:
+        """Enabled and allowed."""
+        allowed = {c.lower() for c in self.allowed}
+        return tuple(c.lower() for c in self.enabled if not allowed or c.lower() in allowed)
 
 
 class ServiceState(msgspec.Struct, frozen=True, kw_only=True):
@@ -130,6 +148,8 @@ class ServiceState(msgspec.Struct, frozen=True, kw_only=True):
     replicas: dict[int, ReplicaState] = {}
     next_replica_id: int = 1
     zone_events: tuple[ZoneEvent, ...] = ()
+    # Why the scheduler could not place a replica (PlacementUnavailable); "" once one is scheduled.
+    placement_wait: str = ""
 
     @property
     def latest(self) -> VersionInfo:
@@ -161,3 +181,4 @@ class ServiceState(msgspec.Struct, frozen=True, kw_only=True):
 class FleetState(msgspec.Struct, frozen=True, kw_only=True):
     services: dict[str, ServiceState] = {}
     position: int = 0  # of the last event applied
+    clouds: CloudsState | None = None  # None: no CloudsChecked recorded yet

@@ -251,6 +251,8 @@ def service_status(
     elif latest not in traffic:
         new_ready = sum(1 for r, s in statuses if s == READY and r.version == latest)
         notes.append(f"blue-green update to version {latest}: {new_ready} READY, traffic on the old version")
+    if service.placement_wait:
+        notes.append(f"cannot place a replica: {service.placement_wait}")
     if ready:
         alive = sum(1 for _, s in statuses if s in ALIVE_STATUSES)
         reason = f"{len(ready)} of {target} replicas READY"

@@ -9,15 +9,16 @@ projection (or a second scheduler instance) can never schedule the same replica 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable
 
+from libs.catalog import load_catalog
 from libs.events.envelope import RecordedEvent
 from libs.events.errors import ConcurrencyConflict
 from libs.events.store import StreamAppend, Transaction
-from libs.events.types import ALL_EVENT_TYPES, QpsSampled, replica_stream, service_stream
+from libs.events.types import ALL_EVENT_TYPES, CloudsChecked, QpsSampled, replica_stream, service_stream
 from libs.runtime.host import ServiceHost, run_main
+from libs.runtime.settings import Settings
 from libs.runtime.workqueue import WorkQueue
 
 from .plan import RequestTermination, SchedulerConfig, ScheduleReplica, plan, to_event
@@ -36,13 +37,16 @@ class Scheduler:
 
     async def handle(self, rec: RecordedEvent, tx: Transaction) -> None:
         await self.host.fleet.wait_for(rec.position, 10.0)
+        if isinstance(rec.event, CloudsChecked):
+            await self.resync()  # enabled clouds changed: every service may place differently
+            return
         self.queue.add(rec.event.service)
 
     async def reconcile(self, service: str) -> None:
         svc = self.host.fleet.state.services.get(service)
         if svc is None:
             return
-        actions = plan(svc, time.time(), self.config)
+        actions = plan(svc, time.time(), self.config, self.host.fleet.state.clouds)
         if not actions:
             return
         batches = []
@@ -73,13 +77,15 @@ class Scheduler:
 
 def build(host: ServiceHost) -> Callable[[], Awaitable[None]]:
     config = SchedulerConfig(
-        max_concurrent_launches=int(os.environ.get("STRATUS_MAX_CONCURRENT_LAUNCHES", "4")),
-        drain_seconds=float(os.environ.get("STRATUS_DRAIN_SECONDS", "30")),
-        retry_backoff_seconds=float(os.environ.get("STRATUS_RETRY_BACKOFF_SECONDS", "5")),
+        max_concurrent_launches=host.settings.max_concurrent_launches,
+        drain_seconds=host.settings.drain_seconds,
+        retry_backoff_seconds=host.settings.retry_backoff_seconds,
+        # The refreshed catalog under STRATUS_HOME (`stratus catalog refresh`), else the shipped one.
+        catalog=load_catalog(Settings.from_env().home).offers,
     )
     scheduler = Scheduler(host, config)
     host.consumer(TYPES, scheduler.handle)
-    host.loop(float(os.environ.get("STRATUS_RESYNC_INTERVAL", "2.0")), scheduler.resync, name="resync")
+    host.loop(host.settings.resync_every(2.0), scheduler.resync, name="resync")
     host.task(lambda: scheduler.queue.run(host.stop))
 
     async def on_started() -> None:

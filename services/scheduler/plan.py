@@ -33,15 +33,17 @@ from typing import TypeAlias
 import msgspec
 from msgspec.structs import replace
 
+from libs.catalog import CLOUDS, Offer, load_catalog
 from libs.events.types import (
     Event,
     Placement,
+    PlacementUnavailable,
     ReplicaScheduled,
     ReplicaTerminationRequested,
     ServiceTerminated,
     TrafficSwitched,
 )
-from libs.fleet.state import ReplicaState, ServiceState
+from libs.fleet.state import CloudsState, ReplicaState, ServiceState
 from libs.fleet.status import (
     ALIVE_STATUSES,
     DEFAULT_MAX_CONSECUTIVE_FAILURES,
@@ -56,8 +58,12 @@ from libs.fleet.status import (
     launch_version,
     replica_status,
 )
+from libs.placement import DYNAMIC_FALLBACK, Chosen, ZoneKey, blocks_from, place
 
-from .placement import DEFAULT_CATALOG, DYNAMIC_FALLBACK, CatalogEntry, ZoneKey, choose_placement
+
+def shipped_offers() -> tuple[Offer, ...]:
+    """The shipped catalog (tests and tools; the service passes the one under STRATUS_HOME)."""
+    return load_catalog().offers
 
 
 class SchedulerConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -68,15 +74,27 @@ class SchedulerConfig(msgspec.Struct, frozen=True, kw_only=True):
     max_retry_backoff_seconds: float = 300.0
     # Router drain for READY replicas that are scaled down or replaced.
     drain_seconds: float = 30.0
-    # How long a preemption / capacity failure makes the placer avoid a location.
+    # How long a preemption makes the dynamic_fallback spot placer avoid a zone.
     zone_memory_seconds: float = 1800.0
-    catalog: tuple[CatalogEntry, ...] = DEFAULT_CATALOG
+    # How long a capacity (zone, instance type) or quota (region) failure blocks its location.
+    blocked_retry_seconds: float = 600.0
+    catalog: tuple[Offer, ...] = msgspec.field(default_factory=shipped_offers)
 
 
 class ScheduleReplica(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     replica_id: int
     version: int
     placement: Placement
+    reason: str = ""
+
+
+class WaitForPlacement(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """Nothing can be placed now: recorded once per distinct reason (PlacementUnavailable)."""
+
+    version: int
+    use_spot: bool
+    reason: str
+    retry_at: float = 0.0
 
 
 class RequestTermination(msgspec.Struct, frozen=True, kw_only=True, tag=True):
@@ -95,14 +113,28 @@ class SetTrafficVersions(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     reason: str = ""
 
 
-Action: TypeAlias = ScheduleReplica | RequestTermination | MarkServiceTerminated | SetTrafficVersions
+Action: TypeAlias = (
+    ScheduleReplica | RequestTermination | MarkServiceTerminated | SetTrafficVersions | WaitForPlacement
+)
 
 
 def to_event(service: str, action: Action) -> Event:
     """The event that records ``action``."""
     if isinstance(action, ScheduleReplica):
         return ReplicaScheduled(
-            service=service, replica_id=action.replica_id, version=action.version, placement=action.placement
+            service=service,
+            replica_id=action.replica_id,
+            version=action.version,
+            placement=action.placement,
+            reason=action.reason,
+        )
+    if isinstance(action, WaitForPlacement):
+        return PlacementUnavailable(
+            service=service,
+            version=action.version,
+            use_spot=action.use_spot,
+            reason=action.reason,
+            retry_at=action.retry_at or 0.0,
         )
     if isinstance(action, RequestTermination):
         return ReplicaTerminationRequested(
@@ -118,10 +150,14 @@ def to_event(service: str, action: Action) -> Event:
 
 
 class _Planner:
-    def __init__(self, service: ServiceState, now: float, config: SchedulerConfig) -> None:
+    def __init__(
+        self, service: ServiceState, now: float, config: SchedulerConfig, clouds: CloudsState | None
+    ) -> None:
         self.service = service
         self.now = now
         self.config = config
+        self.clouds = clouds
+        self.waiting = False
         self.actions: list[Action] = []
         self.statuses = {rid: replica_status(r) for rid, r in service.replicas.items()}
         self.replicas = sorted(service.replicas.values(), key=lambda r: r.replica_id)
@@ -164,13 +200,12 @@ class _Planner:
         return True
 
     def avoid(self, use_spot: bool, spot_placer: str | None) -> set[ZoneKey]:
+        """Zones the dynamic_fallback spot placer avoids (soft) after a preemption there."""
         out: set[ZoneKey] = set()
+        if not use_spot or spot_placer != DYNAMIC_FALLBACK:
+            return out
         for ev in self.service.zone_events:
-            if self.now - ev.at > self.config.zone_memory_seconds:
-                continue
-            if (ev.kind == "capacity" and ev.use_spot == use_spot) or (
-                ev.kind == "preempted" and use_spot and spot_placer == DYNAMIC_FALLBACK
-            ):
+            if ev.kind == "preempted" and self.now - ev.at <= self.config.zone_memory_seconds:
                 out.add((ev.cloud, ev.region, ev.zone))
         return out
 
@@ -179,19 +214,37 @@ class _Planner:
             return
         policy = self.service.versions[version].policy
         avoid = self.avoid(use_spot, policy.spot_placer)
+        blocks = blocks_from(self.service.zone_events, self.now, self.config.blocked_retry_seconds)
+        clouds = self.clouds
         for _ in range(min(count, self.budget)):
-            placement = choose_placement(
+            found = place(
                 policy.resources,
+                self.config.catalog,
                 use_spot=use_spot,
-                catalog=self.config.catalog,
+                clouds=clouds.usable if clouds is not None else (),
+                disabled=_why_disabled(clouds),
+                blocks=blocks,
                 avoid=avoid,
                 spot_placer=policy.spot_placer,
                 existing=self.spot_placements,
                 ordered=policy.ordered,
             )
-            if placement is None:
+            if not isinstance(found, Chosen):
+                if not self.waiting and found.reason != self.service.placement_wait:
+                    self.actions.append(
+                        WaitForPlacement(
+                            version=version,
+                            use_spot=use_spot,
+                            reason=found.reason,
+                            retry_at=found.retry_at or 0.0,
+                        )
+                    )
+                self.waiting = True
                 return
-            action = ScheduleReplica(replica_id=self.next_id, version=version, placement=placement)
+            placement = found.placement
+            action = ScheduleReplica(
+                replica_id=self.next_id, version=version, placement=placement, reason=found.reason
+            )
             self.actions.append(action)
             self.next_id += 1
             self.budget -= 1
@@ -301,8 +354,26 @@ class _Planner:
             self.reconcile_set(serving, old, self.version_target(old))
 
 
-def plan(service: ServiceState, now: float, config: SchedulerConfig | None = None) -> list[Action]:
-    """The actions that move ``service`` toward its desired state at time ``now``."""
+def _why_disabled(clouds: CloudsState | None) -> dict[str, str]:
+    if clouds is None:
+        return {c: "the provisioner has not reported which clouds are enabled yet" for c in CLOUDS}
+    out = dict(clouds.disabled)
+    allowed = {c.lower() for c in clouds.allowed}
+    for cloud in clouds.enabled:
+        if allowed and cloud.lower() not in allowed:
+            out[cloud] = "not in allowed_clouds of config.yaml"
+    return out
+
+
+def plan(
+    service: ServiceState,
+    now: float,
+    config: SchedulerConfig | None = None,
+    clouds: CloudsState | None = None,
+) -> list[Action]:
+    """The actions that move ``service`` toward its desired state at time ``now``, placing
+    replicas over ``clouds`` (the last CloudsChecked; None: none recorded, so only specs without
+    ``cloud`` run, locally)."""
     if service.terminated:
         return []
-    return _Planner(service, now, config if config is not None else SchedulerConfig()).run()
+    return _Planner(service, now, config if config is not None else SchedulerConfig(), clouds).run()

@@ -240,14 +240,6 @@ def test_gave_up_until_update() -> None:
     assert service_status(fixed).status == "NO_REPLICA"
 
 
-def test_placement_spreads_and_avoids_preempted_zones() -> None:
-    placer = spec(3, use_spot=True, placer="dynamic_fallback", cloud="aws")
-    actions = plan(build(placer), NOW, NO_BACKOFF)
-    zones = [a.placement.zone for a in actions if isinstance(a, ScheduleReplica)]
-    assert sorted(zones) == ["us-east-1a", "us-east-1b", "us-west-2a"]
-    assert all(isinstance(a, ScheduleReplica) and a.placement.use_spot for a in actions)
-
-
 def test_to_event_round_trip() -> None:
     actions: list[Action] = [
         SetTrafficVersions(versions=(2,), reason="r"),
