@@ -1,0 +1,78 @@
+"""``POST /v1/bootstrap``: a cloud instance trades its one-time token for its secrets, once.
+
+Authorization is the bootstrap token itself (``Authorization: Bearer <token>``, issued by the
+provisioner with ``libs.bootstrap.issue`` and carried in the instance's startup script), so the
+API's general authentication exempts this route. The answer holds the replica's secret envs
+and its log token: it is never logged, and ``Cache-Control: no-store`` keeps proxies from it.
+A second call with the same token, an expired or unknown one, gets 401 / 410 and no values.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Header, Response
+from pydantic import BaseModel, Field
+
+from libs.bootstrap import BootstrapStoreError, TokenExpired, TokenUnknown, TokenUsed, redeem
+from libs.secrets import SecretsError, load_secrets
+
+from ..deps import ApiDeps
+from ..errors import ApiError, Unavailable
+from ..models import ErrorOut
+
+
+class TokenUnauthorized(ApiError):
+    status_code = 401
+    code = "bootstrap_token_unknown"
+
+
+class TokenGone(ApiError):
+    status_code = 410
+    code = "bootstrap_token_gone"
+
+
+class BootstrapOut(BaseModel):
+    envs: dict[str, str] = Field(description="The replica's secret env values (name -> value).")
+    log_token: str = Field(description="The token the replica's log server requires.")
+
+    def __repr__(self) -> str:
+        return f"BootstrapOut(envs={sorted(self.envs)}, log_token='***')"
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorOut, "description": "No token, or one that was never issued"},
+    410: {"model": ErrorOut, "description": "The token was used already or expired"},
+}
+
+
+def bearer(authorization: str | None) -> str:
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise TokenUnauthorized("send the bootstrap token as `Authorization: Bearer <token>`")
+    return token.strip()
+
+
+def build(deps: ApiDeps) -> APIRouter:
+    router = APIRouter(prefix="/v1", tags=["bootstrap"], responses=ERRORS)
+
+    @router.post("/bootstrap", summary="A cloud instance fetches its secret envs (one-time token)")
+    async def bootstrap(response: Response, authorization: str | None = Header(default=None)) -> BootstrapOut:
+        token = bearer(authorization)
+        pool, home = deps.store.pool, deps.settings.home
+        try:
+            got = await redeem(pool, token, home)
+            envs = await load_secrets(pool, got.service, got.version, home)
+        except TokenUnknown as exc:
+            raise TokenUnauthorized("unknown bootstrap token: it was never issued (or is mistyped)") from exc
+        except (TokenUsed, TokenExpired) as exc:
+            raise TokenGone(
+                f"the bootstrap token is {exc.reason}: it works once, before its expiry; the "
+                "provisioner issues a new one with each launch"
+            ) from exc
+        except (BootstrapStoreError, SecretsError) as exc:
+            raise Unavailable(f"cannot read the replica's secrets now ({type(exc).__name__}); retry") from exc
+        response.headers["Cache-Control"] = "no-store"
+        return BootstrapOut(envs=envs, log_token=got.log_token)
+
+    return router
