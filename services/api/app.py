@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from .deps import ApiDeps
 from .errors import install_error_handlers
 from .models import HealthOut
-from .routers import events, logs, replicas, services
+from .routers import bootstrap, clouds, events, logs, replicas, services
 
 API_VERSION = "1"
 
@@ -29,6 +29,8 @@ def create_app(deps: ApiDeps) -> FastAPI:
     app.include_router(replicas.build(deps))
     app.include_router(logs.build(deps))
     app.include_router(events.build(deps))
+    app.include_router(clouds.build(deps))
+    app.include_router(bootstrap.build(deps))
 
     @app.get("/healthz", tags=["health"], summary="Liveness, and how far the projection has read the log")
     async def healthz() -> HealthOut:
