@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,3 +148,13 @@ async def request(port: int, method: str = "GET", target: str = "/", **kw: Any) 
         return await c.request(method, target, **kw)
     finally:
         await c.close()
+
+
+async def wait_until(cond: Callable[[], bool], what: str, within: float = 5.0) -> None:
+    """Return once ``cond()`` is true; fail the test after ``within`` seconds (checked every 5 ms)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not cond():
+        if loop.time() > deadline:
+            raise AssertionError(f"still waiting after {within:g} s for {what}")
+        await asyncio.sleep(0.005)

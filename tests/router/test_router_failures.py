@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from router_backend import BackendFactory, EndpointFactory
-from router_client import Conn, read_response, request
+from router_client import Conn, read_response, request, wait_until
 
 
 async def test_503_json_when_no_replica_is_ready(endpoint: EndpointFactory) -> None:
@@ -125,12 +125,10 @@ async def test_client_gone_while_waiting_cancels_upstream(
     ep = await endpoint(b)
     c = await Conn.open(ep.port)
     await c.send(b"GET /hang HTTP/1.1\r\nHost: x\r\n\r\n")
-    await asyncio.sleep(0.1)
-    assert ep.pool.in_flight(1) == 1
+    await wait_until(lambda: ep.pool.in_flight(1) == 1, "the request in flight")
     await c.close()
     assert await b.wait_disconnect()
-    await asyncio.sleep(0.05)
-    assert ep.pool.in_flight(1) == 0
+    await wait_until(lambda: ep.pool.in_flight(1) == 0, "in-flight count back to 0")
     assert ep.pool.replicas()[0].idle_connections == 0  # not returned to the pool
 
 
@@ -145,8 +143,7 @@ async def test_client_gone_mid_stream_cancels_upstream(
     await c.close()
     assert await b.wait_disconnect()
     assert b.disconnects == ["/stream"]
-    await asyncio.sleep(0.05)
-    assert ep.pool.in_flight(1) == 0
+    await wait_until(lambda: ep.pool.in_flight(1) == 0, "in-flight count back to 0")
 
 
 async def test_client_gone_mid_request_body_cancels_upstream(
@@ -156,16 +153,9 @@ async def test_client_gone_mid_request_body_cancels_upstream(
     ep = await endpoint(b)
     c = await Conn.open(ep.port)
     await c.send(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n" + b"x" * 1000)
-    for _ in range(100):  # bounded: until the backend has begun reading the body
-        if b.open_connections:
-            break
-        await asyncio.sleep(0.01)
+    await wait_until(lambda: b.open_connections > 0, "the backend to begin reading the body")
     await c.close()
-    for _ in range(100):
-        if not b.open_connections:
-            break
-        await asyncio.sleep(0.02)
-    assert b.open_connections == 0  # the backend saw its connection end
+    await wait_until(lambda: b.open_connections == 0, "the backend to see its connection end")
     assert ep.pool.in_flight(1) == 0
     assert b.requests[-1].path == "/upload" and b.requests[-1].body == b""
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from router_backend import BackendFactory
-from router_client import Conn, request
+from router_client import Conn, request, wait_until
 
 from services.router import EndpointOptions, Router
 from services.router.errors import ConfigError, UnknownService
@@ -70,7 +70,7 @@ async def test_close_cuts_in_flight_and_releases_everything(backends: BackendFac
     busy = await Conn.open(port)
     await idle.request("GET", "/echo")
     await busy.send(b"GET /hang HTTP/1.1\r\nHost: x\r\n\r\n")
-    await asyncio.sleep(0.05)
+    await wait_until(lambda: ep.pool.in_flight(1) == 1, "the hanging request in flight")
     await router.close()
     assert not ep.clients and not ep.tasks
     assert all(not p.conns and not p.idle for p in ep.pool.upstream_pools())
@@ -88,7 +88,8 @@ async def test_close_with_grace_lets_requests_finish(backends: BackendFactory) -
     c = await Conn.open(port)
     try:
         await c.send(b"GET /slow?delay=0.2 HTTP/1.1\r\nHost: x\r\n\r\n")
-        await asyncio.sleep(0.05)
+        pool = router.pool("s")
+        await wait_until(lambda: pool.in_flight(1) == 1, "the slow request in flight")
         closing = asyncio.ensure_future(router.close(grace=2.0))
         from router_client import read_response
 

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 from router_backend import BackendFactory, EndpointFactory
-from router_client import Conn, read_response, request
+from router_client import Conn, read_response, request, wait_until
 
 from services.router import ReplicaPool
 from services.router.errors import InvalidUpstreamURL, UnknownPolicy
@@ -54,7 +54,7 @@ async def test_least_load_prefers_fewest_in_flight(
     c3 = await Conn.open(ep.port)
     await c3.send(b"GET /slow?delay=0.6 HTTP/1.1\r\nHost: x\r\n\r\n")  # 1 vs 1: either
     slow.append(c3)
-    await asyncio.sleep(0.1)
+    await wait_until(lambda: ep.pool.in_flight(1) + ep.pool.in_flight(2) == 3, "3 requests in flight")
     loads = {i: ep.pool.in_flight(i) for i in (1, 2)}
     assert sorted(loads.values()) == [1, 2]
     lighter = "b1" if loads[1] == 1 else "b2"
@@ -109,8 +109,7 @@ async def test_drain_keeps_in_flight_and_wait_drained(
     pool = ep.pool
     c = await Conn.open(ep.port)
     await c.send(b"GET /slow?delay=0.4 HTTP/1.1\r\nHost: x\r\n\r\n")  # round robin: replica 1
-    await asyncio.sleep(0.1)
-    assert pool.in_flight(1) == 1
+    await wait_until(lambda: pool.in_flight(1) == 1, "the slow request in flight on replica 1")
     pool.drain(1)
     assert await served_by(ep.port, 3) == ["b2"] * 3  # no new requests on the draining replica
     assert not await pool.wait_drained(1, timeout=0.05)
@@ -132,7 +131,7 @@ async def test_removed_replica_finishes_in_flight(
     c = await Conn.open(ep.port)
     try:
         await c.send(b"GET /stream?n=4&delay=0.1 HTTP/1.1\r\nHost: x\r\n\r\n")
-        await asyncio.sleep(0.05)
+        await wait_until(lambda: pool.in_flight(1) == 1, "the stream in flight")
         pool.remove(1)
         assert pool.in_flight(1) == 1
         waiter = asyncio.ensure_future(pool.wait_drained(1, timeout=3))
@@ -143,8 +142,8 @@ async def test_removed_replica_finishes_in_flight(
         assert await c.at_eof(0.2) is False  # keep-alive still fine on the client side
     finally:
         await c.close()
-    await asyncio.sleep(0.05)
-    assert b1.open_connections == 0  # its connection was not pooled
+    # its connection was not pooled: the backend sees it closed
+    await wait_until(lambda: b1.open_connections == 0, "the backend's connection closed", within=2.0)
 
 
 async def test_active_versions(backends: BackendFactory, endpoint: EndpointFactory) -> None:
@@ -198,7 +197,7 @@ async def test_wait_drained_on_a_ready_replica(backends: BackendFactory, endpoin
     c = await Conn.open(ep.port)
     try:
         await c.send(b"GET /slow?delay=0.2 HTTP/1.1\r\nHost: x\r\n\r\n")
-        await asyncio.sleep(0.05)
+        await wait_until(lambda: ep.pool.in_flight(1) == 1, "the request in flight")
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         assert await ep.pool.wait_drained(1, timeout=5)
