@@ -127,20 +127,17 @@ def down(timeout: Annotated[float, typer.Option(help="Seconds to wait for a clea
 
 
 def _stop_local_replicas(settings: Settings) -> int:
-    import asyncio
-
-    from services.provisioner.clouds.local import LocalProvider
-
-    async def run() -> int:
-        provider = LocalProvider(settings.provisioner_dir)
-        instances = await provider.list_instances()
-        for inst in instances:
-            await provider.terminate(inst.instance_id)
-        return len(instances)
-
+    """The provisioner's own cleanup, run as a process (the API never imports another service)."""
     if not settings.provisioner_dir.exists():
         return 0
-    return asyncio.run(run())
+    done = subprocess.run(
+        [sys.executable, "-m", "services.provisioner.stop_local"], capture_output=True, text=True,
+        env={**os.environ, "STRATUS_HOME": str(settings.home)}, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        typer.echo(f"error: terminating the local replicas failed:\n{done.stderr.strip()}", err=True)
+        raise typer.Exit(1)
+    return int(done.stdout.strip().splitlines()[-1])
 
 
 @local_app.command("status")
