@@ -1,7 +1,8 @@
 """The JSON-able form of a spec (what events carry) and back.
 
-Secret values never leave by default: they are replaced with ``"<redacted>"``; services that
-need them get them from the secret store, not from events.
+Secret values never leave by default: ``secrets`` and readiness probe ``headers`` values are
+replaced with ``"<redacted>"``; services that need them get them from the secret store
+(libs.secrets), not from events.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ def spec_to_dict(spec: ServiceSpec, *, include_secrets: bool = False) -> dict[st
     out: dict[str, Any] = msgspec.to_builtins(spec)
     if not include_secrets:
         out["secrets"] = {key: REDACTED for key in spec.secrets}
+        out["service"]["headers"] = {key: REDACTED for key in spec.service.headers}
     return out
 
 

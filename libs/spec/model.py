@@ -32,6 +32,10 @@ class ReadinessProbe(msgspec.Struct, frozen=True, kw_only=True):
     timeout_seconds: int
     headers: dict[str, str]
 
+    def __repr__(self) -> str:  # header values are secrets
+        headers = {k: REDACTED for k in self.headers}
+        return f"ReadinessProbe(path={self.path!r}, headers={headers!r}, ...)"
+
     @property
     def method(self) -> str:
         return "GET" if self.post_data is None else "POST"
@@ -63,6 +67,13 @@ class ServiceSection(msgspec.Struct, frozen=True, kw_only=True):
     # The port the router forwards to: service.ports, else the single port of resources.ports.
     ports: int
     tls: Tls | None = None
+
+    def __repr__(self) -> str:  # header values are secrets (Authorization: Bearer ...)
+        fields = (
+            (f, {k: REDACTED for k in self.headers} if f == "headers" else getattr(self, f))
+            for f in self.__struct_fields__
+        )
+        return "ServiceSection(" + ", ".join(f"{k}={v!r}" for k, v in fields) + ")"
 
     @property
     def readiness_probe(self) -> ReadinessProbe:

@@ -24,7 +24,7 @@ from libs.events.types import (
     service_stream,
 )
 from libs.fleet import ALIVE_STATUSES, FleetState, ReplicaState, ServiceState, replica_status, service_status
-from libs.secrets import SplitEnvs, ensure_schema, redact_spec_dict, split_envs, store_secrets
+from libs.secrets import SplitEnvs, ensure_schema, purge_service, redact_spec_dict, split_envs, store_secrets
 from libs.spec import ServiceSpec, SpecError, describe_resources, describe_service, load_spec, spec_to_dict
 
 from .deps import ApiDeps
@@ -141,7 +141,7 @@ async def create_service(deps: ApiDeps, req: CreateServiceRequest) -> PlanOut:
     spec = load_request_spec(req)
     name = req.name or spec.name or f"stratus-service-{uuid.uuid4().hex[:4]}"
     check_name(name)
-    split = split_envs(spec.envs, spec.secrets)
+    split = split_envs(spec.envs, spec.secrets, probe_headers=spec.service.headers)
     spec_dict = redact_spec_dict(spec_to_dict(spec), split)
     spec_dict["name"] = name
     state = await synced_state(deps)
@@ -164,7 +164,9 @@ async def create_service(deps: ApiDeps, req: CreateServiceRequest) -> PlanOut:
     await _ensure_secrets_schema(deps)
     try:
         async with deps.store.transaction() as tx:
-            await store_secrets(tx.conn, name, 1, split.secret, deps.settings.home)
+            await store_secrets(
+                tx.conn, name, 1, split.secret, deps.settings.home, probe_headers=split.probe_headers
+            )
             result = await tx.append(stream, [event], expected_version=expected)
     except ConcurrencyConflict as exc:
         raise Conflict(
@@ -177,7 +179,7 @@ async def create_service(deps: ApiDeps, req: CreateServiceRequest) -> PlanOut:
 
 async def update_service(deps: ApiDeps, name: str, req: UpdateServiceRequest) -> PlanOut:
     spec = load_request_spec(req)
-    split = split_envs(spec.envs, spec.secrets)
+    split = split_envs(spec.envs, spec.secrets, probe_headers=spec.service.headers)
     spec_dict = redact_spec_dict(spec_to_dict(spec), split)
     spec_dict["name"] = name
     state = await synced_state(deps)
@@ -202,7 +204,9 @@ async def update_service(deps: ApiDeps, name: str, req: UpdateServiceRequest) ->
     await _ensure_secrets_schema(deps)
     try:
         async with deps.store.transaction() as tx:
-            await store_secrets(tx.conn, name, version, split.secret, deps.settings.home)
+            await store_secrets(
+                tx.conn, name, version, split.secret, deps.settings.home, probe_headers=split.probe_headers
+            )
             result = await tx.append(stream, [event], expected_version=expected)
     except ConcurrencyConflict as exc:
         raise Conflict(
@@ -228,7 +232,14 @@ async def request_down(deps: ApiDeps, name: str, purge: bool) -> AcceptedOut:
         return AcceptedOut(
             message=f"service {name!r} is already shutting down", service=name, position=state.position
         )
-    result = await deps.store.append(service_stream(name), [ServiceDownRequested(service=name, purge=purge)])
+    down = ServiceDownRequested(service=name, purge=purge)
+    if purge:  # its secrets go with it, in the transaction recording the purge
+        await _ensure_secrets_schema(deps)
+        async with deps.store.transaction() as tx:
+            await purge_service(tx.conn, name)
+            result = await tx.append(service_stream(name), [down])
+    else:
+        result = await deps.store.append(service_stream(name), [down])
     await settle(deps, result.last_position)
     log.info("service %s down requested (purge=%s)", name, purge)
     return AcceptedOut(

@@ -17,6 +17,8 @@ import msgspec
 from libs.events.types import Event, ProbeFailed, ReplicaFailed, ReplicaNotReady, ReplicaReady
 from libs.fleet.policy import ProbePolicy
 
+from .errors import ProbeError
+
 
 class ProbeResult(msgspec.Struct, frozen=True, kw_only=True):
     ok: bool
@@ -54,37 +56,9 @@ def classify_status(status_code: int) -> ProbeResult:
     return ProbeResult.failure(f"HTTP {status_code}", status_code)
 
 
-_TIMEOUT_NAMES = frozenset(
-    {"TimeoutError", "TimeoutException", "ReadTimeout", "ConnectTimeout", "PoolTimeout"}
-)
-_PROTOCOL_NAMES = frozenset(
-    {"RemoteProtocolError", "LocalProtocolError", "ProtocolError", "DecodingError", "BadStatusLine"}
-)
-
-
-def _chain(exc: BaseException) -> list[BaseException]:
-    out: list[BaseException] = []
-    cur: BaseException | None = exc
-    while cur is not None and len(out) < 8:
-        out.append(cur)
-        cur = cur.__cause__ or cur.__context__
-    return out
-
-
-def classify_error(exc: BaseException, timeout_seconds: float) -> ProbeResult:
-    """A failed probe's reason from the exception the HTTP client raised (any client)."""
-    chain = _chain(exc)
-    names = {cls.__name__ for e in chain for cls in type(e).__mro__}
-    if names & _TIMEOUT_NAMES:
-        return ProbeResult.failure(f"timeout after {timeout_seconds:g}s")
-    if any(isinstance(e, ConnectionRefusedError) for e in chain) or "refused" in str(exc).lower():
-        return ProbeResult.failure("connection refused")
-    if names & _PROTOCOL_NAMES:
-        return ProbeResult.failure("invalid HTTP response")
-    if any(isinstance(e, ConnectionResetError) for e in chain):
-        return ProbeResult.failure("connection reset")
-    detail = str(exc).strip()
-    return ProbeResult.failure(f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__)
+def classify_error(error: ProbeError) -> ProbeResult:
+    """A failed probe's reason: the adapter's translated error, already a short sentence."""
+    return ProbeResult.failure(str(error) or type(error).__name__)
 
 
 def decide(

@@ -2,21 +2,25 @@
 
 Probe state (streaks, when failing began) lives in memory, seeded from the projection's recorded
 facts on start, so a restarted prober resumes a replica's history instead of starting over.
-Only transitions and failures are recorded, never routine successes.
+Only transitions and failures are recorded, never routine successes; likewise only transitions
+are logged at INFO, each probe at DEBUG (httpx's own per-request INFO lines are silenced).
+
+Probe header values are secrets: events carry ``"<redacted>"``, the prober reads the values
+from the secrets store (libs.secrets) once per service version and sends them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable
 
 from libs.events.types import replica_stream
-from libs.fleet.policy import probe_policy
+from libs.fleet.policy import ProbePolicy, probe_policy
 from libs.fleet.state import ReplicaState, ServiceState
 from libs.runtime.host import ServiceHost, run_main
+from libs.secrets import REDACTED, SecretsError, load_probe_headers
 
 from .decide import ProbeState, decide
 from .http_probe import HttpProber
@@ -47,6 +51,8 @@ class Prober:
         self.failure_threshold = failure_threshold
         self.http = HttpProber()
         self.states: dict[tuple[str, int], ProbeState] = {}
+        self.headers: dict[tuple[str, int], dict[str, str]] = {}  # (service, version) -> decrypted
+        self.header_warnings: set[tuple[str, int]] = set()
 
     async def round(self) -> None:
         targets: list[tuple[ServiceState, ReplicaState]] = [
@@ -58,6 +64,9 @@ class Prober:
         live = {(svc.name, r.replica_id) for svc, r in targets}
         for key in [k for k in self.states if k not in live]:
             del self.states[key]
+        versions = {(svc.name, r.version) for svc, r in targets}
+        for vkey in [k for k in self.headers if k not in versions]:
+            del self.headers[vkey]
         await asyncio.gather(*(self._probe(svc, r) for svc, r in targets))
 
     async def _probe(self, svc: ServiceState, r: ReplicaState) -> None:
@@ -65,13 +74,42 @@ class Prober:
         state = self.states.get(key) or seed_state(svc, r)
         info = svc.versions.get(r.version)
         policy = probe_policy(info.spec if info else {}, failure_threshold_seconds=self.failure_threshold)
-        result = await self.http.probe(r.url, policy)
+        headers = await self._headers(svc.name, r.version, policy)
+        result = await self.http.probe(r.url, policy, headers)
         new, events = decide(state, result, time.time(), policy)
         self.states[key] = new
+        log.debug("%s replica %s: probe %s", svc.name, r.replica_id, "ok" if result.ok else result.reason)
         if events:
             appended = await self.host.store.append(replica_stream(svc.name, r.replica_id), events)
             log.info("%s replica %s: %s", svc.name, r.replica_id, ", ".join(type(e).__name__ for e in events))
             await self.host.fleet.wait_for(appended.last_position, 10.0)
+
+    async def _headers(self, service: str, version: int, policy: ProbePolicy) -> dict[str, str]:
+        """The headers to send: the spec's, with redacted values replaced by the stored ones."""
+        redacted = [name for name, value in policy.headers.items() if value == REDACTED]
+        if not redacted:
+            return dict(policy.headers)
+        cached = self.headers.get((service, version))
+        if cached is None:
+            try:
+                stored = await load_probe_headers(
+                    self.host.store.pool, service, version, self.host.settings.home
+                )
+            except SecretsError as exc:
+                # Sent without them the probe fails, which the replica's status then shows; the
+                # next round tries again (the store may be back).
+                if (service, version) not in self.header_warnings:
+                    self.header_warnings.add((service, version))
+                    log.warning(
+                        "%s version %d: probe headers %s not sent: %s", service, version, redacted, exc
+                    )
+                return {name: value for name, value in policy.headers.items() if value != REDACTED}
+            cached = self.headers[(service, version)] = {
+                name: stored[name] if value == REDACTED else value
+                for name, value in policy.headers.items()
+                if value != REDACTED or name in stored
+            }
+        return cached
 
     async def close_on_stop(self) -> None:
         await self.host.stop.wait()
@@ -79,8 +117,10 @@ class Prober:
 
 
 def build(host: ServiceHost) -> Callable[[], Awaitable[None]] | None:
-    prober = Prober(host, float(os.environ.get("STRATUS_PROBE_FAILURE_THRESHOLD", "180")))
-    host.loop(float(os.environ.get("STRATUS_PROBE_INTERVAL", "1.0")), prober.round, name="probe")
+    if not log.isEnabledFor(logging.DEBUG):
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per probe otherwise
+    prober = Prober(host, host.settings.probe_failure_threshold)
+    host.loop(host.settings.probe_interval, prober.round, name="probe")
     host.task(prober.close_on_stop)
     return None
 

@@ -90,3 +90,16 @@ def test_from_dict_rechecks_cross_field_rules() -> None:
         spec_from_dict(data)
     paths = {i.path for i in info.value.issues}
     assert {"service.ports", "service.replica_policy.max_replicas"} <= paths
+
+
+def test_probe_header_values_are_redacted_in_the_dict_and_in_repr() -> None:
+    spec = load_spec(
+        variant(service__readiness_probe={"path": "/h", "headers": {"Authorization": "Bearer hdr-0451"}})
+    )
+    out = spec_to_dict(spec)
+    assert out["service"]["headers"] == {"Authorization": "<redacted>"}
+    full = spec_to_dict(spec, include_secrets=True)
+    assert full["service"]["headers"] == {"Authorization": "Bearer hdr-0451"}
+    assert "hdr-0451" not in repr(spec) and "Authorization" in repr(spec)
+    assert "hdr-0451" not in repr(spec.readiness_probe)
+    assert spec.readiness_probe.headers == {"Authorization": "Bearer hdr-0451"}

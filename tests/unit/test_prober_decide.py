@@ -5,6 +5,14 @@ import pytest
 from libs.events.types import Event, ProbeFailed, ReplicaFailed, ReplicaNotReady, ReplicaReady
 from libs.fleet import ProbePolicy
 from services.prober.decide import ProbeResult, ProbeState, classify_error, classify_status, decide
+from services.prober.errors import (
+    ProbeError,
+    ProbeInvalidResponse,
+    ProbeRefused,
+    ProbeReset,
+    ProbeTimeout,
+    ProbeTransportError,
+)
 
 POLICY = ProbePolicy(initial_delay_seconds=100.0, failure_threshold_seconds=30.0)
 OK = ProbeResult.success()
@@ -85,44 +93,18 @@ def test_classify_status(code: int, ok: bool, reason: str) -> None:
     assert (result.ok, result.reason, result.status_code) == (ok, reason, code)
 
 
-class RemoteProtocolError(Exception):
-    """Stands in for httpx's class of the same name (matched by name, no import)."""
-
-
-class ReadTimeout(Exception):
-    pass
-
-
-class TimeoutException(Exception):
-    pass
-
-
-class HttpxLikeTimeout(TimeoutException):
-    pass
-
-
-def _chained(outer: Exception, inner: BaseException) -> Exception:
-    outer.__cause__ = inner
-    return outer
-
-
 @pytest.mark.parametrize(
-    ("exc", "reason"),
+    ("error", "reason"),
     [
-        (TimeoutError(), "timeout after 15s"),
-        (TimeoutError(), "timeout after 15s"),
-        (TimeoutError(), "timeout after 15s"),
-        (ReadTimeout("read"), "timeout after 15s"),
-        (HttpxLikeTimeout(), "timeout after 15s"),
-        (ConnectionRefusedError(111, "Connection refused"), "connection refused"),
-        (_chained(OSError("connect failed"), ConnectionRefusedError()), "connection refused"),
-        (OSError("All connection attempts failed: [Errno 111] Connect call failed ... refused"),
-         "connection refused"),
-        (RemoteProtocolError("illegal status line"), "invalid HTTP response"),
-        (ConnectionResetError(), "connection reset"),
-        (ValueError("weird"), "ValueError: weird"),
+        (ProbeTimeout(15), "timeout after 15s"),
+        (ProbeTimeout(2.5), "timeout after 2.5s"),
+        (ProbeRefused(), "connection refused"),
+        (ProbeReset(), "connection reset"),
+        (ProbeInvalidResponse(), "invalid HTTP response"),
+        (ProbeTransportError("ReadError: boom"), "ReadError: boom"),
+        (ProbeTransportError(), "ProbeTransportError"),
     ],
-)  # fmt: skip
-def test_classify_error(exc: BaseException, reason: str) -> None:
-    result = classify_error(exc, 15)
-    assert not result.ok and result.reason == reason
+)
+def test_classify_error(error: ProbeError, reason: str) -> None:
+    result = classify_error(error)
+    assert not result.ok and result.reason == reason and result.status_code is None
