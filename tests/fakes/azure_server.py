@@ -30,6 +30,7 @@ import ipaddress
 import json
 import ssl
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,10 +40,27 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from azure.core.credentials import AccessToken
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+TOKEN = "fake-arm-token"
+
+
+class StaticCredential:
+    """A TokenCredential handing out one fixed token (or raising ``error`` when set)."""
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.error = error
+        self.scopes: list[tuple[str, ...]] = []
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        self.scopes.append(scopes)
+        if self.error is not None:
+            raise self.error
+        return AccessToken(TOKEN, int(time.time()) + 3600)
 
 
 @dataclass
@@ -102,8 +120,13 @@ class FakeArm:
             return [r for r in self.resources.values() if r["type"].lower() == resource_type.lower()]
 
     def received(self, method: str, resource_type: str) -> list[Recorded]:
-        marker = f"/{resource_type.lower()}/"
-        return [r for r in self.requests if r.method == method and marker in r.path.lower() + "/"]
+        """The requests of ``method`` on resources of ``resource_type`` ("virtualMachines", ...)."""
+        wanted = resource_type.lower()
+        return [
+            r
+            for r in self.requests
+            if r.method == method and _resource_type([p for p in r.path.split("/") if p]) == wanted
+        ]
 
     # ---------------------------------------------------------------- request handling
 
@@ -154,6 +177,13 @@ class FakeArm:
             if vm is None:
                 return 404, _error("ResourceNotFound", "The Resource was not found."), {}
             return 200, _instance_view(vm), {}
+        if len(parts) == 3 and parts[2].lower() == "resourcegroups":
+            groups = [
+                _public(r)
+                for r in self.resources.values()
+                if r["type"] == "Microsoft.Resources/resourceGroups"
+            ]
+            return 200, {"value": groups}, {}
         if len(parts) == 5 and parts[2].lower() == "providers":  # a subscription-wide list
             rtype = f"{parts[3]}/{parts[4]}".lower()
             return (
@@ -360,11 +390,18 @@ def _handler(arm: FakeArm) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
             body = json.loads(raw) if raw else None
+            if self.headers.get("Authorization") != f"Bearer {TOKEN}":
+                status, payload, headers = 401, _error("AuthenticationFailed", "no valid bearer token"), {}
+                self._answer(status, payload, headers)
+                return
             try:
                 status, payload, headers = arm.handle(self.command, url.path, parse_qs(url.query), body)
             except Exception as exc:  # a bug of the fake: answer 400 (not retried) and keep it for the test
                 arm.bugs.append(f"{self.command} {url.path}: {exc!r}")
                 status, payload, headers = 400, _error("FakeArmBug", repr(exc)), {}
+            self._answer(status, payload, headers)
+
+        def _answer(self, status: int, payload: Any, headers: dict[str, str]) -> None:
             data = b"" if payload is None else json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json; charset=utf-8")
