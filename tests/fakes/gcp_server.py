@@ -202,7 +202,7 @@ class FakeCompute:
 
         server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         server.daemon_threads = True
-        thread = threading.Thread(target=server.serve_forever, name="fake-gcp", daemon=True)
+        thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="fake-gcp", daemon=True)
         thread.start()
         self._server = server
         self.endpoint = f"http://127.0.0.1:{server.server_address[1]}"
@@ -281,7 +281,11 @@ class FakeCompute:
         if on_done is not None:
             op["_on_done"] = on_done
         self.operations[name] = op
-        return op
+        return self._public(op)
+
+    @staticmethod
+    def _public(op: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in op.items() if not k.startswith("_")}
 
     def _finish(self, op: dict[str, Any]) -> dict[str, Any]:
         if op["status"] != "DONE":
@@ -296,7 +300,7 @@ class FakeCompute:
                 inst = self.instances[effect[1]]
                 if inst["status"] in ("PROVISIONING", "STAGING"):
                     inst["status"] = "RUNNING"
-        return {k: v for k, v in op.items() if not k.startswith("_")}
+        return self._public(op)
 
     def _zone_op_get(self, project: str, zone: str, name: str, **_: Any) -> dict[str, Any]:
         op = self.operations.get(name)
@@ -321,7 +325,7 @@ class FakeCompute:
     ) -> dict[str, Any]:
         flt = query.get("filter", [""])[0]
         items = [
-            {k: v for k, v in op.items() if not k.startswith("_")}
+            self._public(op)
             for op in self.operations.values()
             if op.get("zone", "").endswith(f"/zones/{zone}") and _matches(flt, op)
         ]

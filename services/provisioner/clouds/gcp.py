@@ -188,10 +188,12 @@ class GcpProvider(Provider):
 
     async def _interruption(self, zone: str, inst: compute_v1.Instance) -> str:
         """The interruption operation on record for ``inst`` ("" when none)."""
+        request = compute_v1.ListZoneOperationsRequest(
+            project=self.project, zone=zone, filter=f'targetId = "{inst.id}"', max_results=50
+        )
         pager = await self._call(
-            f"list operations of {zone}/{inst.name}", self._zone_ops.list,
-            project=self.project, zone=zone, filter=f'targetId = "{inst.id}"', max_results=50,
-        )  # fmt: skip
+            f"list operations of {zone}/{inst.name}", self._zone_ops.list, request=request
+        )
         for op in pager.operations:
             kind: str = op.operation_type
             if kind in INTERRUPTION_OPERATIONS:
@@ -222,10 +224,10 @@ class GcpProvider(Provider):
         return derive_status(facts(inst, interruption=interruption, deleting=deleting))
 
     async def list_instances(self, service: str | None = None) -> list[Instance]:
-        pager = await self._call(
-            "list instances", self._instances.aggregated_list,
-            project=self.project, filter=gcp_names.service_filter(service),
-        )  # fmt: skip
+        request = compute_v1.AggregatedListInstancesRequest(
+            project=self.project, filter=gcp_names.service_filter(service)
+        )
+        pager = await self._call("list instances", self._instances.aggregated_list, request=request)
 
         def collect() -> list[Instance]:
             out: list[Instance] = []
@@ -248,10 +250,10 @@ class GcpProvider(Provider):
     async def check(self) -> CloudCheck:
         """Whether the project answers with these credentials (one cheap list call)."""
         try:
-            await self._call(
-                "list instances", self._instances.aggregated_list,
-                project=self.project, filter=gcp_names.service_filter(None), max_results=1,
-            )  # fmt: skip
+            request = compute_v1.AggregatedListInstancesRequest(
+                project=self.project, filter=gcp_names.service_filter(None), max_results=1
+            )
+            await self._call("list instances", self._instances.aggregated_list, request=request)
         except ProviderError as exc:
             hint = CHECK_HINT if exc.kind == "auth" else "check network access to compute.googleapis.com"
             return CloudCheck(cloud=self.cloud, enabled=False, reason=str(exc), hint=hint)
