@@ -6,8 +6,10 @@ reads the catalog (``libs.catalog``) and the fleet's recorded facts, and never c
 """
 
 from .choose import DYNAMIC_FALLBACK, Block, Chosen, Unplaceable, ZoneKey, blocks_from, place
+from .errors import NoOffer, PlacementError
 from .explain import explain, explain_request
 from .match import LOCAL, LOCAL_OFFER, describe_request, matches, size_ok
+from .preview import placement_json, placement_line, preview, preview_in, usable_clouds
 
 __all__ = [
     "DYNAMIC_FALLBACK",
@@ -15,6 +17,8 @@ __all__ = [
     "LOCAL_OFFER",
     "Block",
     "Chosen",
+    "NoOffer",
+    "PlacementError",
     "Unplaceable",
     "ZoneKey",
     "blocks_from",
@@ -23,5 +27,10 @@ __all__ = [
     "explain_request",
     "matches",
     "place",
+    "placement_json",
+    "placement_line",
+    "preview",
+    "preview_in",
     "size_ok",
+    "usable_clouds",
 ]

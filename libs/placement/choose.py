@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Literal
 
 import msgspec
 
@@ -93,8 +94,13 @@ class Chosen(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Unplaceable(msgspec.Struct, frozen=True, kw_only=True):
+    """No placement now. ``kind``: ``no_offer`` (the catalog has nothing that fits: a spec
+    error), ``not_enabled`` (a pinned cloud is not enabled yet), ``blocked`` (every fitting
+    offer failed recently; ``retry_at`` says when the first block ends)."""
+
     reason: str
-    retry_at: float | None = None  # when a block ends (None: nothing will change by itself)
+    kind: Literal["no_offer", "not_enabled", "blocked"] = "no_offer"
+    retry_at: float | None = None
 
 
 def _clock(t: float) -> str:
@@ -152,7 +158,8 @@ def place(
                 found.append(_Candidate(len(found), i, offer, price))
     if not found:
         if pinned_off:
-            return Unplaceable(reason="; ".join(pinned_off) + "; `stratus check` says how to enable it")
+            reason = "; ".join(pinned_off) + "; `stratus check` says how to enable it"
+            return Unplaceable(reason=reason, kind="not_enabled")
         market = [msgspec.structs.replace(r, use_spot=use_spot) for r in requests]
         return Unplaceable(reason=explain(market, offers, sorted(usable)))
     open_ = [c for c in found if not any(b.covers(c.offer, use_spot) for b in blocks)]
@@ -163,6 +170,7 @@ def place(
         )
         return Unplaceable(
             reason=f"every offer ({len(found)}) failed recently: {shown}; retrying from {_clock(retry)}",
+            kind="blocked",
             retry_at=retry,
         )
     avoid_set = set(avoid)

@@ -12,7 +12,9 @@ import json
 import logging
 import re
 import uuid
+from typing import Any
 
+from libs.catalog import CatalogError
 from libs.events.errors import ConcurrencyConflict, ProjectionBehind
 from libs.events.types import (
     PreemptionRequested,
@@ -24,6 +26,7 @@ from libs.events.types import (
     service_stream,
 )
 from libs.fleet import ALIVE_STATUSES, FleetState, ReplicaState, ServiceState, replica_status, service_status
+from libs.placement import NoOffer, placement_json, placement_line, preview_in
 from libs.secrets import SplitEnvs, ensure_schema, purge_service, redact_spec_dict, split_envs, store_secrets
 from libs.spec import ServiceSpec, SpecError, describe_resources, describe_service, load_spec, spec_to_dict
 
@@ -134,6 +137,18 @@ async def _ensure_secrets_schema(deps: ApiDeps) -> None:
         deps.secrets_schema_ready = True
 
 
+def _placement(deps: ApiDeps, spec_dict: dict[str, Any], state: FleetState) -> tuple[dict[str, Any], str]:
+    """The first replica's placement and price (libs.placement; no cloud is called). A spec
+    nothing in the catalog satisfies is refused, naming what the catalog has."""
+    try:
+        found = preview_in(deps.settings.home, spec_dict, state.clouds)
+    except NoOffer as exc:
+        raise Invalid(f"nothing in the catalog satisfies the resources: {exc}", code="no_offer") from exc
+    except CatalogError as exc:
+        raise Unavailable(f"the price catalog or config.yaml is unusable: {exc}") from exc
+    return placement_json(found), placement_line(found)
+
+
 # --------------------------------------------------------------------------- commands
 
 
@@ -152,9 +167,10 @@ async def create_service(deps: ApiDeps, req: CreateServiceRequest) -> PlanOut:
             f"service {name!r} already exists (status {status}); choose another name with -n NAME, change it "
             f"with `stratus update {name} FILE`, or remove it with `stratus down {name}`"
         )
+    placement, line = _placement(deps, spec_dict, state)
     plan = PlanOut(
-        name=name, version=1, dry_run=req.dry_run, summary=_summary(spec, name, split), spec=spec_dict,
-        secret_envs=split.secret_names,
+        name=name, version=1, dry_run=req.dry_run, summary=[*_summary(spec, name, split), line],
+        spec=spec_dict, secret_envs=split.secret_names, placement=placement,
     )  # fmt: skip
     if req.dry_run:
         return plan
@@ -190,9 +206,10 @@ async def update_service(deps: ApiDeps, name: str, req: UpdateServiceRequest) ->
         )
     version = max([svc.latest_version, *svc.versions]) + 1
     summary = [*_summary(spec, name, split), f"update: version {version} ({req.mode.replace('_', '-')})"]
+    placement, line = _placement(deps, spec_dict, state)
     plan = PlanOut(
-        name=name, version=version, dry_run=req.dry_run, summary=summary, spec=spec_dict,
-        secret_envs=split.secret_names, mode=req.mode,
+        name=name, version=version, dry_run=req.dry_run, summary=[*summary, line], spec=spec_dict,
+        secret_envs=split.secret_names, mode=req.mode, placement=placement,
     )  # fmt: skip
     if req.dry_run:
         return plan

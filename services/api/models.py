@@ -64,6 +64,11 @@ class PlanOut(BaseModel):
     position: int | None = Field(
         default=None, description="Log position of the recorded event (None on dry run)."
     )
+    placement: dict[str, Any] | None = Field(
+        default=None,
+        description="The first replica's placement from the catalog: cloud, region, zone, instance_type, "
+        "accelerators, use_spot, price_per_hour, reason (placed false: why not yet).",
+    )
 
 
 class AcceptedOut(BaseModel):
