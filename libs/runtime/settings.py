@@ -47,6 +47,21 @@ Router identity
     STRATUS_ROUTER_ADVERTISE          address written into endpoints; default the bind address
                                       (127.0.0.1 when binding every interface)
 
+Clouds (the provisioner's cloud providers; see services/provisioner/clouds/)
+    STRATUS_CLOUD_ADDRESS             which address of a cloud VM the router and prober use:
+                                      public (default) or private (control plane in the VPC)
+    STRATUS_CLOUD_INGRESS_CIDR        source range opened to a VM's service and log ports (the
+                                      router's and provisioner's address, e.g. 203.0.113.7/32);
+                                      default: the VPC's range when the address is private, and
+                                      a public-address launch is refused until it is set
+    STRATUS_CLOUD_LOG_PORT            port of a VM's log server; default 8181
+    STRATUS_BOOTSTRAP_URL             the API's POST /v1/bootstrap as a VM reaches it; default
+                                      STRATUS_API_URL + /v1/bootstrap
+    STRATUS_BOOTSTRAP_TTL             seconds a VM's one-time bootstrap token lives; default 1800
+    STRATUS_CLOUD_CHECK_INTERVAL      seconds between the provisioner's credential checks; 300
+    STRATUS_AWS_REGIONS               comma-separated regions the AWS provider lists instances
+                                      in after a restart; default every enabled region
+
 Not settings, and so not here: what the provisioner passes to replicas (``STRATUS_REPLICA_ID``,
 ``STRATUS_SERVICE_NAME`` and the like), the supervisor's ``STRATUS_COMPONENT``, and
 ``STRATUS_BOOTSTRAP_TOKEN`` / ``STRATUS_ROOT`` on a cloud VM.
@@ -88,6 +103,13 @@ ENV_VARS: dict[str, str] = {
     "router_host": "STRATUS_ROUTER_HOST",
     "router_id": "STRATUS_ROUTER_ID",
     "router_advertise": "STRATUS_ROUTER_ADVERTISE",
+    "cloud_address": "STRATUS_CLOUD_ADDRESS",
+    "cloud_ingress_cidr": "STRATUS_CLOUD_INGRESS_CIDR",
+    "cloud_log_port": "STRATUS_CLOUD_LOG_PORT",
+    "bootstrap_url": "STRATUS_BOOTSTRAP_URL",
+    "bootstrap_ttl": "STRATUS_BOOTSTRAP_TTL",
+    "cloud_check_interval": "STRATUS_CLOUD_CHECK_INTERVAL",
+    "aws_regions": "STRATUS_AWS_REGIONS",
 }
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -123,6 +145,13 @@ class Settings:
     router_host: str = "127.0.0.1"
     router_id: str = ""  # empty: router-<hostname>
     router_advertise: str = ""  # empty: the bind address
+    cloud_address: str = "public"  # or "private"
+    cloud_ingress_cidr: str = ""  # empty: see the docstring
+    cloud_log_port: int = 8181
+    bootstrap_url: str = ""  # empty: api_url + /v1/bootstrap
+    bootstrap_ttl: float = 1800.0
+    cloud_check_interval: float = 300.0
+    aws_regions: str = ""  # empty: every enabled region
     # The variables of ENV_VARS that were set (the rest are defaults): the local stack starts
     # its own NATS / Postgres only when NATS_URL / DATABASE_URL are not given.
     given: frozenset[str] = frozenset()
@@ -143,8 +172,15 @@ class Settings:
         if level not in LOG_LEVELS:
             raise SettingsError(f"{ENV_VARS['log_level']}={level!r}: not one of {', '.join(LOG_LEVELS)}")
         values["log_level"] = level
+        if values.get("cloud_address", "public") not in ("public", "private"):
+            raise SettingsError(f"STRATUS_CLOUD_ADDRESS={values['cloud_address']!r}: not public or private")
         home = Path(env.get("STRATUS_HOME") or Path.home() / ".stratus")
         return cls(home=home, given=frozenset(given), **values)  # type: ignore[arg-type]
+
+    @property
+    def bootstrap_endpoint(self) -> str:
+        """Where a cloud VM redeems its bootstrap token."""
+        return self.bootstrap_url or self.api_url.rstrip("/") + "/v1/bootstrap"
 
     def resync_every(self, default: float) -> float:
         """``STRATUS_RESYNC_INTERVAL`` if set, else the calling service's ``default``."""
