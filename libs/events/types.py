@@ -167,7 +167,10 @@ class ReplicaProcessExited(Event, frozen=True, tag="ReplicaProcessExited"):
     replica_id: int
     instance_id: str = ""
     exit_code: int | None = None
-    log_tail: str = ""
+    # The provider's short sentence ("run exited with code 3"); never workload output, which stays
+    # in the replica's log (``stratus logs SERVICE REPLICA``), out of the append-only event log.
+    reason: str = ""
+    log_tail: str = ""  # only in events recorded before ``reason``; no longer written
 
 
 # --------------------------------------------------------------------------- prober

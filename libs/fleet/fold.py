@@ -329,7 +329,9 @@ class _Folder:
         svc, rep = found
         expected = rep.termination is not None or rep.terminated_at is not None
         was_failed = replica_status(rep) in REPLACED_STATUSES
-        exit_ = ProcessExit(exit_code=ev.exit_code, log_tail=ev.log_tail, at=at, expected=expected)
+        exit_ = ProcessExit(
+            exit_code=ev.exit_code, reason=ev.reason, log_tail=ev.log_tail, at=at, expected=expected
+        )
         rep = replace(rep, exited=exit_)
         svc.replicas[rep.replica_id] = rep
         if not expected and not was_failed:

@@ -30,7 +30,8 @@ class Failure(msgspec.Struct, frozen=True, kw_only=True):
 
 class ProcessExit(msgspec.Struct, frozen=True, kw_only=True):
     exit_code: int | None = None
-    log_tail: str = ""
+    reason: str = ""  # the provider's sentence, no workload output
+    log_tail: str = ""  # from events recorded before ``reason`` existed
     at: float = 0.0
     # Exited after we asked it to stop: expected, not a failure.
     expected: bool = False

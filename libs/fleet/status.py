@@ -103,8 +103,8 @@ def describe_failure(replica: ReplicaState) -> str:
         detail = replica.failed.reason
     elif status == FAILED and replica.exited is not None:
         code = replica.exited.exit_code
-        detail = "run exited" if code is None else f"run exited with code {code}"
-        # The last line the workload wrote (not the provider's own "[stratus] ..." markers).
+        detail = replica.exited.reason or ("run exited" if code is None else f"run exited with code {code}")
+        # Events recorded before ``reason`` carried a log tail: its last workload line.
         tail = [ln for ln in replica.exited.log_tail.strip().splitlines() if not ln.startswith(PROVIDER_MARK)]
         if tail and tail[-1].strip():
             detail += f" ({tail[-1].strip()[:200]})"

@@ -210,7 +210,7 @@ class Provisioner:
                     event = ReplicaProcessExited(
                         service=svc.name, replica_id=r.replica_id, instance_id=r.instance_id,
                         exit_code=status.exit_code,
-                        log_tail=(self.provider.log_tail(r.instance_id, 20) or status.detail)[-4000:],
+                        reason=status.detail[:200],
                     )  # fmt: skip
                 if event is not None:
                     log.info("%s replica %s: %s", svc.name, r.replica_id, status.state)
