@@ -191,14 +191,15 @@ class GcpProvider(Provider):
         request = compute_v1.ListZoneOperationsRequest(
             project=self.project, zone=zone, filter=f'targetId = "{inst.id}"', max_results=50
         )
-        pager = await self._call(
-            f"list operations of {zone}/{inst.name}", self._zone_ops.list, request=request
-        )
-        for op in pager.operations:
-            kind: str = op.operation_type
-            if kind in INTERRUPTION_OPERATIONS:
-                return kind
-        return ""
+
+        def kinds() -> list[str]:  # iterating may fetch further pages: stay in the thread
+            return [op.operation_type for op in self._zone_ops.list(request=request, timeout=_CALL_TIMEOUT_S)]
+
+        try:
+            found = await asyncio.to_thread(kinds)
+        except Exception as exc:
+            raise translate(exc, f"list operations of {zone}/{inst.name}") from exc
+        return next((kind for kind in found if kind in INTERRUPTION_OPERATIONS), "")
 
     async def status(self, instance_id: str) -> InstanceStatus:
         try:
