@@ -40,6 +40,16 @@ Policy
     STRATUS_HOLD_QUEUE                router: requests held while a service scales from zero; 1000
     STRATUS_HOLD_SECONDS              router: how long a held request waits; default 120
 
+API (see services/api/README.md, "Security")
+    STRATUS_API_TOKEN                 the CLI's bearer token; default the local admin token file
+                                      STRATUS_HOME/auth/admin.token (written by the API at its
+                                      first start, mode 0600)
+    STRATUS_API_MAX_BODY_BYTES        largest request body the API reads; default 1048576
+    STRATUS_API_CORS_ORIGINS          comma-separated origins allowed cross-origin; default none
+                                      (no CORS headers at all)
+    STRATUS_API_TLS_CERTFILE          with STRATUS_API_TLS_KEYFILE: the API serves HTTPS;
+    STRATUS_API_TLS_KEYFILE           default plain HTTP (on 127.0.0.1 only, by default)
+
 Router identity
     STRATUS_ROUTER_HOST               address the router binds service endpoints on; 127.0.0.1
     STRATUS_ROUTER_ID                 this router's id in QPS samples and drains;
@@ -103,6 +113,11 @@ ENV_VARS: dict[str, str] = {
     "router_host": "STRATUS_ROUTER_HOST",
     "router_id": "STRATUS_ROUTER_ID",
     "router_advertise": "STRATUS_ROUTER_ADVERTISE",
+    "api_token": "STRATUS_API_TOKEN",
+    "api_max_body_bytes": "STRATUS_API_MAX_BODY_BYTES",
+    "api_cors_origins": "STRATUS_API_CORS_ORIGINS",
+    "api_tls_certfile": "STRATUS_API_TLS_CERTFILE",
+    "api_tls_keyfile": "STRATUS_API_TLS_KEYFILE",
     "cloud_address": "STRATUS_CLOUD_ADDRESS",
     "cloud_ingress_cidr": "STRATUS_CLOUD_INGRESS_CIDR",
     "cloud_log_port": "STRATUS_CLOUD_LOG_PORT",
@@ -145,6 +160,11 @@ class Settings:
     router_host: str = "127.0.0.1"
     router_id: str = ""  # empty: router-<hostname>
     router_advertise: str = ""  # empty: the bind address
+    api_token: str = field(default="", repr=False)  # empty: the token file
+    api_max_body_bytes: int = 1_048_576
+    api_cors_origins: str = ""  # comma-separated; empty: no CORS
+    api_tls_certfile: str = ""
+    api_tls_keyfile: str = ""
     cloud_address: str = "public"  # or "private"
     cloud_ingress_cidr: str = ""  # empty: see the docstring
     cloud_log_port: int = 8181
