@@ -73,6 +73,9 @@ class RouterService:
         self.window_start = time.time()
         self._woken: dict[str, float] = {}  # service -> when ScaleFromZeroRequested was last sent
         self._drains: dict[tuple[str, int], asyncio.Task[None]] = {}  # replicas being watched
+        # Replicas whose ReplicaDrained this router recorded: its own projection shows it a little
+        # later, and a sync in between (resync, any event of the service) must not record it again.
+        self._reported: set[tuple[str, int]] = set()
 
     def _options(self, svc: ServiceState) -> EndpointOptions:
         scale_to_zero = svc.policy.autoscale.min_replicas == 0
@@ -119,6 +122,7 @@ class RouterService:
             if name in self.router:
                 await self.router.remove_service(name, grace=5.0)
                 log.info("%s: endpoint closed", name)
+            self._reported = {k for k in self._reported if k[0] != name}
             return
         if not svc.versions:
             return
@@ -150,6 +154,7 @@ class RouterService:
             replica = svc.replicas.get(info.replica_id)
             if replica is None or replica.terminated_at is not None:
                 pool.remove(info.replica_id)
+                self._reported.discard((name, info.replica_id))
             elif replica.termination is not None:
                 pool.drain(info.replica_id)
                 self._watch_drain(name, replica, pool)
@@ -161,7 +166,7 @@ class RouterService:
         (before its drain deadline), so the provisioner need not wait the whole drain time."""
         key = (name, replica.replica_id)
         term = replica.termination
-        if key in self._drains or term is None or replica.drained_at is not None:
+        if key in self._drains or key in self._reported or term is None or replica.drained_at is not None:
             return
         timeout = term.at + term.drain_seconds - time.time()
         if timeout <= 0:
@@ -181,6 +186,7 @@ class RouterService:
                 service=name, replica_id=replica_id, router_id=self.router_id, waited_seconds=waited
             )
             await self.host.store.append(replica_stream(name, replica_id), [event])
+            self._reported.add((name, replica_id))
             log.info("%s: replica %d drained after %.1fs", name, replica_id, waited)
         except TRANSIENT_ERRORS as exc:  # the provisioner's drain deadline still applies
             log.warning("%s: recording replica %d drained failed: %r", name, replica_id, exc)
