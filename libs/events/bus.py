@@ -28,6 +28,7 @@ from nats.js.api import RetentionPolicy, StorageType, StreamConfig, StreamInfo
 from .codec import decode, encode
 from .envelope import RecordedEvent
 from .errors import BusUnavailable, EventDecodeError
+from .lifecycle import Backoff, retry_connect
 
 # Header names. Nats-Msg-Id is JetStream's own de-duplication header.
 H_MSG_ID = "Nats-Msg-Id"
@@ -254,12 +255,10 @@ async def connect(url: str, *, name: str, wait: float | None = 10.0) -> NATS:
 
 async def connect_until_stopped(url: str, name: str, stop: asyncio.Event) -> NATS | None:
     """Connect, retrying until NATS is up or ``stop`` is set (then None): for service start-up."""
-    while not stop.is_set():
-        try:
-            return await connect(url, name=name, wait=5.0)
-        except BusUnavailable:
-            continue  # connect() already spent its timeout retrying
-    return None
+    # No delay between tries: connect() itself spends 5 s retrying.
+    return await retry_connect(
+        lambda: connect(url, name=name, wait=5.0), what=name, stop=stop, backoff=Backoff(0.0, 0.0)
+    )
 
 
 async def _quiet(exc: Exception) -> None:

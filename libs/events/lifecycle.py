@@ -2,15 +2,24 @@
 
 Every loop in this package waits through ``sleep_or_stop`` so that a stop request (SIGTERM)
 ends any wait at once, and retries through ``Backoff`` so that an outage is met with growing
-delays instead of a hot loop.
+delays instead of a hot loop. ``retry_connect`` is the one connect-with-retry loop that
+processes use at start-up (the store, the bus).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar, overload
+
+from .errors import TransientError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def install_stop_signals(
@@ -72,3 +81,41 @@ class Backoff:
 
     def reset(self) -> None:
         self.attempt = 0
+
+
+@overload
+async def retry_connect(
+    connect: Callable[[], Awaitable[T]], *, what: str, stop: asyncio.Event, attempts: int | None = None,
+    backoff: Backoff | None = None,
+) -> T | None: ...  # fmt: skip
+
+
+@overload
+async def retry_connect(
+    connect: Callable[[], Awaitable[T]], *, what: str, stop: None = None, attempts: int,
+    backoff: Backoff | None = None,
+) -> T: ...  # fmt: skip
+
+
+async def retry_connect(
+    connect: Callable[[], Awaitable[T]], *, what: str, stop: asyncio.Event | None = None,
+    attempts: int | None = None, backoff: Backoff | None = None,
+) -> T | None:  # fmt: skip
+    """``await connect()``, retried with ``backoff`` while it raises a ``TransientError``
+    (``StoreUnavailable``, ``BusUnavailable``): until ``stop`` is set (then None), or for at
+    most ``attempts`` tries (then the last error is raised). Anything else is raised at once.
+    """
+    backoff = backoff if backoff is not None else Backoff(0.2, 5.0)
+    stop = stop if stop is not None else asyncio.Event()
+    attempt = 0
+    while not stop.is_set():
+        attempt += 1
+        try:
+            return await connect()
+        except TransientError as exc:
+            if attempts is not None and attempt >= attempts:
+                raise
+            delay = backoff.next()
+            log.warning("%s: %s; retrying in %.1fs", what, exc, delay)
+            await sleep_or_stop(stop, delay)
+    return None

@@ -36,7 +36,7 @@ from nats.js.api import PubAck
 
 from .bus import BusConfig, OutboxMessage, connect_until_stopped, ensure_stream
 from .errors import BusUnavailable, StoreUnavailable
-from .lifecycle import Backoff, sleep_or_stop, wait_any
+from .lifecycle import Backoff, retry_connect, sleep_or_stop, wait_any
 from .outcomes import TRANSIENT_ERRORS
 from .schema import NOTIFY_CHANNEL
 from .store import EventStore
@@ -263,7 +263,9 @@ async def serve(
     republish_from: int | None = None, republish_to: int | None = None,
 ) -> int:  # fmt: skip
     """Connect, then relay until ``stop`` (or republish once). Returns a process exit code."""
-    store = await _connect_store(database_url, stop)
+    store = await retry_connect(
+        lambda: EventStore.connect(database_url, min_size=1, max_size=2), what="relay", stop=stop
+    )
     if store is None:
         return 0
     try:
@@ -284,14 +286,3 @@ async def serve(
     finally:
         await store.close()
     return 0
-
-
-async def _connect_store(database_url: str, stop: asyncio.Event) -> EventStore | None:
-    backoff = Backoff(0.2, 5.0)
-    while not stop.is_set():
-        try:
-            return await EventStore.connect(database_url, min_size=1, max_size=2)
-        except StoreUnavailable as exc:
-            log.warning("relay: %s", exc)
-            await sleep_or_stop(stop, backoff.next())
-    return None

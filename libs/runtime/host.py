@@ -20,8 +20,7 @@ from nats.js import JetStreamContext
 
 from libs.events.bus import BusConfig, connect_until_stopped, ensure_stream
 from libs.events.consumer import Consumer, ConsumerOptions, Handler, MemoryHandler
-from libs.events.errors import StoreUnavailable
-from libs.events.lifecycle import Backoff, install_stop_signals, sleep_or_stop
+from libs.events.lifecycle import Backoff, install_stop_signals, retry_connect, sleep_or_stop
 from libs.events.outcomes import TRANSIENT_ERRORS
 from libs.events.projection import LiveProjection
 from libs.events.store import EventStore
@@ -85,16 +84,6 @@ class ServiceHost:
     def fleet(self) -> LiveProjection[FleetState]:
         assert self._fleet is not None, "ServiceHost not started"
         return self._fleet
-
-    async def _connect_store(self) -> EventStore | None:
-        backoff = Backoff(0.2, 5.0)
-        while not self.stop.is_set():
-            try:
-                return await EventStore.connect(self.settings.database_url, min_size=1, max_size=5)
-            except StoreUnavailable as exc:
-                log.warning("%s: %s", self.name, exc)
-                await sleep_or_stop(self.stop, backoff.next())
-        return None
 
     # ------------------------------------------------------------------ registration
 
@@ -172,7 +161,10 @@ class ServiceHost:
         remove = install_stop_signals(self.stop)
         try:
             async with AsyncExitStack() as stack:
-                self._store = await self._connect_store()
+                self._store = await retry_connect(
+                    lambda: EventStore.connect(self.settings.database_url, min_size=1, max_size=5),
+                    what=self.name, stop=self.stop,
+                )  # fmt: skip
                 if self._store is None:
                     return
                 stack.push_async_callback(self._store.close)

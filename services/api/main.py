@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import uvicorn
 
 from libs.events.bus import connect as connect_bus
-from libs.events.errors import StoreUnavailable
+from libs.events.lifecycle import Backoff, retry_connect
 from libs.events.projection import LiveProjection
 from libs.events.store import EventStore
 from libs.replica_logs import ReplicaLogClient
@@ -53,17 +53,9 @@ class _Server(uvicorn.Server):
 
 
 async def connect_store(dsn: str) -> EventStore:
-    delay = 0.5
-    for attempt in range(1, CONNECT_ATTEMPTS + 1):
-        try:
-            return await EventStore.connect(dsn)
-        except StoreUnavailable as exc:
-            if attempt == CONNECT_ATTEMPTS:
-                raise
-            log.warning("%s; retrying in %.1fs", exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
-    raise AssertionError("unreachable")
+    return await retry_connect(
+        lambda: EventStore.connect(dsn), what="api", attempts=CONNECT_ATTEMPTS, backoff=Backoff(0.5, 5.0)
+    )
 
 
 async def serve(settings: Settings) -> None:
