@@ -305,7 +305,7 @@ def _resource_type(parts: list[str]) -> str:
     """The lower-cased type a path names: "virtualmachines" for a VM, its instance view or a list."""
     low = [p.lower() for p in parts]
     if "providers" not in low:
-        return "resourcegroups" if len(low) == 4 and low[2] == "resourcegroups" else ""
+        return "resourcegroups" if len(low) in (3, 4) and low[2] == "resourcegroups" else ""
     rest = low[low.index("providers") + 2 :]
     if rest and rest[-1] == "instanceview":
         rest = rest[:-1]
@@ -431,7 +431,7 @@ def running_fake_arm(directory: Path) -> Iterator[FakeArm]:
     context.load_cert_chain(cert, key)
     server.socket = context.wrap_socket(server.socket, server_side=True)
     arm.base_url = f"https://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, name="fake-arm", daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="fake-arm", daemon=True)
     thread.start()
     try:
         yield arm

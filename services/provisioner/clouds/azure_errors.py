@@ -9,7 +9,8 @@ allocation failed after its PUT was accepted) surfaces as the same error with th
     quota      QuotaExceeded, OperationNotAllowed whose message names a quota
     auth       ClientAuthenticationError (no credential, 401), AuthenticationFailed,
                AuthorizationFailed, InvalidAuthenticationToken*, 403
-    transient  429, 5xx, ServiceRequestError / ServiceResponseError (connection, timeout)
+    transient  429, 5xx, Internal*Error / ServerTimeout codes (also on a failed async operation),
+               ServiceRequestError / ServiceResponseError (connection, timeout)
     other      everything else (LaunchError)
 """
 
@@ -45,7 +46,19 @@ AUTH_CODES = frozenset(
         "LinkedAuthorizationFailed",
     }
 )
-TRANSIENT_CODES = frozenset({"TooManyRequests", "RetryableError", "InternalServerError", "ServerTimeout"})
+# An async operation's failure arrives on a 200 poll: its code alone says it was the platform's.
+TRANSIENT_CODES = frozenset(
+    {
+        "TooManyRequests",
+        "RetryableError",
+        "InternalServerError",
+        "InternalExecutionError",
+        "InternalOperationError",
+        "ServerTimeout",
+        "ServiceUnavailable",
+        "GatewayTimeout",
+    }
+)
 
 AUTH_HINT = "run `az login` or fix the service principal's role assignment, then `stratus check`"
 
