@@ -57,6 +57,16 @@ Router identity
     STRATUS_ROUTER_ADVERTISE          address written into endpoints; default the bind address
                                       (127.0.0.1 when binding every interface)
 
+Router bounds on clients (an over-limit or too-slow request gets a 4xx and the connection closes)
+    STRATUS_ROUTER_MAX_URL_BYTES      longest request target; 414 past it; default 8192
+    STRATUS_ROUTER_MAX_HEADERS        most header fields in a request; 431 past it; default 100
+    STRATUS_ROUTER_MAX_HEADER_BYTES   largest request head; 431 past it; default 65536
+    STRATUS_ROUTER_HEAD_TIMEOUT       seconds to receive a whole request head (from the
+                                      connection or its first byte); 408 past it; default 30
+    STRATUS_ROUTER_BODY_TIMEOUT       seconds a request body may go without a byte arriving;
+                                      408 past it; default 60
+    STRATUS_ROUTER_IDLE_TIMEOUT       seconds an idle keep-alive client connection is kept; 75
+
 Clouds (the provisioner's cloud providers; see services/provisioner/clouds/)
     STRATUS_CLOUD_ADDRESS             which address of a cloud VM the router and prober use:
                                       public (default) or private (control plane in the VPC)
@@ -113,6 +123,12 @@ ENV_VARS: dict[str, str] = {
     "router_host": "STRATUS_ROUTER_HOST",
     "router_id": "STRATUS_ROUTER_ID",
     "router_advertise": "STRATUS_ROUTER_ADVERTISE",
+    "router_max_url_bytes": "STRATUS_ROUTER_MAX_URL_BYTES",
+    "router_max_headers": "STRATUS_ROUTER_MAX_HEADERS",
+    "router_max_header_bytes": "STRATUS_ROUTER_MAX_HEADER_BYTES",
+    "router_head_timeout": "STRATUS_ROUTER_HEAD_TIMEOUT",
+    "router_body_timeout": "STRATUS_ROUTER_BODY_TIMEOUT",
+    "router_idle_timeout": "STRATUS_ROUTER_IDLE_TIMEOUT",
     "api_token": "STRATUS_API_TOKEN",
     "api_max_body_bytes": "STRATUS_API_MAX_BODY_BYTES",
     "api_cors_origins": "STRATUS_API_CORS_ORIGINS",
@@ -160,6 +176,12 @@ class Settings:
     router_host: str = "127.0.0.1"
     router_id: str = ""  # empty: router-<hostname>
     router_advertise: str = ""  # empty: the bind address
+    router_max_url_bytes: int = 8192
+    router_max_headers: int = 100
+    router_max_header_bytes: int = 65536
+    router_head_timeout: float = 30.0
+    router_body_timeout: float = 60.0
+    router_idle_timeout: float = 75.0
     api_token: str = field(default="", repr=False)  # empty: the token file
     api_max_body_bytes: int = 1_048_576
     api_cors_origins: str = ""  # comma-separated; empty: no CORS
