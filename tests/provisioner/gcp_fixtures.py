@@ -28,8 +28,9 @@ def fake() -> Iterator[FakeCompute]:
 
 def make_provider(fake: FakeCompute, **config: Any) -> GcpProvider:
     settings = {"source_ranges": (ROUTER_RANGE,), "operation_timeout_s": 10.0, "address_timeout_s": 5.0}
+    credentials = AnonymousCredentials()  # type: ignore[no-untyped-call]
     return GcpProvider(
-        PROJECT, AnonymousCredentials(), api_endpoint=fake.endpoint, config=GcpConfig(**{**settings, **config})
+        PROJECT, credentials, api_endpoint=fake.endpoint, config=GcpConfig(**{**settings, **config})
     )
 
 

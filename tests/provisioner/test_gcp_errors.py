@@ -85,7 +85,7 @@ async def test_a_transient_fault_passes_and_the_same_launch_then_succeeds(fake: 
 async def test_firewall_permission_denied_is_an_auth_error_and_no_vm_is_made(fake: FakeCompute) -> None:
     fake.inject("firewall", "*", 403, "forbidden", "Required 'compute.firewalls.create' permission")
     provider = make_provider(fake)
-    with pytest.raises(AuthError, match="compute.firewalls.create"):
+    with pytest.raises(AuthError, match=r"compute\.firewalls\.create"):
         await provider.launch(placement(), task())
     assert inserted(fake) == []
     await provider.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from libs.events.types import Placement
 from services.provisioner.clouds import gcp_request
 from services.provisioner.clouds.base import InstanceState
 from services.provisioner.clouds.errors import LaunchError
@@ -41,7 +42,8 @@ async def test_spot_launch_on_n1_attaches_gpus_and_asks_for_spot(fake: FakeCompu
     assert body["labels"] == {"stratus-service": "llm", "stratus-replica-id": "3", "stratus-version": "1"}
     assert body["tags"] == {"items": ["stratus-llm"]}
     assert body["disks"][0]["initializeParams"]["sourceImage"] == gcp_request.GPU_IMAGE
-    assert body["networkInterfaces"][0]["accessConfigs"] == [{"name": "External NAT", "type": "ONE_TO_ONE_NAT"}]
+    [nic] = body["networkInterfaces"]
+    assert nic["accessConfigs"] == [{"name": "External NAT", "type": "ONE_TO_ONE_NAT"}]
     assert inst.instance_id == f"us-central1-a/{body['name']}"
     assert body["name"].startswith("stratus-llm-3-")
     assert inst.url.startswith("http://203.0.113.") and inst.url.endswith(":8080")
@@ -65,7 +67,7 @@ async def test_startup_script_carries_public_envs_but_no_secret(fake: FakeComput
 
 
 async def test_on_demand_gpu_machine_type_brings_its_own_gpus(fake: FakeCompute) -> None:
-    provider = make_provider(fake, address="internal")
+    provider = make_provider(fake, address="private")
     where = placement("europe-west4-b", "a2-highgpu-1g", accelerators={"A100": 1.0}, use_spot=False)
     custom = "projects/my-project/global/images/my-vllm-image"
     inst = await provider.launch(where, task(image_id={"europe-west4": custom}, disk_size=300))
@@ -102,15 +104,17 @@ async def test_cpu_only_launch_uses_a_plain_image_and_may_migrate(fake: FakeComp
         (placement("us-central1-a", ""), "no instance_type"),
     ],
 )
-async def test_bad_placements_fail_before_any_cloud_call(fake: FakeCompute, where: object, message: str) -> None:
+async def test_bad_placements_fail_before_any_cloud_call(
+    fake: FakeCompute, where: Placement, message: str
+) -> None:
     provider = make_provider(fake)
     with pytest.raises(LaunchError, match=message):
-        await provider.launch(where, task())  # type: ignore[arg-type]
+        await provider.launch(where, task())
     assert inserted(fake) == []
     await provider.close()
 
 
-async def test_firewall_opens_only_the_service_log_and_asked_ports_to_the_router_range(fake: FakeCompute) -> None:
+async def test_firewall_opens_only_service_log_and_asked_ports_to_the_router(fake: FakeCompute) -> None:
     provider = make_provider(fake)
     await provider.launch(placement(), task(ports=[9000]))
     await provider.launch(placement("us-central1-b"), task(replica_id=2, ports=[9000]))

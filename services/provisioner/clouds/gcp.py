@@ -79,12 +79,11 @@ class GcpProvider(Provider):
     @classmethod
     def from_settings(cls, settings: Settings, *, config: GcpConfig | None = None) -> GcpProvider:
         """With Application Default Credentials and their project (GOOGLE_CLOUD_PROJECT wins)."""
-        del settings  # no GCP knob lives in Settings yet; GcpConfig's defaults apply
         try:
             credentials, project = google.auth.default(scopes=SCOPES)
         except google.auth.exceptions.GoogleAuthError as exc:
             raise AuthError(f"no Google credentials: {exc}; {CHECK_HINT}") from exc
-        return cls(project or "", credentials, config=config)
+        return cls(project or "", credentials, config=config or GcpConfig.from_settings(settings))
 
     async def _call(self, doing: str, fn: Callable[..., T], /, **kwargs: Any) -> T:
         try:
@@ -98,6 +97,7 @@ class GcpProvider(Provider):
 
     async def launch(self, placement: Placement, task: LaunchTask) -> Instance:
         check_placement(placement)
+        self.config.ingress_ranges()  # refuse before any cloud call when none is set
         script = render_startup_script(task, log_port=self.config.log_port, cloud="gcp")
         await asyncio.to_thread(
             ensure_rule, self._firewalls, self._global_ops, self.project, task, self.config

@@ -1,7 +1,7 @@
 """The per-service firewall rule: the service's ports open to the router's range only.
 
 One INGRESS rule per service, targeting the service's network tag, allowing TCP on the service
-port, the log port and the ports the task asks for, from ``GcpConfig.source_ranges``. Nothing
+port, the log port and the ports the task asks for, from ``GcpConfig.ingress_ranges()``. Nothing
 else is opened (the default network's own rules, such as SSH, are the project's business).
 The rule only grows while the service lives: a new version's ports are added to the ones
 already allowed, so a rolling update never cuts off the old version's replicas.
@@ -41,7 +41,7 @@ def build_rule(service: str, ports: list[int], config: GcpConfig) -> compute_v1.
         network=config.network,
         direction="INGRESS",
         priority=1000,
-        source_ranges=list(config.source_ranges),
+        source_ranges=list(config.ingress_ranges()),
         target_tags=[gcp_names.service_tag(service)],
         allowed=[compute_v1.Allowed(I_p_protocol="tcp", ports=[str(p) for p in ports])],
     )

@@ -25,7 +25,7 @@ def metadata_value(inst: compute_v1.Instance, key: str) -> str | None:
 def address(inst: compute_v1.Instance, config: GcpConfig) -> str | None:
     """The IP the router reaches the instance at (None until GCP has assigned it)."""
     for interface in inst.network_interfaces:
-        if config.address == "internal":
+        if config.address == "private":
             return interface.network_i_p or None
         for access in interface.access_configs:
             if access.nat_i_p:

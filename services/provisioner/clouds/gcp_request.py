@@ -121,7 +121,7 @@ def build_instance(
             "limit: make the workdir/file_mounts smaller or fetch them in setup"
         )
     interface = compute_v1.NetworkInterface(network=config.network)
-    if config.address == "external":
+    if config.address == "public":
         interface.access_configs = [compute_v1.AccessConfig(name="External NAT", type_="ONE_TO_ONE_NAT")]
     metadata = [
         compute_v1.Items(key="startup-script", value=startup_script),
