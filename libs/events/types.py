@@ -33,6 +33,8 @@ class ServiceRequested(Event, frozen=True, tag="ServiceRequested"):
     spec: dict[str, Any] = {}
     # Names of env vars whose values were moved to the secret store (never in the log).
     secret_envs: list[str] = []
+    # Who asked (the API token's ``name#id``; never the token); "" for events from before auth.
+    principal: str = ""
 
 
 class ServiceUpdateRequested(Event, frozen=True, tag="ServiceUpdateRequested"):
@@ -40,10 +42,12 @@ class ServiceUpdateRequested(Event, frozen=True, tag="ServiceUpdateRequested"):
     spec: dict[str, Any] = {}
     mode: Literal["rolling", "blue_green"] = "rolling"
     secret_envs: list[str] = []
+    principal: str = ""
 
 
 class ServiceDownRequested(Event, frozen=True, tag="ServiceDownRequested"):
     purge: bool = False
+    principal: str = ""
 
 
 # --------------------------------------------------------------------------- router
@@ -101,6 +105,7 @@ class ReplicaTerminationRequested(Event, frozen=True, tag="ReplicaTerminationReq
     # Seconds the router lets in-flight requests finish before the instance goes away.
     drain_seconds: float = 0.0
     purge: bool = False
+    principal: str = ""  # "" when the scheduler asked (scale-down, replacement)
 
 
 class ReplicaDrained(Event, frozen=True, tag="ReplicaDrained"):
@@ -247,6 +252,7 @@ class PreemptionRequested(Event, frozen=True, tag="PreemptionRequested"):
     """``stratus debug preempt``: ask the provider to behave as if the cloud preempted."""
 
     replica_id: int
+    principal: str = ""
 
 
 ALL_EVENT_TYPES: tuple[type[Event], ...] = (
