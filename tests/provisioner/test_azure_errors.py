@@ -45,7 +45,12 @@ async def provider_for(arm: FakeArm) -> AsyncIterator[Callable[..., AzureProvide
     made: list[AzureProvider] = []
 
     def make(credential: Any = None, base_url: str | None = None) -> AzureProvider:
-        config = AzureConfig(ssh_public_key="ssh-ed25519 AAAA test", poll_interval_s=0.01, retry_total=0)
+        config = AzureConfig(
+            source_ranges=("198.51.100.0/24",),
+            ssh_public_key="ssh-ed25519 AAAA test",
+            poll_interval_s=0.01,
+            retry_total=0,
+        )
         provider = AzureProvider(
             SUB, credential or StaticCredential(), config=config, base_url=base_url or arm.base_url,
             connection_verify=arm.ca_path,

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from libs.events.types import Placement
+from libs.runtime.settings import Settings
 from services.provisioner.clouds.azure import AzureProvider
 from services.provisioner.clouds.azure_config import AzureConfig
 from services.provisioner.clouds.base import Bootstrap, InstanceState, LaunchTask
@@ -224,6 +225,35 @@ async def test_bad_image_id_fails_before_creating_anything(arm: FakeArm, make_pr
     with pytest.raises(LaunchError, match="neither a URN"):
         await provider.launch(A100, make_task(image_id="ubuntu-latest"))
     assert arm.requests == []
+
+
+async def test_public_vms_need_an_ingress_range_private_ones_default_to_the_vnet(
+    arm: FakeArm, make_provider: MakeProvider
+) -> None:
+    with pytest.raises(LaunchError, match="STRATUS_CLOUD_INGRESS_CIDR"):
+        await make_provider(source_ranges=()).launch(A100, make_task())
+    assert arm.requests == []
+    await make_provider(source_ranges=(), address="private").launch(A100, make_task())
+    (nsg,) = arm.received("PUT", "networkSecurityGroups")
+    allows = [
+        r["properties"]
+        for r in nsg.body["properties"]["securityRules"]
+        if r["properties"]["access"] == "Allow"
+    ]
+    assert {tuple(r["sourceAddressPrefixes"]) for r in allows} == {("10.100.0.0/16",)}
+
+
+def test_config_from_settings_reads_the_cloud_knobs() -> None:
+    settings = Settings.from_env(
+        {"STRATUS_CLOUD_ADDRESS": "private", "STRATUS_CLOUD_INGRESS_CIDR": "203.0.113.7/32, 10.0.0.0/8",
+         "STRATUS_CLOUD_LOG_PORT": "9191"}
+    )  # fmt: skip
+    config = AzureConfig.from_settings(settings)
+    assert (config.address, config.source_ranges, config.log_port) == (
+        "private", ("203.0.113.7/32", "10.0.0.0/8"), 9191,
+    )  # fmt: skip
+    with pytest.raises(LaunchError, match="'nowhere' is not an address range"):
+        AzureConfig.from_settings(Settings.from_env({"STRATUS_CLOUD_INGRESS_CIDR": "nowhere"}))
 
 
 async def test_check_reports_a_usable_subscription(arm: FakeArm, make_provider: MakeProvider) -> None:

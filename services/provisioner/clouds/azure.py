@@ -84,13 +84,14 @@ class AzureProvider(Provider):
     @classmethod
     def from_settings(cls, settings: Settings, *, config: AzureConfig | None = None) -> AzureProvider:
         """With ``DefaultAzureCredential`` and the subscription in ``AZURE_SUBSCRIPTION_ID``."""
-        del settings  # no Azure knob lives in Settings yet; AzureConfig's defaults apply
         from azure.identity import DefaultAzureCredential
 
         subscription = os.environ.get(SUBSCRIPTION_ENV, "")
         if not subscription:
             raise AuthError(f"{SUBSCRIPTION_ENV} is not set: {CHECK_HINT}")
-        return cls(subscription, DefaultAzureCredential(), config=config)
+        return cls(
+            subscription, DefaultAzureCredential(), config=config or AzureConfig.from_settings(settings)
+        )
 
     async def _call(self, doing: str, fn: Callable[..., T], /, *args: Any) -> T:
         try:

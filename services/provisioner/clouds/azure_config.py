@@ -1,4 +1,4 @@
-"""Knobs of the Azure provider (plain data; ``AzureProvider.from_settings`` fills them).
+"""Knobs of the Azure provider (plain data; ``AzureConfig.from_settings`` fills them from Settings).
 
 Resource layout: one resource group per region (``<resource_group_prefix>-<region>``, created in
 that region) holding one virtual network with one subnet, shared by every Stratus VM of the region;
@@ -10,6 +10,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from typing import Literal
+
+from libs.runtime.settings import Settings
 
 from .errors import LaunchError
 
@@ -24,9 +26,10 @@ class AzureConfig:
     vnet_prefix: str = "10.100.0.0/16"
     subnet_name: str = "stratus"
     subnet_prefix: str = "10.100.0.0/20"
-    # Who may reach the service port, the log port and the task's ports: the router's source
-    # address range. Every address by default, as SkyServe's replicas are; narrow it in production.
-    source_ranges: tuple[str, ...] = ("0.0.0.0/0",)
+    # Who may reach the service port, the log port and the task's ports: the router's (and
+    # provisioner's) address range. Empty: the VNet's range for private addresses; a public
+    # launch is refused (``ingress_ranges``).
+    source_ranges: tuple[str, ...] = ()
     # Which address goes into the replica URL: "public" gives each VM a static public IP (a router
     # outside the VNet); "private" uses its VNet address and creates no public IP.
     address: Literal["public", "private"] = "public"
@@ -51,12 +54,32 @@ class AzureConfig:
                 ipaddress.ip_network(cidr, strict=False)
             except ValueError as exc:
                 raise LaunchError(f"azure config: {cidr!r} is not an address range (CIDR): {exc}") from None
-        if not self.source_ranges:
-            raise LaunchError("azure config: source_ranges is empty: nobody could reach the service port")
         if self.address not in ("public", "private"):
             raise LaunchError(f"azure config: address must be 'public' or 'private', not {self.address!r}")
         if not 1 <= self.log_port <= 65535:
             raise LaunchError(f"azure config: log_port {self.log_port} is not a TCP port")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AzureConfig:
+        """STRATUS_CLOUD_ADDRESS, STRATUS_CLOUD_INGRESS_CIDR (comma-separated), STRATUS_CLOUD_LOG_PORT."""
+        address: Literal["public", "private"] = "private" if settings.cloud_address == "private" else "public"
+        ranges = tuple(part.strip() for part in settings.cloud_ingress_cidr.split(",") if part.strip())
+        try:
+            return cls(address=address, source_ranges=ranges, log_port=settings.cloud_log_port)
+        except LaunchError as exc:
+            raise LaunchError(f"STRATUS_CLOUD_INGRESS_CIDR / STRATUS_CLOUD_LOG_PORT: {exc}") from None
+
+    def ingress_ranges(self) -> tuple[str, ...]:
+        """The NSG rules' source ranges; LaunchError when none is set for public VMs."""
+        if self.source_ranges:
+            return self.source_ranges
+        if self.address == "private":
+            return (self.vnet_prefix,)
+        raise LaunchError(
+            "no ingress range for public Azure VMs: set STRATUS_CLOUD_INGRESS_CIDR to the router's and "
+            "provisioner's address range (e.g. 203.0.113.7/32), or STRATUS_CLOUD_ADDRESS=private when "
+            "the control plane runs inside the VNet"
+        )
 
     def resource_group(self, region: str) -> str:
         return f"{self.resource_group_prefix}-{region}"

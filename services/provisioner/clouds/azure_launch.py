@@ -82,6 +82,7 @@ class Launcher:
             task.image_for(region), gpu=bool(placement.accelerators) or task.num_gpus > 0
         )
         ports = specs.open_ports(task.service_port, cfg.log_port, task.ports)
+        sources = cfg.ingress_ranges()
         group, vm = cfg.resource_group(region), names.vm_name(task.service, task.replica_id)
         doing = f"prepare resource group {group} and VNet {cfg.vnet_name} in {region}"
         try:
@@ -105,7 +106,7 @@ class Launcher:
             doing = f"create network security group {names.nsg_name(vm)}"
             nsg = wait(
                 net.network_security_groups.begin_create_or_update(
-                    group, names.nsg_name(vm), specs.security_group(region, ports, cfg.source_ranges, tag(""))
+                    group, names.nsg_name(vm), specs.security_group(region, ports, sources, tag(""))
                 ),
                 NETWORK_TIMEOUT_S,
                 doing,
