@@ -61,7 +61,7 @@ from libs.events.projection import Projection
 from libs.events.relay import Relay, RelayOptions
 from libs.events.store import _SELECT, EventStore, StreamAppend, Transaction, append_on, row_to_recorded
 from libs.events.types import Event, event_tag, replica_stream, service_stream
-from libs.fleet.bench import synthetic
+from bench.fleet.synthetic import synthetic
 from libs.fleet.fold import apply as fleet_apply
 from libs.fleet.fold import fold as fleet_fold
 from libs.fleet.fold import fold_events

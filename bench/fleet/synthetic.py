@@ -1,13 +1,9 @@
-"""Fold throughput: ``python -m libs.fleet.bench [N]`` folds N synthetic recorded events.
-
-Not a test: prints the events/second of ``fold`` over a realistic mix (replica lifecycles with
-probes, preemptions, failures, scale decisions and QPS samples across many services).
-"""
+"""A synthetic fleet log: ``synthetic(n)`` is n recorded events of a realistic mix (replica
+lifecycles with probes, preemptions, failures, scale decisions and QPS samples across many
+services), for the benchmarks (bench/fleet/fold.py, bench/events) and the fold's tests."""
 
 from __future__ import annotations
 
-import sys
-import time
 import uuid
 from datetime import UTC, datetime
 
@@ -31,9 +27,6 @@ from libs.events.types import (
     ServiceRequested,
     event_tag,
 )
-
-from .fold import fold
-from .status import replica_status, service_status
 
 SPEC = {
     "service": {
@@ -93,25 +86,3 @@ def synthetic(n: int, services: int = 500) -> list[RecordedEvent]:
         )
         for k, e in enumerate(events)
     ]
-
-
-def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
-    t0 = time.perf_counter()
-    records = synthetic(n)
-    t1 = time.perf_counter()
-    state = fold(records)
-    t2 = time.perf_counter()
-    replicas = sum(len(s.replicas) for s in state.services.values())
-    for svc in state.services.values():
-        service_status(svc)
-        for rep in svc.replicas.values():
-            replica_status(rep)
-    t3 = time.perf_counter()
-    print(f"built {n} records in {t1 - t0:.1f}s")
-    print(f"fold: {n} events in {t2 - t1:.2f}s ({n / (t2 - t1):,.0f} events/s)")
-    print(f"{len(state.services)} services, {replicas} replicas kept; statuses in {t3 - t2:.3f}s")
-
-
-if __name__ == "__main__":
-    main()
