@@ -24,17 +24,17 @@ is on record. Every request is recorded (``requests``) with its decoded JSON bod
 
 from __future__ import annotations
 
-import datetime
 import itertools
 import json
 import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from .gcp_api import HTTP_STATUS, ApiError, Fault, Recorded, matches, now
 
 BASE = "https://www.googleapis.com/compute/v1"
 _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
@@ -66,70 +66,6 @@ _VERBS = {
     "firewall_get": "firewall",
     "firewall_patch": "firewall",
 }
-_HTTP_STATUS = {
-    400: "INVALID_ARGUMENT",
-    401: "UNAUTHENTICATED",
-    403: "PERMISSION_DENIED",
-    404: "NOT_FOUND",
-    409: "ALREADY_EXISTS",
-    429: "RESOURCE_EXHAUSTED",
-    500: "INTERNAL",
-    503: "UNAVAILABLE",
-}
-
-
-@dataclass
-class Recorded:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    body: Any
-
-
-@dataclass
-class Fault:
-    verb: str  # insert / get / list / delete / firewall / *
-    zone: str  # a zone, or * for any (global calls match only *)
-    status: int  # the HTTP status (or the operation's httpErrorStatusCode)
-    code: str  # errors[].reason for an HTTP answer, errors[].code for an operation
-    message: str
-    on_operation: bool = False
-    times: int | None = None  # None: every time
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.reason, self.message = status, reason, message
-
-    def body(self) -> dict[str, Any]:
-        return {
-            "error": {
-                "code": self.status,
-                "message": self.message,
-                "errors": [{"message": self.message, "domain": "global", "reason": self.reason}],
-                "status": _HTTP_STATUS.get(self.status, "UNKNOWN"),
-            }
-        }
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
-
-
-def _matches(filter_text: str, resource: dict[str, Any]) -> bool:
-    """The few Compute list filters the provider uses."""
-    if not filter_text:
-        return True
-    if m := re.fullmatch(r'\s*labels\.([a-z0-9_-]+)\s*=\s*"([^"]*)"\s*', filter_text):
-        return bool(resource.get("labels", {}).get(m[1]) == m[2])
-    if m := re.fullmatch(r"\s*labels\.([a-z0-9_-]+)\s*:\s*\*\s*", filter_text):
-        return m[1] in resource.get("labels", {})
-    if m := re.fullmatch(r'\s*targetId\s*=\s*"?(\d+)"?\s*', filter_text):
-        return bool(resource.get("targetId") == m[1])
-    raise ApiError(
-        400, "invalid", f"Invalid value for field 'filter': '{filter_text}'. Invalid list filter expression."
-    )
 
 
 class FakeCompute:
@@ -163,7 +99,7 @@ class FakeCompute:
         with self.lock:
             inst = self.instances[(zone, name)]
             inst["status"] = "TERMINATED"
-            inst["lastStopTimestamp"] = _now()
+            inst["lastStopTimestamp"] = now()
             self._operation("compute.instances.preempted", inst["selfLink"], inst["id"], zone, done=True)
 
     def set_status(self, zone: str, name: str, status: str) -> None:
@@ -271,7 +207,7 @@ class FakeCompute:
             "targetId": target_id,
             "status": "DONE" if done else "PENDING",
             "progress": 100 if done else 0,
-            "insertTime": _now(),
+            "insertTime": now(),
             "selfLink": f"{where}/operations/{name}",
         }
         if zone:
@@ -289,12 +225,12 @@ class FakeCompute:
 
     def _finish(self, op: dict[str, Any]) -> dict[str, Any]:
         if op["status"] != "DONE":
-            op["status"], op["progress"], op["endTime"] = "DONE", 100, _now()
+            op["status"], op["progress"], op["endTime"] = "DONE", 100, now()
             fault: Fault | None = op.pop("_error", None)
             if fault is not None:
                 op["error"] = {"errors": [{"code": fault.code, "message": fault.message}]}
                 op["httpErrorStatusCode"] = fault.status
-                op["httpErrorMessage"] = _HTTP_STATUS.get(fault.status, "ERROR").replace("_", " ")
+                op["httpErrorMessage"] = HTTP_STATUS.get(fault.status, "ERROR").replace("_", " ")
             effect = op.pop("_on_done", None)
             if effect is not None and effect[0] == "running" and effect[1] in self.instances:
                 inst = self.instances[effect[1]]
@@ -327,7 +263,7 @@ class FakeCompute:
         items = [
             self._public(op)
             for op in self.operations.values()
-            if op.get("zone", "").endswith(f"/zones/{zone}") and _matches(flt, op)
+            if op.get("zone", "").endswith(f"/zones/{zone}") and matches(flt, op)
         ]
         return {
             "kind": "compute#operationList",
@@ -363,7 +299,7 @@ class FakeCompute:
             kind="compute#instance", id=inst_id, status="STAGING", selfLink=self_link,
             zone=f"{BASE}/projects/{project}/zones/{zone}",
             machineType=f"{BASE}/projects/{project}/{body.get('machineType', '')}",
-            creationTimestamp=_now(),
+            creationTimestamp=now(),
         )  # fmt: skip
         inst.setdefault("tags", {})["fingerprint"] = "42WmSpB8rSM="
         inst.setdefault("metadata", {}).update(kind="compute#metadata", fingerprint="Yv0RBH8SAhM=")
@@ -394,7 +330,7 @@ class FakeCompute:
         self, project: str, zone: str, *, query: dict[str, list[str]], **_: Any
     ) -> dict[str, Any]:
         flt = query.get("filter", [""])[0]
-        items = [i for (z, _n), i in self.instances.items() if z == zone and _matches(flt, i)]
+        items = [i for (z, _n), i in self.instances.items() if z == zone and matches(flt, i)]
         return {
             "kind": "compute#instanceList",
             "id": f"projects/{project}/zones/{zone}/instances",
@@ -405,7 +341,7 @@ class FakeCompute:
         flt = query.get("filter", [""])[0]
         zones: dict[str, list[dict[str, Any]]] = {}
         for (zone, _name), inst in sorted(self.instances.items()):
-            if _matches(flt, inst):
+            if matches(flt, inst):
                 zones.setdefault(f"zones/{zone}", []).append(inst)
         items: dict[str, Any] = {key: {"instances": found} for key, found in zones.items()}
         empty = "There are no results for scope 'zones/europe-west4-a' on this page."

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from google.cloud import compute_v1
 
 from libs.runtime.settings import Settings
@@ -17,6 +22,7 @@ from services.provisioner.clouds.errors import (
     QuotaError,
     TransientError,
 )
+from services.provisioner.clouds.gcp import GcpProvider
 from services.provisioner.clouds.gcp_config import AUTO_MODE_VPC_RANGE, GcpConfig
 from services.provisioner.clouds.gcp_errors import classify, operation_error
 from services.provisioner.clouds.gcp_status import InstanceFacts, derive_status
@@ -147,3 +153,43 @@ async def test_private_launch_without_a_range_opens_the_ports_to_the_vpc_only(fa
     [rule] = fake.bodies("POST", r"/global/firewalls$")
     assert rule["sourceRanges"] == [AUTO_MODE_VPC_RANGE]
     await provider.close()
+
+
+def _service_account_file(path: Path, project: str) -> Path:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    info = {
+        "type": "service_account",
+        "project_id": project,
+        "private_key_id": "0123456789abcdef",
+        "private_key": pem,
+        "client_email": f"stratus@{project}.iam.gserviceaccount.com",
+        "client_id": "100000000000000000001",
+        "token_uri": "https://oauth2.googleapis.com/token",
+    }
+    path.write_text(json.dumps(info))
+    return path
+
+
+def test_from_settings_uses_adc_and_its_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+    monkeypatch.delenv("GOOGLE_CLOUD_PROJECT", raising=False)
+    monkeypatch.setenv(
+        "GOOGLE_APPLICATION_CREDENTIALS", str(_service_account_file(tmp_path / "sa.json", "sa-proj"))
+    )
+    provider = GcpProvider.from_settings(Settings(cloud_ingress_cidr="203.0.113.7/32"))
+    assert provider.project == "sa-proj"
+    assert provider.config.source_ranges == ("203.0.113.7/32",)
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "env-proj")  # the environment names the project
+    assert GcpProvider.from_settings(Settings()).project == "env-proj"
+
+
+def test_from_settings_without_credentials_says_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
+    with pytest.raises(LaunchError, match="gcloud auth application-default login"):
+        GcpProvider.from_settings(Settings())

@@ -31,7 +31,7 @@ from libs.runtime.settings import Settings
 
 from . import gcp_names
 from .base import CloudCheck, Instance, InstanceState, InstanceStatus, LaunchTask, Provider
-from .errors import AuthError, InstanceNotFound, ProviderError, TransientError
+from .errors import AuthError, InstanceNotFound, LaunchError, ProviderError, TransientError
 from .gcp_config import GcpConfig
 from .gcp_errors import translate
 from .gcp_firewall import ensure_rule
@@ -78,12 +78,18 @@ class GcpProvider(Provider):
 
     @classmethod
     def from_settings(cls, settings: Settings, *, config: GcpConfig | None = None) -> GcpProvider:
-        """With Application Default Credentials and their project (GOOGLE_CLOUD_PROJECT wins)."""
+        """With Application Default Credentials and their project (GOOGLE_CLOUD_PROJECT wins).
+
+        LaunchError (what the registry expects of a provider that cannot be built) when there
+        are no credentials or no project.
+        """
         try:
             credentials, project = google.auth.default(scopes=SCOPES)
         except google.auth.exceptions.GoogleAuthError as exc:
-            raise AuthError(f"no Google credentials: {exc}; {CHECK_HINT}") from exc
-        return cls(project or "", credentials, config=config or GcpConfig.from_settings(settings))
+            raise LaunchError(f"no Google credentials: {exc}; {CHECK_HINT}") from exc
+        if not project:
+            raise LaunchError(f"Google credentials found but no project: {CHECK_HINT}")
+        return cls(project, credentials, config=config or GcpConfig.from_settings(settings))
 
     async def _call(self, doing: str, fn: Callable[..., T], /, **kwargs: Any) -> T:
         try:

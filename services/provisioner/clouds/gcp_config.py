@@ -48,6 +48,13 @@ class GcpConfig:
     # How long launch waits for the new VM's address to be reported.
     address_timeout_s: float = 60.0
 
+    def __post_init__(self) -> None:
+        if self.address not in ("public", "private"):
+            raise LaunchError(f"gcp config: address must be 'public' or 'private', not {self.address!r}")
+        if not 1 <= self.log_port <= 65535:
+            raise LaunchError(f"gcp config: log_port {self.log_port} is not a TCP port")
+        parse_ranges(",".join(self.source_ranges), "gcp config source_ranges")
+
     @classmethod
     def from_settings(cls, settings: Settings) -> GcpConfig:
         address: Literal["public", "private"] = "private" if settings.cloud_address == "private" else "public"

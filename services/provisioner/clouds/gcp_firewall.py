@@ -63,6 +63,8 @@ def ensure_rule(
     project: str,
     task: LaunchTask,
     config: GcpConfig,
+    *,
+    attempts: int = 3,
 ) -> compute_v1.Firewall:
     """Create or widen the service's rule (blocking); the rule as it now stands."""
     wanted = build_rule(task.service, wanted_ports(task, config), config)
@@ -73,8 +75,10 @@ def ensure_rule(
         except gexc.NotFound:
             try:
                 op = firewalls.insert_unary(project=project, firewall_resource=wanted, timeout=30)
-            except gexc.Conflict:  # created meanwhile by a concurrent launch
-                return ensure_rule(firewalls, operations, project, task, config)
+            except gexc.Conflict:  # created meanwhile by a concurrent launch: read it again
+                if attempts <= 1:
+                    raise
+                return ensure_rule(firewalls, operations, project, task, config, attempts=attempts - 1)
             wait_global(operations, project, op, timeout_s=120, doing=f"insert {doing}")
             return wanted
         update = merged(existing, wanted)
