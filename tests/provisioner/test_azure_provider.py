@@ -162,6 +162,7 @@ async def test_list_instances_rediscovers_replicas_by_tags_after_a_restart(
     )
     (llm,) = await restarted.list_instances("llm")
     assert llm.placement == A100  # size, region, spot and price from the VM and its tags
+    assert llm.details["log_url"] == a.details["log_url"] == a.url.replace(":8080", ":8181")
     await restarted.terminate(a.instance_id)
     assert [i.instance_id for i in await restarted.list_instances()] == [b.instance_id]
 

@@ -126,7 +126,7 @@ class AzureProvider(Provider):
         return await self._call(f"read VM {instance_id}", replica_status, self._clients, group, vm)
 
     async def list_instances(self, service: str | None = None) -> list[Instance]:
-        return await self._call("list VMs", list_replicas, self._clients, service)
+        return await self._call("list VMs", list_replicas, self._clients, service, self.config.log_port)
 
     async def check(self) -> CloudCheck:
         """An ARM token from the credential, and one cheap read of the subscription."""

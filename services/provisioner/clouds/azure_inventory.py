@@ -11,6 +11,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.core.polling import LROPoller
@@ -78,7 +79,7 @@ def _gone(clients: AzureClients, group: str, vm: str) -> InstanceStatus:
     return gone_status(nic_left=names.is_stratus(nic.tags), spot=spot)
 
 
-def as_instance(machine: cm.VirtualMachine) -> Instance | None:
+def as_instance(machine: cm.VirtualMachine, log_port: int) -> Instance | None:
     """A Stratus-tagged VM as an ``Instance`` (None for anything else, or one being deleted)."""
     tags = machine.tags or {}
     if not names.is_stratus(tags) or not machine.id or not machine.name:
@@ -100,22 +101,27 @@ def as_instance(machine: cm.VirtualMachine) -> Instance | None:
         use_spot=spot,
         price_per_hour=price,
     )
-    details = {"resource_group": group, "vm_name": machine.name, "priority": "Spot" if spot else "Regular"}
+    url = tags.get(names.TAG_URL, "")
+    host = urlsplit(url).hostname or ""
+    details = {
+        "resource_group": group, "vm_name": machine.name, "priority": "Spot" if spot else "Regular",
+        "log_url": f"http://{host}:{log_port}" if host else "",
+    }  # fmt: skip
     return Instance(
         instance_id=names.instance_id(group, machine.name),
         service=tags[names.TAG_SERVICE],
         replica_id=replica_id,
-        url=tags.get(names.TAG_URL, ""),
+        url=url,
         placement=placement,
         details=details,
     )
 
 
-def list_replicas(clients: AzureClients, service: str | None) -> list[Instance]:
+def list_replicas(clients: AzureClients, service: str | None, log_port: int) -> list[Instance]:
     out: list[Instance] = []
     for machine in clients.compute.virtual_machines.list_all():
         if names.is_stratus(machine.tags, service):
-            inst = as_instance(machine)
+            inst = as_instance(machine, log_port)
             if inst is not None:
                 out.append(inst)
     return sorted(out, key=lambda i: (i.service, i.replica_id, i.instance_id))
