@@ -1,0 +1,396 @@
+"""The AWS provider: one EC2 instance per replica, booted by its user-data startup script.
+
+Launch: the placement's instance type in its region and zone (a catalog zone ID such as
+``use1-az1`` is mapped to its name), spot as a one-time request that terminates on interruption,
+the task's ``image_id`` or the newest default AMI (``images.py``), a root volume of
+``disk_size`` GB, IMDSv2 only, no key pair. The service's security group opens the service
+port, the log port and the ports the user asked for to the ingress CIDR alone
+(``aws_network``). User data is ``startup.render_startup_script`` gzipped (no secret values:
+the VM fetches them with its one-time bootstrap token). Tags ``stratus:service``,
+``stratus:replica-id``, ``stratus:version`` and ``stratus:port`` let ``list_instances``
+rediscover instances after a restart. ``ClientToken`` makes a repeated launch of the same
+replica and placement return the first instance instead of a second one.
+
+Instance ids are ``<region>/<ec2 id>``. boto3 blocks, so every call runs in a thread.
+Endpoints and credentials come from boto3's own chain (``AWS_PROFILE``, ``AWS_ENDPOINT_URL``...);
+``endpoint_url`` overrides it (tests point it at moto).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import boto3
+import botocore.config
+
+from libs.events.types import Placement
+from libs.runtime.settings import Settings
+
+from .aws_errors import BOTO_ERRORS, error_code, translate
+from .aws_images import Image, describe_image, find_default_image
+from .aws_network import check_cidr, default_vpc, ensure_group, wanted_rules
+from .aws_states import instance_status
+from .base import CloudCheck, Instance, InstanceState, InstanceStatus, LaunchTask, Provider
+from .errors import InstanceNotFound, LaunchError, ProviderError
+from .images import aws_default_image
+from .startup import DEFAULT_LOG_PORT, encode_user_data, render_startup_script
+
+log = logging.getLogger("stratus.provisioner.aws")
+T = TypeVar("T")
+
+TAG_SERVICE, TAG_REPLICA, TAG_VERSION, TAG_PORT = (
+    "stratus:service",
+    "stratus:replica-id",
+    "stratus:version",
+    "stratus:port",
+)
+LIVE_STATES = ["pending", "running", "stopping", "stopped"]
+DEFAULT_DISK_GB = 256
+ADDRESS_WAIT_SECONDS = 180.0
+
+
+def split_instance_id(instance_id: str) -> tuple[str, str]:
+    region, sep, ec2_id = instance_id.partition("/")
+    if not sep or not region or not ec2_id.startswith("i-"):
+        raise InstanceNotFound(instance_id, "not an AWS provider id (<region>/i-...)")
+    return region, ec2_id
+
+
+def client_token(placement: Placement, task: LaunchTask) -> str:
+    key = f"{task.service}|{task.replica_id}|{task.version}|{placement.region}|{placement.zone}|"
+    key += f"{placement.instance_type}|{placement.use_spot}"
+    return "stratus-" + hashlib.sha256(key.encode()).hexdigest()[:48]
+
+
+def _tags(desc: dict[str, Any]) -> dict[str, str]:
+    return {str(t["Key"]): str(t["Value"]) for t in desc.get("Tags") or []}
+
+
+class AwsProvider(Provider):
+    cloud = "aws"
+    needs_bootstrap = True
+
+    def __init__(
+        self,
+        *,
+        address: str = "public",
+        ingress_cidr: str = "",
+        log_port: int = DEFAULT_LOG_PORT,
+        regions: list[str] | None = None,
+        endpoint_url: str | None = None,
+        max_attempts: int = 3,
+        address_wait_seconds: float = ADDRESS_WAIT_SECONDS,
+    ) -> None:
+        if address not in ("public", "private"):
+            raise ValueError(f"address must be public or private, not {address!r}")
+        self.address = address
+        self.ingress_cidr = check_cidr(ingress_cidr) if ingress_cidr else ""
+        self.log_port = log_port
+        self.regions = regions or []
+        self.endpoint_url = endpoint_url
+        self.address_wait_seconds = address_wait_seconds
+        self._config = botocore.config.Config(
+            retries={"max_attempts": max_attempts, "mode": "standard"}, connect_timeout=10, read_timeout=60
+        )
+        self._session = boto3.Session()
+        self._clients: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()  # boto3 sessions are not thread-safe; clients are
+        self._zones: dict[str, dict[str, str]] = {}  # region -> zone id -> zone name
+        self._images: dict[tuple[str, int], Image] = {}
+        self._group_locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AwsProvider:
+        regions = [r.strip() for r in settings.aws_regions.split(",") if r.strip()]
+        return cls(
+            address=settings.cloud_address, ingress_cidr=settings.cloud_ingress_cidr,
+            log_port=settings.cloud_log_port, regions=regions,
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ plumbing
+
+    def client(self, service: str, region: str) -> Any:
+        with self._lock:
+            key = (service, region)
+            if key not in self._clients:
+                self._clients[key] = self._session.client(
+                    service, region_name=region, endpoint_url=self.endpoint_url, config=self._config
+                )
+            return self._clients[key]
+
+    async def _call(self, doing: str, fn: Callable[[], T]) -> T:
+        try:
+            return await asyncio.to_thread(fn)
+        except BOTO_ERRORS as exc:
+            raise translate(exc, doing) from exc
+
+    # ------------------------------------------------------------------ launch
+
+    async def _zone_name(self, region: str, zone: str) -> str:
+        """A zone name for ``zone`` (a name such as us-east-1a, or a zone ID such as use1-az1)."""
+        if not zone or zone.startswith(region):
+            return zone
+        if region not in self._zones:
+            ec2 = self.client("ec2", region)
+            found = await self._call(f"list the zones of {region}", lambda: ec2.describe_availability_zones())
+            self._zones[region] = {str(z["ZoneId"]): str(z["ZoneName"]) for z in found["AvailabilityZones"]}
+        try:
+            return self._zones[region][zone]
+        except KeyError:
+            raise LaunchError(
+                f"zone {zone!r} is not a zone of {region} (known: {sorted(self._zones[region])})"
+            ) from None
+
+    async def _image(self, region: str, task: LaunchTask) -> Image:
+        ec2 = self.client("ec2", region)
+        given = task.image_for(region)
+        if given:
+            return await self._call(f"describe image {given}", lambda: describe_image(ec2, given))
+        key = (region, 1 if task.num_gpus else 0)
+        if key not in self._images:
+            query = aws_default_image(task.num_gpus)
+            self._images[key] = await self._call(
+                f"find the default image in {region}", lambda: find_default_image(ec2, query)
+            )
+        return self._images[key]
+
+    async def _security_group(self, region: str, task: LaunchTask) -> str:
+        ec2 = self.client("ec2", region)
+        vpc = await self._call(f"find the default VPC of {region}", lambda: default_vpc(ec2))
+        cidr = self.ingress_cidr
+        if not cidr:
+            if self.address == "public":
+                raise LaunchError(
+                    "set STRATUS_CLOUD_INGRESS_CIDR to the router's public address range "
+                    "(e.g. 203.0.113.7/32) before launching on AWS with public addresses: "
+                    "the service port is opened to it alone"
+                )
+            cidr = str(vpc["CidrBlock"])
+        want = wanted_rules({task.service_port, self.log_port, *task.ports}, cidr)
+        lock = self._group_locks.setdefault((region, task.service), asyncio.Lock())
+        async with lock:
+            return await self._call(
+                f"set up the security group of {task.service!r} in {region}",
+                lambda: ensure_group(ec2, task.service, str(vpc["VpcId"]), want),
+            )
+
+    def _run_request(
+        self, placement: Placement, task: LaunchTask, zone: str, image: Image, group_id: str, user_data: bytes
+    ) -> dict[str, Any]:
+        tags = [
+            {"Key": "Name", "Value": f"stratus-{task.service}-{task.replica_id}"},
+            {"Key": TAG_SERVICE, "Value": task.service},
+            {"Key": TAG_REPLICA, "Value": str(task.replica_id)},
+            {"Key": TAG_VERSION, "Value": str(task.version)},
+            {"Key": TAG_PORT, "Value": str(task.service_port)},
+        ]
+        req: dict[str, Any] = {
+            "ImageId": image.image_id,
+            "InstanceType": placement.instance_type,
+            "MinCount": 1,
+            "MaxCount": 1,
+            "SecurityGroupIds": [group_id],
+            "UserData": user_data,
+            "InstanceInitiatedShutdownBehavior": "terminate",
+            "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled"},
+            "BlockDeviceMappings": [
+                {
+                    "DeviceName": image.root_device,
+                    "Ebs": {
+                        "VolumeSize": task.disk_size or DEFAULT_DISK_GB,
+                        "VolumeType": "gp3",
+                        "DeleteOnTermination": True,
+                    },
+                }
+            ],
+            "TagSpecifications": [
+                {"ResourceType": "instance", "Tags": tags},
+                {"ResourceType": "volume", "Tags": tags},
+            ],
+            "ClientToken": client_token(placement, task),
+        }
+        if zone:
+            req["Placement"] = {"AvailabilityZone": zone}
+        if placement.use_spot:
+            req["InstanceMarketOptions"] = {
+                "MarketType": "spot",
+                "SpotOptions": {"SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate"},
+            }
+        return req
+
+    async def launch(self, placement: Placement, task: LaunchTask) -> Instance:
+        region = placement.region
+        if not region or region == "local":
+            raise LaunchError(f"an AWS placement needs a region, got {region!r}")
+        if not placement.instance_type:
+            raise LaunchError("an AWS placement needs an instance_type")
+        if task.bootstrap is None:
+            raise LaunchError("an AWS launch needs a bootstrap token (the provisioner issues one)")
+        script = await asyncio.to_thread(render_startup_script, task, log_port=self.log_port, cloud="aws")
+        zone = await self._zone_name(region, placement.zone)
+        image = await self._image(region, task)
+        group_id = await self._security_group(region, task)
+        ec2 = self.client("ec2", region)
+        req = self._run_request(placement, task, zone, image, group_id, encode_user_data(script, "aws"))
+        where = f"{placement.instance_type} in {zone or region}{' (spot)' if placement.use_spot else ''}"
+        started = await self._call(f"run {where}", lambda: ec2.run_instances(**req))
+        ec2_id = str(started["Instances"][0]["InstanceId"])
+        own_id = f"{region}/{ec2_id}"
+        log.info(
+            "launched %s replica %s as %s (%s, image %s)",
+            task.service,
+            task.replica_id,
+            own_id,
+            where,
+            image.image_id,
+        )
+        try:
+            desc = await self._wait_for_address(region, ec2_id)
+        except ProviderError:
+            await self.terminate(own_id)
+            raise
+        return self._instance(region, desc, placement)
+
+    async def _wait_for_address(self, region: str, ec2_id: str) -> dict[str, Any]:
+        """The instance's description once it has the address we use (bounded)."""
+        deadline = time.monotonic() + self.address_wait_seconds
+        delay = 0.2
+        while True:
+            desc = await self._describe(region, ec2_id)
+            if desc is None:
+                raise LaunchError(f"EC2 instance {ec2_id} vanished right after launch")
+            if self._address_of(desc):
+                return desc
+            state = str(desc.get("State", {}).get("Name", ""))
+            if state not in ("pending", "running"):
+                raise LaunchError(f"EC2 instance {ec2_id} went {state} before it had an address")
+            if time.monotonic() >= deadline:
+                raise LaunchError(
+                    f"EC2 instance {ec2_id} got no {self.address} address in "
+                    f"{self.address_wait_seconds:.0f} s "
+                    "(does the default subnet assign public IPs? else use STRATUS_CLOUD_ADDRESS=private)"
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    def _address_of(self, desc: dict[str, Any]) -> str:
+        return str(desc.get("PublicIpAddress" if self.address == "public" else "PrivateIpAddress") or "")
+
+    def _instance(self, region: str, desc: dict[str, Any], placement: Placement | None = None) -> Instance:
+        tags = _tags(desc)
+        ip = self._address_of(desc)
+        zone = str(desc.get("Placement", {}).get("AvailabilityZone", ""))
+        if placement is None:
+            placement = Placement(
+                cloud="aws", region=region, zone=zone, instance_type=str(desc.get("InstanceType", "")),
+                use_spot=desc.get("InstanceLifecycle") == "spot",
+            )  # fmt: skip
+        return Instance(
+            instance_id=f"{region}/{desc['InstanceId']}",
+            service=tags.get(TAG_SERVICE, ""),
+            replica_id=int(tags.get(TAG_REPLICA, "0") or 0),
+            url=f"http://{ip}:{tags.get(TAG_PORT, '8080')}" if ip else "",
+            placement=placement,
+            details={
+                "ec2_instance_id": str(desc["InstanceId"]),
+                "zone": zone,
+                "image_id": str(desc.get("ImageId", "")),
+                "lifecycle": str(desc.get("InstanceLifecycle") or "on-demand"),
+                "version": tags.get(TAG_VERSION, ""),
+                "log_url": f"http://{ip}:{self.log_port}" if ip else "",
+            },
+        )
+
+    # ------------------------------------------------------------------ status, list, terminate
+
+    async def _describe(self, region: str, ec2_id: str) -> dict[str, Any] | None:
+        ec2 = self.client("ec2", region)
+        try:
+            found = await asyncio.to_thread(lambda: ec2.describe_instances(InstanceIds=[ec2_id]))
+        except BOTO_ERRORS as exc:
+            if error_code(exc) in ("InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"):
+                return None
+            raise translate(exc, f"describe {ec2_id}") from exc
+        for reservation in found.get("Reservations") or []:
+            for desc in reservation.get("Instances") or []:
+                if desc.get("InstanceId") == ec2_id:
+                    return dict(desc)
+        return None
+
+    async def _spot_request_status(self, region: str, request_id: str) -> str:
+        ec2 = self.client("ec2", region)
+        try:
+            found = await asyncio.to_thread(
+                lambda: ec2.describe_spot_instance_requests(SpotInstanceRequestIds=[request_id])
+            )
+        except BOTO_ERRORS as exc:
+            if error_code(exc).startswith("InvalidSpotInstanceRequestID"):
+                return ""
+            raise translate(exc, f"describe spot request {request_id}") from exc
+        requests = found.get("SpotInstanceRequests") or []
+        return str(requests[0].get("Status", {}).get("Code", "")) if requests else ""
+
+    async def status(self, instance_id: str) -> InstanceStatus:
+        try:
+            region, ec2_id = split_instance_id(instance_id)
+        except InstanceNotFound as exc:
+            return InstanceStatus(state=InstanceState.NOT_FOUND, detail=str(exc))
+        desc = await self._describe(region, ec2_id)
+        if desc is None:
+            return InstanceStatus(state=InstanceState.NOT_FOUND, detail=f"EC2 knows no instance {ec2_id}")
+        request_id = str(desc.get("SpotInstanceRequestId") or "")
+        spot_status = await self._spot_request_status(region, request_id) if request_id else ""
+        return instance_status(desc, spot_status)
+
+    async def _all_regions(self) -> list[str]:
+        if self.regions:
+            return self.regions
+        ec2 = self.client("ec2", self._session.region_name or "us-east-1")
+        found = await self._call("list the regions", lambda: ec2.describe_regions())
+        self.regions = sorted(str(r["RegionName"]) for r in found.get("Regions") or [])
+        return self.regions
+
+    async def list_instances(self, service: str | None = None) -> list[Instance]:
+        filters = [{"Name": "instance-state-name", "Values": LIVE_STATES}]
+        if service is None:
+            filters.append({"Name": "tag-key", "Values": [TAG_SERVICE]})
+        else:
+            filters.append({"Name": f"tag:{TAG_SERVICE}", "Values": [service]})
+        out: list[Instance] = []
+        for region in await self._all_regions():
+            ec2 = self.client("ec2", region)
+            pages = await self._call(
+                f"list instances in {region}",
+                lambda ec2=ec2: list(ec2.get_paginator("describe_instances").paginate(Filters=filters)),  # type: ignore[misc]
+            )
+            for page in pages:
+                for reservation in page.get("Reservations") or []:
+                    out.extend(self._instance(region, dict(d)) for d in reservation.get("Instances") or [])
+        return out
+
+    async def terminate(self, instance_id: str, *, grace_seconds: float = 10) -> None:
+        try:
+            region, ec2_id = split_instance_id(instance_id)
+        except InstanceNotFound:
+            return  # nothing of ours: idempotent
+        ec2 = self.client("ec2", region)
+        try:
+            await asyncio.to_thread(lambda: ec2.terminate_instances(InstanceIds=[ec2_id]))
+        except BOTO_ERRORS as exc:
+            if error_code(exc) in ("InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"):
+                return
+            raise translate(exc, f"terminate {ec2_id}") from exc
+
+    async def check(self) -> CloudCheck:
+        sts = self.client("sts", self._session.region_name or "us-east-1")
+        try:
+            ident = await self._call("check the credentials", lambda: sts.get_caller_identity())
+        except ProviderError as exc:
+            return CloudCheck(cloud="aws", enabled=False, reason=str(exc), hint="see `stratus check`")
+        return CloudCheck(cloud="aws", enabled=True, reason=f"account {ident.get('Account', '?')}")
