@@ -48,6 +48,10 @@ def up(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the endpoint to be READY.")] = 1800.0,
     detach: Annotated[bool, typer.Option("--detach", help="Do not wait for READY.")] = False,
     poll_interval: Annotated[float, typer.Option(hidden=True)] = 1.0,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show the plan (first replica's placement and price) and stop.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="With --dry-run: print the plan as JSON.")] = False,
 ) -> None:
     """Deploy a service: show the plan, then follow it until its endpoint is READY or it failed."""
     overrides = resolve_env(env)
@@ -55,6 +59,12 @@ def up(
     name = service_name or yaml_name or default_name(file)
     with api_errors(), state_of(ctx).client() as client:
         plan = client.create_service(yaml_text=text, name=name, env=overrides, dry_run=True)
+        if dry_run:  # no cloud is called: the placement comes from the catalog
+            if as_json:
+                typer.echo(json.dumps(plan, indent=2))
+            else:
+                show_plan(plan, "Would deploy")
+            return
         show_plan(plan, "Deploying")
         if not yes:
             typer.confirm("Proceed?", default=True, abort=True)
