@@ -6,6 +6,14 @@ it or set to the replica's ``host:port`` when absent) and starts an
 :class:`~services.router.exchange.Exchange`, which streams the request body to
 the replica as it arrives. Pipelined requests queue behind the active one.
 
+Bounds on clients (slowloris and oversized heads): the request target is at most
+``max_url_bytes`` (414), a head has at most ``max_headers`` fields and
+``max_header_bytes`` bytes (431); a head must arrive whole within
+``head_timeout`` of its first byte (of the connection, for the first request)
+and a body may not stall longer than ``body_timeout`` while the router reads
+it (408; the endpoint's tick checks both, see ``read_deadline_passed``). Each
+answer closes the connection.
+
 Back-pressure: a full upstream write buffer, too many request bytes buffered
 with no upstream attached, or too many pipelined requests pause reading from
 the client; a full client write buffer pauses reading from the replica.
@@ -15,13 +23,20 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Protocol, cast
+from typing import cast
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 
-from services.router.errors import BadRequest, HeadersTooLarge, ProxyError, UpgradeNotSupported
+from services.router.errors import (
+    BadRequest,
+    HeadersTooLarge,
+    ProxyError,
+    RequestTimeout,
+    UpgradeNotSupported,
+    UriTooLong,
+)
 from services.router.exchange import Exchange
-from services.router.exchange_base import EndpointSide, ExchangeBase, log
+from services.router.exchange_base import ExchangeBase, log
 from services.router.flow import DONE, IDEMPOTENT_METHODS, MAX_PIPELINED, PAUSE_PENDING, PAUSE_QUEUE
 from services.router.http1 import (
     CRLF,
@@ -35,25 +50,7 @@ from services.router.http1 import (
     is_chunked,
 )
 from services.router.replicas import ReplicaPool
-
-
-class ClientEndpoint(EndpointSide, Protocol):
-    """What a client connection uses of its service endpoint."""
-
-    @property
-    def pool(self) -> ReplicaPool: ...
-
-    @property
-    def clients(self) -> set[ClientConnection]: ...
-
-    @property
-    def now(self) -> float: ...
-
-    @property
-    def max_header_bytes(self) -> int: ...
-
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop: ...
+from services.router.sides import ClientEndpoint
 
 
 class ClientConnection(asyncio.Protocol):
@@ -65,6 +62,7 @@ class ClientConnection(asyncio.Protocol):
         "_expect",
         "_has_body",
         "_host",
+        "_nfields",
         "_parts",
         "_url",
         "_xff_in",
@@ -73,9 +71,11 @@ class ClientConnection(asyncio.Protocol):
         "cur",
         "ep",
         "head_bytes",
+        "head_since",
         "idle_since",
         "in_feed",
         "in_head",
+        "last_read",
         "out",
         "parser",
         "paused",
@@ -86,7 +86,7 @@ class ClientConnection(asyncio.Protocol):
         "write_paused",
     )
 
-    def __init__(self, ep: ClientEndpoint) -> None:
+    def __init__(self, ep: ClientEndpoint[ClientConnection]) -> None:
         self.ep = ep
         self.pool: ReplicaPool = ep.pool
         self.transport: asyncio.Transport | None = None
@@ -101,6 +101,9 @@ class ClientConnection(asyncio.Protocol):
         self.in_feed = False
         self.in_head = False
         self.head_bytes = 0
+        self.head_since = 0.0  # when the head being received began
+        self.last_read = 0.0  # when bytes last arrived (the endpoint's coarse clock)
+        self._nfields = 0
         self.idle_since = 0.0
         self.peer = b"unknown"
         self._url = b""
@@ -119,9 +122,11 @@ class ClientConnection(asyncio.Protocol):
         if isinstance(peer, tuple) and peer:
             self.peer = str(peer[0]).encode()
         self.ep.clients.add(self)
-        self.idle_since = self.ep.now
+        self.idle_since = self.head_since = self.last_read = self.ep.now
+        self.in_head = True  # waiting for the first request head: head_timeout applies
 
     def data_received(self, data: bytes) -> None:
+        self.last_read = self.ep.now
         if self.cur is None:
             self.head_bytes += len(data)
         self.in_feed = True
@@ -140,8 +145,8 @@ class ClientConnection(asyncio.Protocol):
         if ex is not None and ex.pending and ex.upstream is not None:
             ex.flush_request()
         if self.in_head:
-            if self.head_bytes > self.ep.max_header_bytes:
-                self._reject(HeadersTooLarge("request head too large"))
+            if self.head_bytes > self.ep.options.max_header_bytes:
+                self._reject(HeadersTooLarge(f"request head over {self.ep.options.max_header_bytes} bytes"))
         elif self.cur is None:
             self.head_bytes = 0
 
@@ -173,6 +178,8 @@ class ClientConnection(asyncio.Protocol):
     # -- httptools callbacks --------------------------------------------------------------
     def on_message_begin(self) -> None:
         self.in_head = True
+        self.head_since = self.ep.now
+        self._nfields = 0
         self._url = b""
         self._parts = [b""]  # slot 0: the request line
         self._host = False
@@ -183,9 +190,15 @@ class ClientConnection(asyncio.Protocol):
         self._conn_tokens = None
 
     def on_url(self, url: bytes) -> None:
-        self._url += url
+        u = self._url + url
+        if len(u) > self.ep.options.max_url_bytes:
+            raise UriTooLong(f"request target over {self.ep.options.max_url_bytes} bytes")
+        self._url = u
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        n = self._nfields = self._nfields + 1
+        if n > self.ep.options.max_headers:
+            raise HeadersTooLarge(f"more than {self.ep.options.max_headers} header fields")
         if len(name) in REQUEST_SPECIAL_LENGTHS:
             lname = name.lower()
             if lname in REQUEST_SPECIAL:
@@ -335,8 +348,32 @@ class ClientConnection(asyncio.Protocol):
         if rest:
             self.data_received(rest)
 
+    def read_deadline_passed(
+        self, now: float, head_timeout: float | None, body_timeout: float | None
+    ) -> None:
+        """The endpoint's tick: answer 408 and close if a head or a body is overdue."""
+        if self.closed:
+            return
+        if self.in_head:
+            if head_timeout is not None and self.active is None and self.head_since < now - head_timeout:
+                self._reject(RequestTimeout(f"request head not received within {head_timeout:g} s"))
+            return
+        ex = self.cur
+        if ex is None or body_timeout is None or self.paused or self.last_read >= now - body_timeout:
+            return
+        error = RequestTimeout(f"request body stalled: no byte received for {body_timeout:g} s")
+        if ex is self.active and ex.state != DONE:
+            self.cur = None
+            self.queue = None
+            ex.fail(error, close=True)
+        else:
+            self._reject(error)
+
     def _parse_error(self, exc: HttpParserError) -> None:
         cause = exc.__context__
+        if isinstance(cause, ProxyError):  # a bound exceeded (raised in a callback)
+            self._reject(cause)
+            return
         if cause is not None and not isinstance(cause, HttpParserError):
             log.error("service %s: error while handling a request", self.pool.service, exc_info=cause)
         self._reject(BadRequest(f"invalid HTTP request: {exc}"))

@@ -38,7 +38,6 @@ class ServiceEndpoint:
         # read on the request path
         self.hold_when_empty = o.hold_when_empty
         self.max_attempts = o.max_attempts
-        self.max_header_bytes = o.max_header_bytes
         self.response_timeout = o.response_timeout
         self.connect_timeout = o.connect_timeout
         self.clients: set[ClientConnection] = set()
@@ -223,6 +222,9 @@ class ServiceEndpoint:
                 for c in [c for c in self.clients if c.idle_since < limit]:
                     if c.active is None and c.cur is None:
                         c.close()
+            if o.head_timeout is not None or o.body_timeout is not None:
+                for c in [c for c in self.clients if c.in_head or c.cur is not None]:
+                    c.read_deadline_passed(now, o.head_timeout, o.body_timeout)
             limit = now - o.upstream_idle_timeout
             for p in self.pool.upstream_pools():
                 if p.idle:

@@ -16,7 +16,10 @@
         │                            the client as ``{"error": message}`` with
         │                            ``status``
         ├── BadRequest        400    unparsable request
-        ├── HeadersTooLarge   431    request head over the limit
+        ├── Unauthorized      401    endpoint API key missing or not valid
+        ├── RequestTimeout    408    request head or body not received in time
+        ├── UriTooLong        414    request target over the limit
+        ├── HeadersTooLarge   431    request head (size or field count) over the limit
         ├── UpgradeNotSupported 501  CONNECT, or an Upgrade request with a body
         ├── NoReadyReplica    503    no replica is ready for the service
         │   ├── HoldQueueFull 503    hold-when-empty queue full
@@ -72,6 +75,18 @@ class ProxyError(RouterError):
 
 class BadRequest(ProxyError):
     status = 400
+
+
+class Unauthorized(ProxyError):
+    status = 401
+
+
+class RequestTimeout(ProxyError):
+    status = 408
+
+
+class UriTooLong(ProxyError):
+    status = 414
 
 
 class HeadersTooLarge(ProxyError):

@@ -83,6 +83,12 @@ class RouterService:
             hold_when_empty=scale_to_zero,
             max_queue=self.host.settings.hold_queue,
             max_wait=self.host.settings.hold_seconds,
+            max_url_bytes=self.host.settings.router_max_url_bytes,
+            max_headers=self.host.settings.router_max_headers,
+            max_header_bytes=self.host.settings.router_max_header_bytes,
+            head_timeout=self.host.settings.router_head_timeout,
+            body_timeout=self.host.settings.router_body_timeout,
+            client_idle_timeout=self.host.settings.router_idle_timeout,
             on_hold=self._on_hold,
         )  # fmt: skip
 

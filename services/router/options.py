@@ -30,8 +30,19 @@ class EndpointOptions:
     """Idle pooled upstream connections are closed after this (below uvicorn's 5 s keep-alive)."""
     client_idle_timeout: float | None = 75.0
     """Idle client keep-alive connections are closed after this. None: never."""
+    head_timeout: float | None = 30.0
+    """A request head must arrive whole within this, counted from its first byte (or from the
+    connection, for the first request); then 408 and close. None: no limit."""
+    body_timeout: float | None = 60.0
+    """A request body may go this long without a byte arriving (while the router is reading
+    it); then 408 (or a cut, if the response began) and close. None: no limit."""
     max_idle_per_replica: int = 1024
     max_header_bytes: int = 64 * 1024
+    """Largest request head (request line and fields); 431 past it."""
+    max_url_bytes: int = 8 * 1024
+    """Longest request target; 414 past it."""
+    max_headers: int = 100
+    """Most header fields in one request; 431 past it."""
     backlog: int = 4096
     reuse_port: bool = False
 
@@ -46,13 +57,20 @@ class EndpointOptions:
             raise ConfigError("client_idle_timeout must be > 0 or None")
         if self.max_attempts < 1:
             raise ConfigError("max_attempts must be >= 1")
+        for name in ("head_timeout", "body_timeout"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"{name} must be > 0 or None")
+        if min(self.max_header_bytes, self.max_url_bytes, self.max_headers) < 1:
+            raise ConfigError("max_header_bytes, max_url_bytes and max_headers must be >= 1")
 
     def tick_interval(self) -> float:
         spans = [self.upstream_idle_timeout]
         if self.response_timeout is not None:
             spans.append(self.response_timeout)
-        if self.client_idle_timeout is not None:
-            spans.append(self.client_idle_timeout)
+        for span in (self.client_idle_timeout, self.head_timeout, self.body_timeout):
+            if span is not None:
+                spans.append(span)
         if self.hold_when_empty:
             spans.append(self.max_wait)
         return max(0.01, min(1.0, *(s / 4 for s in spans)))
