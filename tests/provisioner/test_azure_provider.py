@@ -20,6 +20,7 @@ from services.provisioner.clouds.azure import AzureProvider
 from services.provisioner.clouds.azure_config import AzureConfig
 from services.provisioner.clouds.base import Bootstrap, InstanceState, LaunchTask
 from services.provisioner.clouds.errors import LaunchError
+from services.provisioner.clouds.registry import load_provider
 from tests.fakes.azure_server import FakeArm, StaticCredential, running_fake_arm
 
 SUB = "00000000-0000-0000-0000-00000000abcd"
@@ -255,6 +256,23 @@ def test_config_from_settings_reads_the_cloud_knobs() -> None:
     )  # fmt: skip
     with pytest.raises(LaunchError, match="'nowhere' is not an address range"):
         AzureConfig.from_settings(Settings.from_env({"STRATUS_CLOUD_INGRESS_CIDR": "nowhere"}))
+
+
+async def test_the_registry_builds_it_from_settings_and_the_subscription_env(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("AZURE_SUBSCRIPTION_ID", raising=False)
+    with pytest.raises(LaunchError, match="AZURE_SUBSCRIPTION_ID is not set"):
+        load_provider("azure", Settings(cloud_ingress_cidr="203.0.113.7/32"))
+    monkeypatch.setenv("AZURE_SUBSCRIPTION_ID", SUB)
+    provider = load_provider("azure", Settings(cloud_ingress_cidr="203.0.113.7/32", cloud_log_port=9191))
+    assert isinstance(provider, AzureProvider) and provider.needs_bootstrap
+    assert (provider.subscription_id, provider.config.source_ranges, provider.config.log_port) == (
+        SUB, ("203.0.113.7/32",), 9191,
+    )  # fmt: skip
+    await provider.close()
+    with pytest.raises(LaunchError, match="STRATUS_CLOUD_INGRESS_CIDR"):
+        load_provider("azure", Settings(cloud_ingress_cidr="not-a-range"))
 
 
 async def test_check_reports_a_usable_subscription(arm: FakeArm, make_provider: MakeProvider) -> None:

@@ -39,7 +39,7 @@ from .azure_inventory import delete_replica, list_replicas, replica_status
 from .azure_launch import NETWORK_TIMEOUT_S, Launcher
 from .azure_names import parse_instance_id
 from .base import CloudCheck, Instance, InstanceState, InstanceStatus, LaunchTask, Provider
-from .errors import AuthError, InstanceNotFound, ProviderError
+from .errors import AuthError, InstanceNotFound, LaunchError, ProviderError
 from .startup import render_startup_script
 
 T = TypeVar("T")
@@ -71,10 +71,11 @@ class AzureProvider(Provider):
         connection_verify: str | bool = True,
     ) -> None:
         if not subscription_id:
-            raise AuthError(f"no Azure subscription id: {CHECK_HINT}")
+            raise LaunchError(f"no Azure subscription id: {CHECK_HINT}")
         self.subscription_id = subscription_id
         self.config = config or AzureConfig()
         self._credential = credential
+        self._owns_credential = False  # from_settings made it, so close() closes it
         self._clients = AzureClients.build(
             subscription_id, credential, self.config, base_url=base_url, connection_verify=connection_verify
         )
@@ -83,15 +84,21 @@ class AzureProvider(Provider):
 
     @classmethod
     def from_settings(cls, settings: Settings, *, config: AzureConfig | None = None) -> AzureProvider:
-        """With ``DefaultAzureCredential`` and the subscription in ``AZURE_SUBSCRIPTION_ID``."""
+        """With ``DefaultAzureCredential`` and the subscription in ``AZURE_SUBSCRIPTION_ID``.
+
+        LaunchError (what the registry expects of a provider that cannot be built) when the
+        subscription is not set or the settings are unusable. Opens no connection: a credential
+        that cannot get a token shows at ``check`` and as AuthError at the first call.
+        """
         from azure.identity import DefaultAzureCredential
 
         subscription = os.environ.get(SUBSCRIPTION_ENV, "")
         if not subscription:
-            raise AuthError(f"{SUBSCRIPTION_ENV} is not set: {CHECK_HINT}")
-        return cls(
-            subscription, DefaultAzureCredential(), config=config or AzureConfig.from_settings(settings)
-        )
+            raise LaunchError(f"{SUBSCRIPTION_ENV} is not set: {CHECK_HINT}")
+        config = config or AzureConfig.from_settings(settings)
+        provider = cls(subscription, DefaultAzureCredential(), config=config)
+        provider._owns_credential = True
+        return provider
 
     async def _call(self, doing: str, fn: Callable[..., T], /, *args: Any) -> T:
         try:
@@ -145,3 +152,6 @@ class AzureProvider(Provider):
 
     async def close(self) -> None:
         await asyncio.to_thread(self._clients.close)
+        closer = getattr(self._credential, "close", None)
+        if self._owns_credential and callable(closer):
+            await asyncio.to_thread(closer)
