@@ -58,6 +58,14 @@ class EndpointAssigned(Event, frozen=True, tag="EndpointAssigned"):
     router_id: str = ""
 
 
+class EndpointKeysChanged(Event, frozen=True, tag="EndpointKeysChanged"):
+    """The service's endpoint API keys changed (one created or revoked): routers reload them.
+    Carries key ids only; the keys' hashes live in the secrets tables (libs/secrets/endpoint.py)."""
+
+    key_ids: list[str] = []  # the valid keys after the change
+    principal: str = ""  # who made the change (audit)
+
+
 class QpsSampled(Event, frozen=True, tag="QpsSampled"):
     """Requests a router saw for a service in one window (several routers add up)."""
 
@@ -260,6 +268,7 @@ ALL_EVENT_TYPES: tuple[type[Event], ...] = (
     ServiceUpdateRequested,
     ServiceDownRequested,
     EndpointAssigned,
+    EndpointKeysChanged,
     QpsSampled,
     ReplicaScheduled,
     ReplicaTerminationRequested,
