@@ -10,7 +10,8 @@ Resources live in memory keyed by their lower-cased ARM id. It answers, with rea
   interface, virtual machine (references to subnets, NSGs, IPs and NICs must exist, else 400
   ``InvalidResourceReference``). A VM is created asynchronously as ARM does (201 ``Creating`` plus
   an ``Azure-AsyncOperation`` header; the operation reports ``Succeeded`` when polled and the VM
-  then runs); everything else synchronously (201 ``Succeeded``). Creating a VM creates its OS disk.
+  then runs, or ``InProgress`` while ``hold_operations`` is set); everything else synchronously
+  (201 ``Succeeded``). Creating a VM creates its OS disk.
 - ``GET`` of any stored resource (404 ``ResourceNotFound`` otherwise); a VM with
   ``$expand=instanceView`` carries its instance view; ``GET .../instanceView`` too.
 - ``GET`` of subscription-wide lists (``/subscriptions/S/providers/NS/TYPE``) as ``{"value": [...]}``.
@@ -93,6 +94,7 @@ class FakeArm:
     operations: dict[str, dict[str, Any]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     bugs: list[str] = field(default_factory=list)  # requests the fake could not handle
+    hold_operations: bool = False  # VM creations stay InProgress while set
     _next_ip: int = 4
 
     # ---------------------------------------------------------------- test controls
@@ -278,6 +280,9 @@ class FakeArm:
         now = datetime.datetime.now(datetime.UTC).isoformat()
         vm = self.resources.get(entry["vm"])
         fault: Fault | None = entry["fault"]
+        if self.hold_operations:  # a creation that takes long; deleting the VM cancels it
+            status = "InProgress" if vm is not None else "Canceled"
+            return 200, {"name": op, "status": status, "startTime": now}, {}
         if fault is not None:
             if vm is not None:
                 vm["properties"]["provisioningState"] = "Failed"

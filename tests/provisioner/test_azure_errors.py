@@ -44,13 +44,13 @@ def arm(tmp_path: Path) -> Iterator[FakeArm]:
 async def provider_for(arm: FakeArm) -> AsyncIterator[Callable[..., AzureProvider]]:
     made: list[AzureProvider] = []
 
-    def make(credential: Any = None, base_url: str | None = None) -> AzureProvider:
+    def make(credential: Any = None, base_url: str | None = None, **settings: Any) -> AzureProvider:
         config = AzureConfig(
-            source_ranges=("198.51.100.0/24",),
-            ssh_public_key="ssh-ed25519 AAAA test",
-            poll_interval_s=0.01,
-            retry_total=0,
-        )
+            **{
+                "source_ranges": ("198.51.100.0/24",), "ssh_public_key": "ssh-ed25519 AAAA test",
+                "poll_interval_s": 0.01, "retry_total": 0, **settings,
+            }
+        )  # fmt: skip
         provider = AzureProvider(
             SUB, credential or StaticCredential(), config=config, base_url=base_url or arm.base_url,
             connection_verify=arm.ca_path,
@@ -147,3 +147,13 @@ async def test_an_unreachable_endpoint_is_transient(provider_for: Callable[..., 
     provider = provider_for(base_url="https://127.0.0.1:9")  # discard port: nothing listens
     with pytest.raises(TransientError, match="cannot reach"):
         await provider.status("stratus-eastus/stratus-llm-1-abcdef")
+
+
+async def test_a_creation_that_does_not_finish_in_time_is_transient_and_cleaned_up(
+    arm: FakeArm, provider_for: Callable[..., AzureProvider]
+) -> None:
+    arm.hold_operations = True
+    provider = provider_for(operation_timeout_s=0.5)
+    with pytest.raises(TransientError, match=r"not finished after 0\.5 s"):
+        await provider.launch(SPOT, TASK)
+    assert leftovers(arm) == []

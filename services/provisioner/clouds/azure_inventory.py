@@ -33,7 +33,7 @@ def wait(poller: LROPoller[T], timeout: float, doing: str) -> T:
     """The long-running operation's result, or ``TransientError`` once ``timeout`` passed."""
     result = poller.result(timeout=timeout)
     if not poller.done():
-        raise TransientError(f"{doing}: not finished after {timeout:.0f} s (Azure is slow; retry later)")
+        raise TransientError(f"{doing}: not finished after {timeout:g} s (Azure is slow; retry later)")
     return result
 
 
