@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncpg
 
-# Advisory lock keys (arbitrary constants, namespaced by the first number).
+# Advisory lock keys (arbitrary constants, namespaced by the first number). Appends take
+# 0x5354_0002 (1398013954), written as a literal in ``stratus_append`` (migration 2).
 MIGRATION_LOCK = 0x5354_0001
-APPEND_LOCK = 0x5354_0002
 
 NOTIFY_CHANNEL = "stratus_events"
 
