@@ -4,7 +4,8 @@
     ├── KeyFileError           the master key file is unreadable or holds no valid key
     ├── SecretUnreadable       a stored value cannot be decrypted: another key file, or its
     │                          service's data key was deleted (``down --purge``)
-    └── SecretsStoreError      Postgres failed while reading or writing secrets
+    ├── SecretsStoreError      Postgres failed while reading or writing secrets
+    └── EndpointTlsInvalid     a service's tls certificate/key pair cannot serve TLS (endpoint.py)
 
 Adapters translate ``cryptography`` and ``asyncpg`` errors into these with ``raise X from exc``.
 """
@@ -26,3 +27,7 @@ class SecretUnreadable(SecretsError):
 
 class SecretsStoreError(SecretsError):
     """The secrets tables could not be read or written (Postgres down, or a query failed)."""
+
+
+class EndpointTlsInvalid(SecretsError):
+    """A certificate or key that cannot serve TLS (not PEM, or the key does not match)."""
