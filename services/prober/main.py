@@ -117,8 +117,8 @@ class Prober:
 
 
 def build(host: ServiceHost) -> Callable[[], Awaitable[None]] | None:
-    if not log.isEnabledFor(logging.DEBUG):
-        logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per probe otherwise
+    # httpx logs every request at INFO; the prober's own DEBUG line per probe replaces it.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     prober = Prober(host, host.settings.probe_failure_threshold)
     host.loop(host.settings.probe_interval, prober.round, name="probe")
     host.task(prober.close_on_stop)
