@@ -1,39 +1,73 @@
-"""The FastAPI application: ``create_app(deps)`` wires the routers to the given dependencies."""
+"""The FastAPI application: ``create_app(deps)`` wires the routers to the given dependencies.
+
+Every router but the health check, the docs and ``/v1/bootstrap`` (which checks its own
+one-time tokens) is included with the ``authorize`` dependency (``auth.PROTECTED``): deny
+by default, so a new router is protected unless it is deliberately added to ``UNPROTECTED``.
+"""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
+from .auth import AUTH_ERRORS, PROTECTED
 from .deps import ApiDeps
+from .docs import install_docs
 from .errors import install_error_handlers
+from .middleware import BodyGuard
 from .models import HealthOut
-from .routers import bootstrap, clouds, events, logs, replicas, services
+from .routers import bootstrap, clouds, events, logs, replicas, services, tokens
 
 API_VERSION = "1"
 
 DESCRIPTION = """\
 The Stratus control plane API (SkyServe-compatible service YAML).
 
-Writes append intent events to the event log (`ServiceRequested`, `ServiceUpdateRequested`,
-`ServiceDownRequested`, `ReplicaTerminationRequested`, `PreemptionRequested`); reads are served
-from the fleet projection rebuilt from that log. Every error is
+Every route but `/healthz` and `/v1/bootstrap` needs `Authorization: Bearer <API token>`:
+role `viewer` may read, `admin` may also change things (`stratus auth`). Writes append intent
+events to the event log (`ServiceRequested`, `ServiceUpdateRequested`, `ServiceDownRequested`,
+`ReplicaTerminationRequested`, `PreemptionRequested`), each naming the token that made it
+(`principal`); reads are served from the fleet projection rebuilt from that log. Every error is
 `{"error": code, "message": what to fix, "issues": [{"field", "message", "line"}]}`.
 Secret env values are stored encrypted, never in events.
 """
 
+# Routers that authenticate on their own terms (a cloud instance's one-time bootstrap token).
+UNPROTECTED = ("bootstrap",)
+
 
 def create_app(deps: ApiDeps) -> FastAPI:
-    app = FastAPI(title="Stratus API", version=f"{API_VERSION}.0", description=DESCRIPTION)
+    app = FastAPI(
+        title="Stratus API",
+        version=f"{API_VERSION}.0",
+        description=DESCRIPTION,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.deps = deps
+    install_docs(app)
     install_error_handlers(app)
-    app.include_router(services.build(deps))
-    app.include_router(replicas.build(deps))
-    app.include_router(logs.build(deps))
-    app.include_router(events.build(deps))
-    app.include_router(clouds.build(deps))
+    protected: list[APIRouter] = [
+        services.build(deps),
+        replicas.build(deps),
+        logs.build(deps),
+        events.build(deps),
+        clouds.build(deps),
+        tokens.build(deps),
+    ]
+    for router in protected:
+        app.include_router(router, dependencies=PROTECTED, responses=AUTH_ERRORS)
     app.include_router(bootstrap.build(deps))
 
     @app.get("/healthz", tags=["health"], summary="Liveness, and how far the projection has read the log")
     async def healthz() -> HealthOut:
         return HealthOut(status="ok", position=deps.projection.position)
 
+    origins = [o.strip() for o in deps.settings.api_cors_origins.split(",") if o.strip()]
+    if origins:  # no CORS headers at all unless configured
+        app.add_middleware(
+            CORSMiddleware, allow_origins=origins, allow_methods=["*"],
+            allow_headers=["Authorization", "Content-Type"],
+        )  # fmt: skip
+    app.add_middleware(BodyGuard, max_body_bytes=deps.settings.api_max_body_bytes)
     return app

@@ -66,10 +66,18 @@ def _error_from(response: httpx.Response) -> ApiRequestError:
 
 class StratusClient:
     def __init__(
-        self, base_url: str, *, timeout: float = 30.0, transport: httpx.BaseTransport | None = None
+        self,
+        base_url: str,
+        *,
+        token: str | None = None,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(
+            base_url=self.base_url, timeout=timeout, transport=transport, headers=headers
+        )
 
     def close(self) -> None:
         self._http.close()
@@ -198,3 +206,30 @@ def _params(params: Mapping[str, Any] | None) -> dict[str, Any] | None:
             continue
         out[key] = ("true" if value else "false") if isinstance(value, bool) else value
     return out
+
+
+class TokenClient:
+    """``/v1/auth``: API tokens (what ``stratus auth`` uses)."""
+
+    def __init__(self, client: StratusClient) -> None:
+        self._client = client
+
+    def whoami(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._client._request("GET", "/auth/whoami")
+        return result
+
+    def create(self, name: str, role: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._client._request(
+            "POST", "/auth/tokens", body={"name": name, "role": role}
+        )
+        return result
+
+    def list(self, *, include_revoked: bool = False) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._client._request(
+            "GET", "/auth/tokens", params={"all": include_revoked or None}
+        )
+        return result
+
+    def revoke(self, token_id: int) -> dict[str, Any]:
+        result: dict[str, Any] = self._client._request("DELETE", f"/auth/tokens/{token_id}")
+        return result

@@ -152,7 +152,7 @@ def _placement(deps: ApiDeps, spec_dict: dict[str, Any], state: FleetState) -> t
 # --------------------------------------------------------------------------- commands
 
 
-async def create_service(deps: ApiDeps, req: CreateServiceRequest) -> PlanOut:
+async def create_service(deps: ApiDeps, req: CreateServiceRequest, *, principal: str = "") -> PlanOut:
     spec = load_request_spec(req)
     name = req.name or spec.name or f"stratus-service-{uuid.uuid4().hex[:4]}"
     check_name(name)
@@ -176,7 +176,9 @@ async def create_service(deps: ApiDeps, req: CreateServiceRequest) -> PlanOut:
         return plan
     stream = service_stream(name)
     expected = 0 if existing is None else await deps.store.stream_version(stream)
-    event = ServiceRequested(service=name, version=1, spec=spec_dict, secret_envs=split.secret_names)
+    event = ServiceRequested(
+        service=name, version=1, spec=spec_dict, secret_envs=split.secret_names, principal=principal
+    )
     await _ensure_secrets_schema(deps)
     try:
         async with deps.store.transaction() as tx:
@@ -193,7 +195,9 @@ async def create_service(deps: ApiDeps, req: CreateServiceRequest) -> PlanOut:
     return plan.model_copy(update={"position": result.last_position})
 
 
-async def update_service(deps: ApiDeps, name: str, req: UpdateServiceRequest) -> PlanOut:
+async def update_service(
+    deps: ApiDeps, name: str, req: UpdateServiceRequest, *, principal: str = ""
+) -> PlanOut:
     spec = load_request_spec(req)
     split = split_envs(spec.envs, spec.secrets, probe_headers=spec.service.headers)
     spec_dict = redact_spec_dict(spec_to_dict(spec), split)
@@ -216,7 +220,12 @@ async def update_service(deps: ApiDeps, name: str, req: UpdateServiceRequest) ->
     stream = service_stream(name)
     expected = await deps.store.stream_version(stream)
     event = ServiceUpdateRequested(
-        service=name, version=version, spec=spec_dict, mode=req.mode, secret_envs=split.secret_names
+        service=name,
+        version=version,
+        spec=spec_dict,
+        mode=req.mode,
+        secret_envs=split.secret_names,
+        principal=principal,
     )
     await _ensure_secrets_schema(deps)
     try:
@@ -234,7 +243,7 @@ async def update_service(deps: ApiDeps, name: str, req: UpdateServiceRequest) ->
     return plan.model_copy(update={"position": result.last_position})
 
 
-async def request_down(deps: ApiDeps, name: str, purge: bool) -> AcceptedOut:
+async def request_down(deps: ApiDeps, name: str, purge: bool, *, principal: str = "") -> AcceptedOut:
     state = await synced_state(deps)
     svc = find_service(state, name, live=False)
     status = service_status(svc).status
@@ -249,7 +258,7 @@ async def request_down(deps: ApiDeps, name: str, purge: bool) -> AcceptedOut:
         return AcceptedOut(
             message=f"service {name!r} is already shutting down", service=name, position=state.position
         )
-    down = ServiceDownRequested(service=name, purge=purge)
+    down = ServiceDownRequested(service=name, purge=purge, principal=principal)
     if purge:  # its secrets go with it, in the transaction recording the purge
         await _ensure_secrets_schema(deps)
         async with deps.store.transaction() as tx:
@@ -266,7 +275,9 @@ async def request_down(deps: ApiDeps, name: str, purge: bool) -> AcceptedOut:
     )
 
 
-async def terminate_replica(deps: ApiDeps, name: str, replica_id: int, purge: bool) -> AcceptedOut:
+async def terminate_replica(
+    deps: ApiDeps, name: str, replica_id: int, purge: bool, *, principal: str = ""
+) -> AcceptedOut:
     state = await synced_state(deps)
     svc = find_service(state, name)
     rep = find_replica(svc, replica_id)
@@ -279,7 +290,12 @@ async def terminate_replica(deps: ApiDeps, name: str, replica_id: int, purge: bo
     # A READY replica is drained first: no new requests, in-flight ones (streams) finish.
     drain = deps.drain_seconds if status == "READY" else 0.0
     event = ReplicaTerminationRequested(
-        service=name, replica_id=replica_id, reason="requested by the user", drain_seconds=drain, purge=purge
+        service=name,
+        replica_id=replica_id,
+        reason="requested by the user",
+        drain_seconds=drain,
+        purge=purge,
+        principal=principal,
     )
     result = await deps.store.append(replica_stream(name, replica_id), [event])
     await settle(deps, result.last_position)
@@ -292,7 +308,9 @@ async def terminate_replica(deps: ApiDeps, name: str, replica_id: int, purge: bo
     )
 
 
-async def request_preemption(deps: ApiDeps, name: str, replica_id: int) -> AcceptedOut:
+async def request_preemption(
+    deps: ApiDeps, name: str, replica_id: int, *, principal: str = ""
+) -> AcceptedOut:
     state = await synced_state(deps)
     svc = find_service(state, name)
     rep = find_replica(svc, replica_id)
@@ -304,7 +322,8 @@ async def request_preemption(deps: ApiDeps, name: str, replica_id: int) -> Accep
         )
     assert status in ALIVE_STATUSES
     result = await deps.store.append(
-        replica_stream(name, replica_id), [PreemptionRequested(service=name, replica_id=replica_id)]
+        replica_stream(name, replica_id),
+        [PreemptionRequested(service=name, replica_id=replica_id, principal=principal)],
     )
     await settle(deps, result.last_position)
     log.info("replica %s/%d preemption requested", name, replica_id)

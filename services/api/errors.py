@@ -26,6 +26,7 @@ log = logging.getLogger("stratus.api")
 class ApiError(Exception):
     status_code = 400
     code = "bad_request"
+    headers: dict[str, str] = {}
 
     def __init__(self, message: str, *, issues: Sequence[IssueOut] = (), code: str | None = None) -> None:
         super().__init__(message)
@@ -102,7 +103,9 @@ def validation_error(errors: Sequence[Mapping[str, Any]]) -> ErrorOut:
 
 async def _api_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return _json(exc.status_code, exc.body())
+    response = _json(exc.status_code, exc.body())
+    response.headers.update(exc.headers)
+    return response
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:

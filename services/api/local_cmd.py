@@ -14,6 +14,7 @@ from typing import Annotated
 import httpx
 import typer
 
+from libs.auth import token_file
 from libs.runtime.settings import Settings
 
 local_app = typer.Typer(no_args_is_help=True, help="Run the whole Stratus stack on this machine.")
@@ -97,6 +98,7 @@ def up(
         typer.echo(f"The Stratus stack is already running in {home}.")
     wait_for_api(settings.api_url, timeout, home)
     typer.echo(f"API ready at {settings.api_url}")
+    _say_where_the_token_is(settings)
     if file is not None:
         argv = [sys.executable, "-m", "services.api.cli", "up", str(file), "-y"]
         if name:
@@ -104,6 +106,21 @@ def up(
         for e in env or []:
             argv += ["--env", e]
         raise typer.Exit(subprocess.call(argv))
+
+
+def _say_where_the_token_is(settings: Settings) -> None:
+    """The API wrote the first admin token at its first start; the CLI reads it from there."""
+    path = token_file(settings.home)
+    if settings.api_token:
+        typer.echo("Using the API token in STRATUS_API_TOKEN.")
+    elif path.exists():
+        typer.echo(f"Admin token: {path} (mode 0600; the CLI uses it, STRATUS_API_TOKEN overrides it)")
+    else:
+        typer.echo(
+            f"warning: no admin token file at {path}: the API's token table already had tokens "
+            "(a database shared with another stack?); set STRATUS_API_TOKEN to one of them",
+            err=True,
+        )
 
 
 @local_app.command("down")

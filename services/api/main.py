@@ -6,14 +6,20 @@ end open log and event streams, let in-flight requests finish, then close the st
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import os
+from collections.abc import Sequence
 from types import FrameType
 from urllib.parse import urlsplit
 
 import uvicorn
 
+from libs.auth import bootstrap_admin, token_file
+from libs.auth import ensure_schema as ensure_auth_schema
 from libs.events.bus import connect as connect_bus
 from libs.events.lifecycle import Backoff, retry_connect
 from libs.events.projection import LiveProjection
@@ -65,6 +71,7 @@ async def serve(settings: Settings) -> None:
     nc = await connect_bus(settings.nats_url, name="stratus-api", wait=None)
     try:
         await ensure_schema(store.pool)
+        await bootstrap_auth(store, settings)
         projection = LiveProjection(fleet_projection(), store)
         await projection.start()
         try:
@@ -74,13 +81,16 @@ async def serve(settings: Settings) -> None:
                 drain_seconds=settings.drain_seconds,
             )  # fmt: skip
             host, port = bind_address(settings.api_url)
+            tls = bool(settings.api_tls_certfile)
             config = uvicorn.Config(
                 create_app(deps), host=host, port=port, log_level="info", timeout_graceful_shutdown=10,
-                lifespan="off",
+                lifespan="off", ssl_certfile=settings.api_tls_certfile or None,
+                ssl_keyfile=settings.api_tls_keyfile or None,
             )  # fmt: skip
             server = _Server(config, deps, asyncio.get_running_loop())
             log.info(
-                "serving the Stratus API on http://%s:%d (projection at position %d)",
+                "serving the Stratus API on %s://%s:%d (projection at position %d)",
+                "https" if tls else "http",
                 host,
                 port,
                 projection.position,
@@ -93,9 +103,32 @@ async def serve(settings: Settings) -> None:
         await store.close()
 
 
-def main() -> None:
+async def bootstrap_auth(store: EventStore, settings: Settings) -> None:
+    """The tokens table, and the first admin token (in the token file) if no live token exists."""
+    path = token_file(settings.home)
+    await ensure_auth_schema(store.pool)
+    created = await bootstrap_admin(store.pool, path)
+    if created is not None:
+        log.info("created the first admin token %s#%d in %s (mode 0600)", created.name, created.id, path)
+
+
+def tls_settings(settings: Settings, argv: Sequence[str] | None = None) -> Settings:
+    """``--tls-certfile/--tls-keyfile`` (else STRATUS_API_TLS_*); both or neither, both readable."""
+    parser = argparse.ArgumentParser(prog="python -m services.api.main", description="The Stratus API.")
+    parser.add_argument("--tls-certfile", default=settings.api_tls_certfile, help="PEM certificate (chain)")
+    parser.add_argument("--tls-keyfile", default=settings.api_tls_keyfile, help="PEM private key")
+    args = parser.parse_args(argv)
+    if bool(args.tls_certfile) != bool(args.tls_keyfile):
+        parser.error("give both --tls-certfile and --tls-keyfile (or STRATUS_API_TLS_CERTFILE/_KEYFILE)")
+    for flag, path in (("--tls-certfile", args.tls_certfile), ("--tls-keyfile", args.tls_keyfile)):
+        if path and not os.access(path, os.R_OK):
+            parser.error(f"{flag} {path}: not a readable file")
+    return dataclasses.replace(settings, api_tls_certfile=args.tls_certfile, api_tls_keyfile=args.tls_keyfile)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = Settings.from_env()
+    settings = tls_settings(Settings.from_env(), argv)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(settings))
 

@@ -12,6 +12,7 @@ import httpx
 import pytest
 import uvicorn
 
+from libs.auth import read_token_file, token_file
 from libs.events.bus import connect as connect_bus
 from libs.events.projection import LiveProjection
 from libs.events.store import EventStore
@@ -21,6 +22,7 @@ from libs.runtime.settings import Settings
 from libs.secrets import ensure_schema
 from services.api.app import create_app
 from services.api.deps import ApiDeps, fleet_projection
+from services.api.main import bootstrap_auth
 from services.provisioner.clouds.local import LocalProvider
 from services.provisioner.logs_server import ProviderLogLocator
 
@@ -37,11 +39,16 @@ run: python -m http.server 8080
 
 @dataclass
 class Api:
-    http: httpx.AsyncClient
+    http: httpx.AsyncClient  # with the admin token
     deps: ApiDeps
     store: EventStore
     settings: Settings
     projection: LiveProjection[FleetState]
+    token: str  # the first admin token, as the API bootstrapped it into STRATUS_HOME
+    anon: httpx.AsyncClient  # the same app, no token
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
 
 
 @pytest.fixture
@@ -50,6 +57,9 @@ async def api(store: EventStore, tmp_path: Path, nats_url: str, unique: str) -> 
         home=tmp_path / "home", database_url=store.dsn, nats_url=nats_url, bus_prefix=f"t{unique}"
     )
     await ensure_schema(store.pool)
+    await bootstrap_auth(store, settings)  # what the API does at start
+    token = read_token_file(token_file(settings.home))
+    assert token is not None
     # The provisioner's side of replica logs (the local provider's files), on a real NATS.
     nc = await connect_bus(nats_url, name="api-test")
     locator = ProviderLogLocator(LocalProvider(settings.provisioner_dir))
@@ -62,9 +72,16 @@ async def api(store: EventStore, tmp_path: Path, nats_url: str, unique: str) -> 
     )  # fmt: skip
     app = create_app(deps)
     transport = httpx.ASGITransport(app=app)
+    admin = {"Authorization": f"Bearer {token}"}
     try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://stratus-api") as http:
-            yield Api(http=http, deps=deps, store=store, settings=settings, projection=projection)
+        async with (
+            httpx.AsyncClient(transport=transport, base_url="http://stratus-api", headers=admin) as http,
+            httpx.AsyncClient(transport=transport, base_url="http://stratus-api") as anon,
+        ):
+            yield Api(
+                http=http, deps=deps, store=store, settings=settings, projection=projection, token=token,
+                anon=anon,
+            )  # fmt: skip
     finally:
         deps.stopping.set()
         await projection.stop()

@@ -103,7 +103,7 @@ async def test_event_stream_follows_new_events(live: Live) -> None:
     await seed(api)
     got: list[dict[str, Any]] = []
     async with (
-        httpx.AsyncClient(base_url=live.url, timeout=10) as http,
+        httpx.AsyncClient(base_url=live.url, timeout=10, headers=api.headers()) as http,
         http.stream("GET", "/v1/events/stream", params={"service": "alpha"}) as response,
     ):
         assert response.status_code == 200
@@ -175,7 +175,7 @@ async def test_following_a_replica_log_ends_with_the_replica(live: Live) -> None
     log.write_text("first\n")
     received = b""
     async with (
-        httpx.AsyncClient(base_url=live.url, timeout=10) as http,
+        httpx.AsyncClient(base_url=live.url, timeout=10, headers=api.headers()) as http,
         http.stream("GET", "/v1/services/beta/replicas/1/logs", params={"follow": "true"}) as response,
     ):
         assert response.status_code == 200
@@ -219,7 +219,7 @@ async def test_following_a_truncated_log_starts_over(live: Live) -> None:
     log.write_text("a long first line\n")
     received = b""
     async with (
-        httpx.AsyncClient(base_url=live.url, timeout=10) as http,
+        httpx.AsyncClient(base_url=live.url, timeout=10, headers=api.headers()) as http,
         http.stream("GET", "/v1/services/beta/replicas/1/logs", params={"follow": "true"}) as response,
     ):
         assert response.status_code == 200

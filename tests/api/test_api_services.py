@@ -230,7 +230,11 @@ async def test_delete_requests_down_once_and_purge_upgrades(api: Api) -> None:
     r = await api.http.delete("/v1/services/hello", params={"purge": "true"})
     assert r.status_code == 202
     downs = [r.event for r in await api.store.read_stream(service_stream("hello"))][1:]
-    assert downs == [ServiceDownRequested(service="hello"), ServiceDownRequested(service="hello", purge=True)]
+    by = "local-admin#1"
+    assert downs == [
+        ServiceDownRequested(service="hello", principal=by),
+        ServiceDownRequested(service="hello", purge=True, principal=by),
+    ]
     # Updating a service that is going away is refused.
     r = await api.http.post("/v1/services/hello/versions", json={"yaml": SERVICE_YAML})
     assert r.status_code == 409
@@ -268,7 +272,7 @@ async def test_preempt_a_launched_replica_only(api: Api) -> None:
     r = await api.http.post("/v1/services/hello/replicas/1/preempt")
     assert r.status_code == 202
     last = (await api.store.read_stream(replica_stream("hello", 1)))[-1].event
-    assert last == PreemptionRequested(service="hello", replica_id=1)
+    assert last == PreemptionRequested(service="hello", replica_id=1, principal="local-admin#1")
     r = await api.http.post("/v1/services/hello/replicas/2/preempt")
     assert r.status_code == 409 and "is PENDING" in r.json()["message"]
 
@@ -312,7 +316,9 @@ class _BrokenProjection:
 async def test_unexpected_errors_are_json_too(api: Api) -> None:
     deps = ApiDeps(store=api.store, projection=_BrokenProjection(), settings=api.settings)
     transport = httpx.ASGITransport(app=create_app(deps), raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://stratus-api") as http:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://stratus-api", headers=api.headers()
+    ) as http:
         r = await http.get("/v1/services")
     assert r.status_code == 500
     assert r.json()["error"] == "internal" and "stratus logs --component api" in r.json()["message"]

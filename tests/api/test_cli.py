@@ -24,7 +24,10 @@ runner = CliRunner()
 
 
 async def cli(live: Live, *args: str, input: str | None = None) -> Result:
-    invoke = functools.partial(runner.invoke, app, ["--api-url", live.url, *args], input=input)
+    invoke = functools.partial(
+        runner.invoke, app, ["--api-url", live.url, *args], input=input,
+        env={"STRATUS_API_TOKEN": live.api.token},
+    )  # fmt: skip
     return await asyncio.to_thread(invoke)
 
 
@@ -272,7 +275,7 @@ async def test_logs_events_update_and_preempt(live: Live, tmp_path: Path) -> Non
     pre = await cli(live, "debug", "preempt", "svc", "1")
     assert pre.exit_code == 0, pre.output
     last_replica = (await api.store.read_stream(replica_stream("svc", 1)))[-1].event
-    assert last_replica == PreemptionRequested(service="svc", replica_id=1)
+    assert last_replica == PreemptionRequested(service="svc", replica_id=1, principal="local-admin#1")
 
 
 @pytest.mark.parametrize("args", [["down"], ["status", "--endpoint"], ["logs"]])

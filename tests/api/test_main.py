@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -23,10 +24,13 @@ def test_bind_address() -> None:
     assert bind_address("http://localhost") == ("localhost", 8765)
 
 
-async def test_serves_then_stops_on_sigterm(fresh_db_url: str, tmp_path: Path) -> None:
+async def test_serves_then_stops_on_sigterm(fresh_db_url: str, nats_url: str, tmp_path: Path) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "DATABASE_URL": fresh_db_url, "STRATUS_API_URL": url, "STRATUS_HOME": str(tmp_path)}
+    env = {
+        **os.environ, "DATABASE_URL": fresh_db_url, "NATS_URL": nats_url, "STRATUS_API_URL": url,
+        "STRATUS_HOME": str(tmp_path),
+    }  # fmt: skip
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "services.api.main", env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
@@ -40,6 +44,10 @@ async def test_serves_then_stops_on_sigterm(fresh_db_url: str, tmp_path: Path) -
                     await asyncio.sleep(0.05)
             else:
                 raise AssertionError("the API did not start")
+            # The first start wrote the first admin token, readable by this user only.
+            token_path = tmp_path / "auth" / "admin.token"
+            assert stat.S_IMODE(token_path.stat().st_mode) == 0o600
+            http.headers["Authorization"] = f"Bearer {token_path.read_text().strip()}"
             r = await http.post(
                 "/v1/services",
                 json={"name": "svc", "yaml": SERVICE_YAML},

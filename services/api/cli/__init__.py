@@ -8,14 +8,16 @@
     stratus events [--service S] [--type T] [--since 10m] [--follow] [--json]
     stratus update NAME FILE [--mode rolling|blue_green]
     stratus debug preempt NAME REPLICA_ID
+    stratus auth create --role viewer|admin --name NAME | list | revoke ID | whoami
     stratus spec check FILE;  stratus local up|down|status
 
-One module per command group (``serve``, ``logs``, ``events``, ``debug``; ``common`` holds what
+One module per command group (``serve``, ``logs``, ``events``, ``debug``, ``auth``; ``common`` holds what
 they share). Groups that live beside this package (``services/api/cli_*.py``, listed in
 ``EXTRA_GROUPS``) each export ``register(app)`` and are wired in when present.
 
 Errors go to stderr with a non-zero exit status. ``STRATUS_API_URL`` (or ``--api-url``) says
-where the API is (default http://127.0.0.1:8765).
+where the API is (default http://127.0.0.1:8765); ``STRATUS_API_TOKEN`` is the bearer token
+(default: the local stack's admin token in ``STRATUS_HOME/auth/admin.token``).
 """
 
 from __future__ import annotations
@@ -25,12 +27,10 @@ from typing import Annotated
 
 import typer
 
-from libs.runtime.settings import Settings
-
 from ..cli_spec import spec_app
 from ..local_cmd import local_app
-from . import debug, events, logs, serve
-from .common import CliState, parse_when
+from . import auth, debug, events, logs, serve
+from .common import cli_state, parse_when
 
 __all__ = ["app", "main", "parse_when"]
 
@@ -56,7 +56,7 @@ def _root(
     ] = None,
 ) -> None:
     """Stratus: serve AI models across regions and clouds (SkyServe's YAML and habits)."""
-    ctx.obj = CliState(api_url=api_url or Settings.from_env().api_url)
+    ctx.obj = cli_state(api_url)
 
 
 def _register_extras(target: typer.Typer) -> None:
@@ -71,6 +71,7 @@ def _register_extras(target: typer.Typer) -> None:
 
 
 serve.register(app)
+auth.register(app)
 logs.register(app)
 events.register(app)
 debug.register(app)

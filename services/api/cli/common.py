@@ -14,6 +14,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+from libs.auth import TokenFileError, read_token_file, token_file
 from libs.runtime.settings import Settings
 from libs.spec import SpecError, load_spec_file, parse_env_overrides
 from libs.spec.local_paths import resolve_local_paths
@@ -40,14 +41,31 @@ YesOpt = Annotated[bool, typer.Option("-y", "--yes", help="Skip the confirmation
 @dataclass
 class CliState:
     api_url: str
+    # STRATUS_API_TOKEN, else the local stack's admin token file; None: send no token.
+    token: str | None = None
 
     def client(self) -> StratusClient:
-        return StratusClient(self.api_url)
+        return StratusClient(self.api_url, token=self.token)
+
+
+def api_token(settings: Settings) -> str | None:
+    """STRATUS_API_TOKEN if set, else the token in STRATUS_HOME/auth/admin.token (if any)."""
+    if settings.api_token:
+        return settings.api_token
+    try:
+        return read_token_file(token_file(settings.home))
+    except TokenFileError as exc:
+        fail(str(exc))
+
+
+def cli_state(api_url: str | None) -> CliState:
+    settings = Settings.from_env()
+    return CliState(api_url=api_url or settings.api_url, token=api_token(settings))
 
 
 def state_of(ctx: typer.Context) -> CliState:
     obj = ctx.find_object(CliState)
-    return obj if obj is not None else CliState(api_url=Settings.from_env().api_url)
+    return obj if obj is not None else cli_state(None)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from .. import commands
+from ..auth import Caller
 from ..deps import ApiDeps
 from ..models import AcceptedOut, ReplicaOut
 from ..views import replica_out
@@ -34,16 +35,17 @@ def build(deps: ApiDeps) -> APIRouter:
     async def terminate_replica(
         name: str,
         replica_id: ReplicaId,
+        caller: Caller,
         purge: Annotated[bool, Query(description="Forget it even if its cleanup fails.")] = False,
     ) -> AcceptedOut:
-        return await commands.terminate_replica(deps, name, replica_id, purge)
+        return await commands.terminate_replica(deps, name, replica_id, purge, principal=caller.label)
 
     @router.post(
         "/{replica_id}/preempt",
         status_code=202,
         summary="Debug: ask the provider to act as if the cloud preempted this replica",
     )
-    async def preempt_replica(name: str, replica_id: ReplicaId) -> AcceptedOut:
-        return await commands.request_preemption(deps, name, replica_id)
+    async def preempt_replica(name: str, replica_id: ReplicaId, caller: Caller) -> AcceptedOut:
+        return await commands.request_preemption(deps, name, replica_id, principal=caller.label)
 
     return router

@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from .. import commands
+from ..auth import Caller
 from ..deps import ApiDeps
 from ..errors import ApiError
 from ..models import (
@@ -112,11 +113,12 @@ def build(deps: ApiDeps) -> APIRouter:
     async def create_service(
         request: Request,
         response: Response,
+        caller: Caller,
         name: Annotated[str | None, Query(description="Service name (YAML body).")] = None,
         dry_run: Annotated[bool, Query(description="Validate only (YAML body).")] = False,
     ) -> PlanOut:
         req = await _read_create_request(request, name, dry_run)
-        plan = await commands.create_service(deps, req)
+        plan = await commands.create_service(deps, req, principal=caller.label)
         if plan.dry_run:
             response.status_code = 200
         return plan
@@ -133,8 +135,10 @@ def build(deps: ApiDeps) -> APIRouter:
         summary="Update a service to a new spec (a new version; rolling or blue-green)",
         responses={200: {"model": PlanOut, "description": "Dry run: the plan, nothing recorded"}},
     )
-    async def update_service(name: str, body: UpdateServiceRequest, response: Response) -> PlanOut:
-        plan = await commands.update_service(deps, name, body)
+    async def update_service(
+        name: str, body: UpdateServiceRequest, response: Response, caller: Caller
+    ) -> PlanOut:
+        plan = await commands.update_service(deps, name, body, principal=caller.label)
         if plan.dry_run:
             response.status_code = 200
         return plan
@@ -142,10 +146,11 @@ def build(deps: ApiDeps) -> APIRouter:
     @router.delete("/{name}", status_code=202, summary="Tear a service down")
     async def delete_service(
         name: str,
+        caller: Caller,
         purge: Annotated[
             bool, Query(description="Forget the service even if its cleanup failed (FAILED_CLEANUP).")
         ] = False,
     ) -> AcceptedOut:
-        return await commands.request_down(deps, name, purge)
+        return await commands.request_down(deps, name, purge, principal=caller.label)
 
     return router
