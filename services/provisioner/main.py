@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from libs.events import errors as events_errors
 from libs.events.consumer import ConsumerOptions
 from libs.events.envelope import RecordedEvent
 from libs.events.store import Transaction
@@ -35,6 +36,7 @@ from libs.runtime.host import ServiceHost, run_main
 from libs.runtime.workqueue import WorkQueue
 from libs.secrets import load_secrets
 
+from .clouds import errors as clouds_errors
 from .clouds.base import InstanceState, Provider
 from .clouds.errors import ProviderError
 from .clouds.local import LocalProvider
@@ -95,7 +97,12 @@ class Provisioner:
         if replica is None or not replica.instance_id:
             log.warning("preempt: %s replica %s has no instance", event.service, event.replica_id)
             return
-        await self.provider.preempt(replica.instance_id)
+        try:
+            await self.provider.preempt(replica.instance_id)
+        except clouds_errors.TransientError as exc:  # the cloud's tree, not libs.events': translate
+            raise events_errors.TransientError(f"preempt: {exc}") from exc
+        except ProviderError as exc:
+            raise events_errors.PermanentError(f"preempt: {exc}") from exc
 
     async def reconcile(self, service: str) -> None:
         svc = self.host.fleet.state.services.get(service)
@@ -197,7 +204,11 @@ class Provisioner:
             for r in list(svc.replicas.values()):
                 if not is_running(r) or r.termination is not None:
                     continue
-                status = await self.provider.status(r.instance_id)
+                try:
+                    status = await self.provider.status(r.instance_id)
+                except ProviderError as exc:  # this replica is checked again next round
+                    log.warning("status of %s replica %s: %s", svc.name, r.replica_id, exc)
+                    continue
                 event: Event | None = None
                 if status.state == InstanceState.PREEMPTED:
                     event = Preempted(service=svc.name, replica_id=r.replica_id, instance_id=r.instance_id,
