@@ -17,7 +17,8 @@ or ``*``) and zone (``*`` for any) and either answer the HTTP call with Google's
 (``{"error": {"code", "message", "errors": [{"reason", ...}], "status"}}``) or, with
 ``on_operation=True``, accept an insert and make its Operation end with
 ``error.errors[].code`` and ``httpErrorStatusCode``: how ZONE_RESOURCE_POOL_EXHAUSTED reaches
-a real client. ``preempt`` acts out a spot preemption with termination action STOP: the VM
+a real client. ``hold_operations`` keeps zonal operations PENDING.
+``preempt`` acts out a spot preemption with termination action STOP: the VM
 turns TERMINATED with a ``lastStopTimestamp`` and a ``compute.instances.preempted`` operation
 is on record. Every request is recorded (``requests``) with its decoded JSON body.
 """
@@ -78,6 +79,8 @@ class FakeCompute:
         self.faults: list[Fault] = []
         self._ids = itertools.count(5_000_000_000_000_000_001)
         self._ips = itertools.count(2)
+        # True: zonal operations stay PENDING however often they are polled (a stuck launch).
+        self.hold_operations = False
         self._server: ThreadingHTTPServer | None = None
         self.endpoint = ""
 
@@ -224,7 +227,7 @@ class FakeCompute:
         return {k: v for k, v in op.items() if not k.startswith("_")}
 
     def _finish(self, op: dict[str, Any]) -> dict[str, Any]:
-        if op["status"] != "DONE":
+        if op["status"] != "DONE" and not (self.hold_operations and "zone" in op):
             op["status"], op["progress"], op["endTime"] = "DONE", 100, now()
             fault: Fault | None = op.pop("_error", None)
             if fault is not None:

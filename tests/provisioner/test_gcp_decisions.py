@@ -26,6 +26,7 @@ from services.provisioner.clouds.gcp import GcpProvider
 from services.provisioner.clouds.gcp_config import AUTO_MODE_VPC_RANGE, GcpConfig
 from services.provisioner.clouds.gcp_errors import classify, operation_error
 from services.provisioner.clouds.gcp_status import InstanceFacts, derive_status
+from services.provisioner.clouds.registry import load_provider
 from tests.fakes.gcp_server import FakeCompute
 
 from .gcp_fixtures import fake, inserted, make_provider, placement, task
@@ -184,6 +185,8 @@ def test_from_settings_uses_adc_and_its_project(tmp_path: Path, monkeypatch: pyt
     assert provider.config.source_ranges == ("203.0.113.7/32",)
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "env-proj")  # the environment names the project
     assert GcpProvider.from_settings(Settings()).project == "env-proj"
+    loaded = load_provider("gcp", Settings(cloud_address="private"))  # as the provisioner builds it
+    assert isinstance(loaded, GcpProvider) and loaded.config.address == "private"
 
 
 def test_from_settings_without_credentials_says_what_to_do(

@@ -114,3 +114,16 @@ async def test_unreachable_api_is_transient() -> None:
     with pytest.raises(TransientError, match="list instances"):
         await provider.list_instances()
     await provider.close()
+
+
+async def test_a_launch_whose_operation_never_ends_gives_up_and_deletes_the_vm(fake: FakeCompute) -> None:
+    fake.hold_operations = True
+    provider = make_provider(fake, operation_timeout_s=1.5)
+    with pytest.raises(TransientError, match="not done after"):
+        await provider.launch(placement(), task())
+    [body] = inserted(fake)
+    assert fake.instances == {}  # deleted rather than leaked
+    assert any(r.method == "DELETE" and r.path.endswith(f"/instances/{body['name']}") for r in fake.requests)
+    waits = [r for r in fake.requests if r.path.endswith("/wait")]
+    assert 2 <= len(waits) <= 5  # polled, but spaced rather than in a tight loop
+    await provider.close()

@@ -105,16 +105,26 @@ class GcpProvider(Provider):
         check_placement(placement)
         self.config.ingress_ranges()  # refuse before any cloud call when none is set
         script = render_startup_script(task, log_port=self.config.log_port, cloud="gcp")
-        await asyncio.to_thread(
-            ensure_rule, self._firewalls, self._global_ops, self.project, task, self.config
-        )
         zone = placement.zone
         name = gcp_names.instance_name(task.service, task.replica_id)
         body = build_instance(placement, task, name=name, startup_script=script, config=self.config)
+        try:
+            await asyncio.to_thread(
+                ensure_rule, self._firewalls, self._global_ops, self.project, task, self.config
+            )
+        except ProviderError:
+            raise
+        except Exception as exc:
+            raise translate(exc, f"firewall rule of service {task.service!r}") from exc
         doing = f"insert instance {name} ({placement.instance_type}) in {zone}"
-        op = await self._call(
-            doing, self._instances.insert_unary, project=self.project, zone=zone, instance_resource=body
-        )
+        try:
+            op = await self._call(
+                doing, self._instances.insert_unary, project=self.project, zone=zone, instance_resource=body
+            )
+        except TransientError:
+            # A timeout or 5xx may come after GCP accepted the insert: do not leave that VM behind.
+            await self._delete_quietly(zone, name)
+            raise
         try:
             await asyncio.to_thread(
                 wait_zone, self._zone_ops, self.project, zone, op,

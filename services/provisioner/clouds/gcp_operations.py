@@ -16,6 +16,8 @@ from .gcp_errors import operation_error, translate
 
 # A single wait request: the server answers within ~120 s; allow it a margin.
 _CALL_TIMEOUT_S = 150.0
+# Least time between two wait calls (this runs in a worker thread, so sleeping blocks no loop).
+_MIN_SPACING_S = 0.5
 
 
 def _wait(
@@ -25,6 +27,7 @@ def _wait(
     timeout_s: float,
     doing: str,
     clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> compute_v1.Operation:
     deadline = clock() + timeout_s
     current = operation
@@ -32,10 +35,14 @@ def _wait(
         remaining = deadline - clock()
         if remaining <= 0:
             raise TransientError(f"GCP {doing}: operation {operation.name} not done after {timeout_s:.0f}s")
+        started = clock()
         try:
             current = call(min(remaining + 5.0, _CALL_TIMEOUT_S))
         except Exception as exc:
             raise translate(exc, f"{doing} (waiting for operation {operation.name})") from exc
+        if current.status != compute_v1.Operation.Status.DONE and clock() - started < _MIN_SPACING_S:
+            # wait may answer early without DONE: space the calls rather than spin.
+            sleep(min(_MIN_SPACING_S, max(0.0, deadline - clock())))
     error = operation_error(current, doing)
     if error is not None:
         raise error
