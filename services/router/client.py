@@ -11,7 +11,7 @@ Bounds on clients (slowloris and oversized heads): the request target is at most
 ``max_header_bytes`` bytes (431); a head must arrive whole within
 ``head_timeout`` of its first byte (of the connection, for the first request)
 and a body may not stall longer than ``body_timeout`` while the router reads
-it (408; the endpoint's tick checks both, see ``read_deadline_passed``). Each
+it (408; the endpoint's tick checks both, see ``deadlines.py``). Each
 answer closes the connection.
 
 Back-pressure: a full upstream write buffer, too many request bytes buffered
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from typing import cast
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
@@ -31,7 +32,7 @@ from services.router.errors import (
     BadRequest,
     HeadersTooLarge,
     ProxyError,
-    RequestTimeout,
+    Unauthorized,
     UpgradeNotSupported,
     UriTooLong,
 )
@@ -57,11 +58,14 @@ class ClientConnection(asyncio.Protocol):
     """One downstream (client) connection."""
 
     __slots__ = (
+        "_auth",
+        "_check",
         "_chunked",
         "_conn_tokens",
         "_expect",
         "_has_body",
         "_host",
+        "_max_fields",
         "_nfields",
         "_parts",
         "_url",
@@ -104,6 +108,9 @@ class ClientConnection(asyncio.Protocol):
         self.head_since = 0.0  # when the head being received began
         self.last_read = 0.0  # when bytes last arrived (the endpoint's coarse clock)
         self._nfields = 0
+        self._max_fields = ep.options.max_headers
+        self._check: Callable[[bytes], bool] | None = None  # the endpoint's API key check
+        self._auth: bytes | None = None
         self.idle_since = 0.0
         self.peer = b"unknown"
         self._url = b""
@@ -146,7 +153,7 @@ class ClientConnection(asyncio.Protocol):
             ex.flush_request()
         if self.in_head:
             if self.head_bytes > self.ep.options.max_header_bytes:
-                self._reject(HeadersTooLarge(f"request head over {self.ep.options.max_header_bytes} bytes"))
+                self.reject(HeadersTooLarge(f"request head over {self.ep.options.max_header_bytes} bytes"))
         elif self.cur is None:
             self.head_bytes = 0
 
@@ -180,6 +187,8 @@ class ClientConnection(asyncio.Protocol):
         self.in_head = True
         self.head_since = self.ep.now
         self._nfields = 0
+        self._check = self.ep.key_check
+        self._auth = None
         self._url = b""
         self._parts = [b""]  # slot 0: the request line
         self._host = False
@@ -197,8 +206,11 @@ class ClientConnection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         n = self._nfields = self._nfields + 1
-        if n > self.ep.options.max_headers:
-            raise HeadersTooLarge(f"more than {self.ep.options.max_headers} header fields")
+        if n > self._max_fields:
+            raise HeadersTooLarge(f"more than {self._max_fields} header fields")
+        if self._check is not None and len(name) == 13 and name.lower() == b"authorization":
+            self._auth = value  # the endpoint's key is for the router: replicas never see it
+            return
         if len(name) in REQUEST_SPECIAL_LENGTHS:
             lname = name.lower()
             if lname in REQUEST_SPECIAL:
@@ -233,6 +245,10 @@ class ClientConnection(asyncio.Protocol):
         ex.idempotent = method in IDEMPOTENT_METHODS and not self._has_body
         self.cur = ex
         self.pool.request_count += 1
+        if self._check is not None and not _key_ok(self._check, self._auth):
+            ex.error = Unauthorized(BAD_KEY if self._auth else NO_KEY)
+            self._start(ex)
+            return
         if p.should_upgrade() and (method == b"CONNECT" or self._has_body):
             ex.close_after = True
             what = method.decode(errors="replace")
@@ -348,37 +364,16 @@ class ClientConnection(asyncio.Protocol):
         if rest:
             self.data_received(rest)
 
-    def read_deadline_passed(
-        self, now: float, head_timeout: float | None, body_timeout: float | None
-    ) -> None:
-        """The endpoint's tick: answer 408 and close if a head or a body is overdue."""
-        if self.closed:
-            return
-        if self.in_head:
-            if head_timeout is not None and self.active is None and self.head_since < now - head_timeout:
-                self._reject(RequestTimeout(f"request head not received within {head_timeout:g} s"))
-            return
-        ex = self.cur
-        if ex is None or body_timeout is None or self.paused or self.last_read >= now - body_timeout:
-            return
-        error = RequestTimeout(f"request body stalled: no byte received for {body_timeout:g} s")
-        if ex is self.active and ex.state != DONE:
-            self.cur = None
-            self.queue = None
-            ex.fail(error, close=True)
-        else:
-            self._reject(error)
-
     def _parse_error(self, exc: HttpParserError) -> None:
         cause = exc.__context__
         if isinstance(cause, ProxyError):  # a bound exceeded (raised in a callback)
-            self._reject(cause)
+            self.reject(cause)
             return
         if cause is not None and not isinstance(cause, HttpParserError):
             log.error("service %s: error while handling a request", self.pool.service, exc_info=cause)
-        self._reject(BadRequest(f"invalid HTTP request: {exc}"))
+        self.reject(BadRequest(f"invalid HTTP request: {exc}"))
 
-    def _reject(self, error: ProxyError) -> None:
+    def reject(self, error: ProxyError) -> None:
         """A broken request stream: answer ``error`` if nothing is in progress, then close."""
         if self.closed:
             return
@@ -395,3 +390,11 @@ class ClientConnection(asyncio.Protocol):
         assert self.transport is not None
         self.transport.write(error_response(error.status, error.message, close=True))
         self.close()
+
+
+NO_KEY = "an endpoint API key is required: Authorization: Bearer <key>"
+BAD_KEY = "the endpoint API key is not valid for this endpoint"
+
+
+def _key_ok(check: Callable[[bytes], bool], value: bytes | None) -> bool:
+    return value is not None and value[:7].lower() == b"bearer " and check(value[7:].strip())

@@ -13,6 +13,7 @@ import contextlib
 import inspect
 import logging
 import math
+import ssl
 from collections import deque
 from collections.abc import Callable
 from functools import partial
@@ -20,6 +21,7 @@ from time import monotonic
 from typing import Any
 
 from services.router.client import ClientConnection
+from services.router.deadlines import enforce_read_deadlines
 from services.router.errors import ConfigError, HoldQueueFull, NoReadyReplica
 from services.router.exchange_base import ExchangeBase
 from services.router.flow import CONNECTING, HELD, NEW
@@ -40,6 +42,10 @@ class ServiceEndpoint:
         self.max_attempts = o.max_attempts
         self.response_timeout = o.response_timeout
         self.connect_timeout = o.connect_timeout
+        # Endpoint API keys: None serves everyone; else a request needs ``Authorization: Bearer
+        # <key>`` with key_check(key) true (set by the owner; 401 otherwise).
+        self.key_check: Callable[[bytes], bool] | None = None
+        self.tls: ssl.SSLContext | None = None
         self.clients: set[ClientConnection] = set()
         self.waiting: dict[ExchangeBase, float] = {}  # awaiting a response head, oldest first
         self.held: deque[ExchangeBase] = deque()
@@ -64,8 +70,10 @@ class ServiceEndpoint:
         return self._loop
 
     # -- lifecycle -----------------------------------------------------------------
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
-        """Listen on ``host:port`` (0: an ephemeral port) and return the bound port."""
+    async def start(
+        self, host: str = "127.0.0.1", port: int = 0, *, tls: ssl.SSLContext | None = None
+    ) -> int:
+        """Listen on ``host:port`` (0: an ephemeral port; HTTPS with ``tls``); returns the port."""
         if self._server is not None:
             raise ConfigError(f"endpoint of service {self.service} already started")
         self._loop = loop = asyncio.get_running_loop()
@@ -76,7 +84,9 @@ class ServiceEndpoint:
             port,
             backlog=o.backlog,
             reuse_port=o.reuse_port or None,
+            ssl=tls,
         )
+        self.tls = tls
         self.host = host
         self.port = int(self._server.sockets[0].getsockname()[1])
         self.pool.add_listener(self._on_pool_change)
@@ -223,8 +233,7 @@ class ServiceEndpoint:
                     if c.active is None and c.cur is None:
                         c.close()
             if o.head_timeout is not None or o.body_timeout is not None:
-                for c in [c for c in self.clients if c.in_head or c.cur is not None]:
-                    c.read_deadline_passed(now, o.head_timeout, o.body_timeout)
+                enforce_read_deadlines(self.clients, now, o.head_timeout, o.body_timeout)
             limit = now - o.upstream_idle_timeout
             for p in self.pool.upstream_pools():
                 if p.idle:

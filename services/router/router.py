@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ssl
+
 from services.router.balance import DEFAULT_POLICY
 from services.router.endpoint import ServiceEndpoint
 from services.router.errors import ConfigError, UnknownService
@@ -29,11 +31,13 @@ class Router:
         *,
         options: EndpointOptions | None = None,
         host: str | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> int:
         """Start serving ``name`` on ``port`` (0: ephemeral); returns the bound port.
 
         Idempotent: for a service already added, the policy is updated and its
-        port returned (asking for a different non-zero port is an error).
+        port returned (asking for a different non-zero port is an error). With ``tls``
+        the endpoint serves HTTPS.
         """
         ep = self._endpoints.get(name)
         if ep is not None:
@@ -47,7 +51,7 @@ class Router:
         ep = ServiceEndpoint(pool, opts)
         self._endpoints[name] = ep
         try:
-            return await ep.start(host if host is not None else self.host, port)
+            return await ep.start(host if host is not None else self.host, port, tls=tls)
         except BaseException:
             self._endpoints.pop(name, None)
             await ep.close()

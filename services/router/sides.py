@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Protocol, TypeVar
 
 from services.router.exchange_base import EndpointSide
@@ -29,3 +30,6 @@ class ClientEndpoint(EndpointSide, Protocol[C]):
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop: ...
+
+    @property
+    def key_check(self) -> Callable[[bytes], bool] | None: ...
