@@ -75,9 +75,12 @@ class FakeArm:
     def evict(self, vm_id: str) -> None:
         """Azure evicting a spot VM with eviction policy Delete: the VM and its disks go."""
         with self.lock:
-            vm = self.resources.pop(vm_id.lower())
-            disk = vm["properties"]["storageProfile"]["osDisk"].get("managedDisk", {}).get("id", "")
-            self.resources.pop(disk.lower(), None)
+            self._evict(vm_id.lower())
+
+    def _evict(self, vm_id: str) -> None:
+        vm = self.resources.pop(vm_id)
+        disk = vm["properties"]["storageProfile"]["osDisk"].get("managedDisk", {}).get("id", "")
+        self.resources.pop(disk.lower(), None)
 
     def set_power_state(self, vm_id: str, code: str) -> None:
         with self.lock:
@@ -122,6 +125,16 @@ class FakeArm:
                 return 200, None, {}
             if method == "GET":
                 return self._get(path, parts, query)
+            if method == "POST" and parts[-1].lower() == "simulateeviction":
+                vm_id = "/".join(["", *parts[:-1]]).lower()
+                if vm_id not in self.resources:
+                    return (
+                        404,
+                        error_body("ResourceNotFound", f"The Resource '{parts[-2]}' was not found."),
+                        {},
+                    )
+                self._evict(vm_id)  # Azure takes up to some minutes; the fake evicts at once
+                return 204, None, {}
             return 405, error_body("MethodNotAllowed", f"{method} is not supported here"), {}
 
     def _fault(self, method: str, rtype: str, region: str | None) -> Fault | None:

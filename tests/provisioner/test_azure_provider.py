@@ -185,6 +185,24 @@ async def test_spot_eviction_is_preempted_and_terminate_cleans_what_is_left(
     assert (await provider.status(inst.instance_id)).state == InstanceState.NOT_FOUND
 
 
+async def test_debug_preempt_asks_azure_to_evict_the_spot_vm(
+    arm: FakeArm, make_provider: MakeProvider
+) -> None:
+    provider = make_provider()
+    spot = await provider.launch(A100, make_task())
+    regular = await provider.launch(
+        Placement(cloud="azure", region="eastus", instance_type="Standard_NC24ads_A100_v4"),
+        make_task(replica_id=2),
+    )
+    with pytest.raises(LaunchError, match="not a spot VM"):
+        await provider.preempt(regular.instance_id)
+    await provider.preempt(spot.instance_id)
+    (post,) = [r for r in arm.requests if r.method == "POST"]
+    assert post.path.endswith(f"/virtualMachines/{spot.instance_id.split('/')[1]}/simulateEviction")
+    assert (await provider.status(spot.instance_id)).state == InstanceState.PREEMPTED
+    assert (await provider.status(regular.instance_id)).state == InstanceState.RUNNING
+
+
 async def test_power_states_map_to_instance_states(arm: FakeArm, make_provider: MakeProvider) -> None:
     provider = make_provider()
     spot = await provider.launch(A100, make_task())

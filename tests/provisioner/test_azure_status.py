@@ -113,7 +113,8 @@ def test_image_references() -> None:
 def test_custom_data_is_base64_and_bounded() -> None:
     assert base64.b64decode(specs.custom_data("#!/bin/bash\necho hi\n")) == b"#!/bin/bash\necho hi\n"
     with pytest.raises(LaunchError, match="custom data limit"):
-        specs.custom_data("x" * 50_000)  # 66,668 bytes once encoded
+        specs.custom_data("x" * 65_536)
+    assert len(specs.custom_data("x" * 65_535)) == 87_380  # the limit is on the decoded bytes
 
 
 def test_ports_and_the_deny_rule() -> None:

@@ -132,6 +132,22 @@ class AzureProvider(Provider):
             return InstanceStatus(state=InstanceState.NOT_FOUND, detail=str(exc))
         return await self._call(f"read VM {instance_id}", replica_status, self._clients, group, vm)
 
+    async def preempt(self, instance_id: str, *, grace_seconds: float = 5.0) -> None:
+        """Have Azure evict a spot VM (``simulateEviction``), a real eviction: the guest gets the
+        Scheduled Events ``Preempt`` notice and the VM goes (Azure may take some minutes). An
+        on-demand VM cannot be evicted: ProviderError."""
+        del grace_seconds  # Azure sets the notice period (at least 30 s)
+        group, vm = parse_instance_id(instance_id)
+        compute = self._clients.compute
+
+        def evict() -> None:
+            machine = compute.virtual_machines.get(group, vm)
+            if machine.properties is None or machine.properties.priority != "Spot":
+                raise LaunchError(f"{instance_id} is not a spot VM: Azure evicts only spot VMs")
+            compute.virtual_machines.simulate_eviction(group, vm)
+
+        await self._call(f"simulate the eviction of {instance_id}", evict)
+
     async def list_instances(self, service: str | None = None) -> list[Instance]:
         return await self._call("list VMs", list_replicas, self._clients, service, self.config.log_port)
 

@@ -159,6 +159,8 @@ class Launcher:
         except Exception as exc:
             error = translate(exc, doing)
             self._clean_up(group, vm, error)
+            with self._lock:  # the VNet may be what failed (deleted meanwhile): check it again next time
+                self._subnets.pop(region, None)
             raise error from exc
         details = {
             "resource_group": group,

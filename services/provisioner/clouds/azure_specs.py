@@ -26,8 +26,9 @@ from .errors import LaunchError
 
 GPU_IMAGE = "microsoft-dsvm:ubuntu-hpc:2204:latest"
 CPU_IMAGE = "Canonical:0001-com-ubuntu-server-jammy:22_04-lts-gen2:latest"
-# Azure rejects custom data over 64 KiB once base64-encoded.
-CUSTOM_DATA_LIMIT = 64 * 1024
+# Azure rejects custom data whose decoded bytes exceed this ("the maximum length of the binary
+# array is 65535 bytes"; the request carries it base64-encoded).
+CUSTOM_DATA_LIMIT = 65535
 FIRST_RULE_PRIORITY = 100
 DENY_PRIORITY = 4096  # the last user priority: shadows AllowVnetInBound/AllowAzureLoadBalancerInBound
 
@@ -49,13 +50,13 @@ def image_reference(image: str | None, *, gpu: bool) -> cm.ImageReference:
 
 def custom_data(script: str) -> str:
     """The startup script as custom data (base64), checked against Azure's limit."""
-    encoded = base64.b64encode(script.encode()).decode()
-    if len(encoded) > CUSTOM_DATA_LIMIT:
+    raw = script.encode()
+    if len(raw) > CUSTOM_DATA_LIMIT:
         raise LaunchError(
-            f"the startup script is {len(encoded)} bytes in base64, over Azure's custom data limit of "
-            f"{CUSTOM_DATA_LIMIT}: carry less inline (a smaller workdir/file_mounts, or fetch data in setup)"
+            f"the startup script is {len(raw)} bytes, over Azure's custom data limit of {CUSTOM_DATA_LIMIT}: "
+            "carry less inline (a smaller workdir/file_mounts, or fetch data in setup)"
         )
-    return encoded
+    return base64.b64encode(raw).decode()
 
 
 def open_ports(service_port: int, log_port: int, extra: Sequence[int]) -> list[int]:
