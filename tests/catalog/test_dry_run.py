@@ -30,7 +30,9 @@ run: python -m http.server 8080
 
 
 async def cli(live: Live, *args: str, input: str | None = None) -> Result:
-    invoke = functools.partial(runner.invoke, app, ["--api-url", live.url, *args], input=input)
+    token = getattr(live.api, "token", None)  # the API's admin token, once the API has auth
+    env = {"STRATUS_API_TOKEN": token} if isinstance(token, str) else {}
+    invoke = functools.partial(runner.invoke, app, ["--api-url", live.url, *args], input=input, env=env)
     return await asyncio.to_thread(invoke)
 
 
