@@ -45,6 +45,7 @@ __all__ = ["fake"]
         (["quotaExceeded"], 403, QuotaError),
         (["rateLimitExceeded"], 403, TransientError),  # refills in seconds: retry, do not fail over
         (["userRateLimitExceeded"], 403, TransientError),
+        (["RESOURCE_OPERATION_RATE_EXCEEDED"], 403, TransientError),
         (["PERMISSION_DENIED"], None, AuthError),
         (["forbidden"], 403, AuthError),
         ([""], 401, AuthError),
