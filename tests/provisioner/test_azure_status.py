@@ -102,6 +102,9 @@ def test_image_references() -> None:
         "latest",
     )
     assert specs.image_reference(None, gpu=False).offer == "0001-com-ubuntu-server-jammy"
+    for gen1 in ("Standard_NC6", "Standard_NC24r_Promo", "Standard_NV12"):  # cannot boot a Gen2 image
+        assert specs.image_reference(None, gpu=True, vm_size=gen1).sku == "22_04-lts"
+    assert specs.image_reference(None, gpu=True, vm_size="Standard_NC6s_v3").offer == "ubuntu-hpc"
     gallery = (
         "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/galleries/x/images/y/versions/1.0.0"
     )

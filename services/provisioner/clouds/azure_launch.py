@@ -78,9 +78,8 @@ class Launcher:
         cfg, net, region = self.config, self.clients.network, placement.region
         # Validated before any resource exists, so a bad task leaves nothing behind.
         data = specs.custom_data(script)
-        image = specs.image_reference(
-            task.image_for(region), gpu=bool(placement.accelerators) or task.num_gpus > 0
-        )
+        gpu = bool(placement.accelerators) or task.num_gpus > 0
+        image = specs.image_reference(task.image_for(region), gpu=gpu, vm_size=placement.instance_type)
         ports = specs.open_ports(task.service_port, cfg.log_port, task.ports)
         sources = cfg.ingress_ranges()
         group, vm = cfg.resource_group(region), names.vm_name(task.service, task.replica_id)

@@ -5,7 +5,10 @@ Default images (``image_id`` in resources overrides them, per region if it is a 
 - with accelerators: ``microsoft-dsvm:ubuntu-hpc:2204:latest``, Microsoft's Ubuntu 22.04 HPC/AI
   image with the NVIDIA driver, CUDA and NCCL preinstalled (free, no marketplace plan, Gen2: the
   A100/H100/T4/A10 sizes are all Gen2);
-- without: ``Canonical:0001-com-ubuntu-server-jammy:22_04-lts-gen2:latest``.
+- without: ``Canonical:0001-com-ubuntu-server-jammy:22_04-lts-gen2:latest``;
+- for the Generation-1-only sizes (NC and NV v1: K80, M60; the catalog's ``Generation`` V1, and
+  retired by Azure in 2023), which cannot boot a Gen2 image: Canonical's Gen1 Ubuntu 22.04, with no
+  NVIDIA driver (its setup must install one).
 
 ``image_id`` is a URN ``publisher:offer:sku:version`` (as ``az vm create --image`` takes) or an
 ARM resource id of a managed image or gallery image version (``/subscriptions/...``).
@@ -14,6 +17,7 @@ ARM resource id of a managed image or gallery image version (``/subscriptions/..
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Sequence
 
 from azure.mgmt.compute import models as cm
@@ -26,6 +30,8 @@ from .errors import LaunchError
 
 GPU_IMAGE = "microsoft-dsvm:ubuntu-hpc:2204:latest"
 CPU_IMAGE = "Canonical:0001-com-ubuntu-server-jammy:22_04-lts-gen2:latest"
+GEN1_IMAGE = "Canonical:0001-com-ubuntu-server-jammy:22_04-lts:latest"
+_GEN1_ONLY = re.compile(r"Standard_N[CV](6|12|24|24r)(_Promo)?\Z", re.IGNORECASE)
 # Azure rejects custom data whose decoded bytes exceed this ("the maximum length of the binary
 # array is 65535 bytes"; the request carries it base64-encoded).
 CUSTOM_DATA_LIMIT = 65535
@@ -33,9 +39,15 @@ FIRST_RULE_PRIORITY = 100
 DENY_PRIORITY = 4096  # the last user priority: shadows AllowVnetInBound/AllowAzureLoadBalancerInBound
 
 
-def image_reference(image: str | None, *, gpu: bool) -> cm.ImageReference:
-    """The image a VM boots: ``image`` (URN or resource id) or the default for ``gpu``."""
-    text = image or (GPU_IMAGE if gpu else CPU_IMAGE)
+def default_image(vm_size: str, *, gpu: bool) -> str:
+    if _GEN1_ONLY.match(vm_size):
+        return GEN1_IMAGE
+    return GPU_IMAGE if gpu else CPU_IMAGE
+
+
+def image_reference(image: str | None, *, gpu: bool, vm_size: str = "") -> cm.ImageReference:
+    """The image a VM boots: ``image`` (URN or resource id) or the default for the size and ``gpu``."""
+    text = image or default_image(vm_size, gpu=gpu)
     if text.startswith("/"):
         return cm.ImageReference(id=text)
     parts = text.split(":")
