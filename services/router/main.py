@@ -20,6 +20,7 @@ from libs.events.outcomes import TRANSIENT_ERRORS
 from libs.events.types import (
     ALL_EVENT_TYPES,
     EndpointAssigned,
+    EndpointKeysChanged,
     QpsSampled,
     ReplicaDrained,
     ScaleFromZeroRequested,
@@ -33,6 +34,7 @@ from libs.runtime.host import ServiceHost, run_main
 from .options import EndpointOptions
 from .replicas import ReplicaPool
 from .router import Router
+from .security import EndpointSecurity, wants_tls
 
 log = logging.getLogger("stratus.router")
 
@@ -76,6 +78,7 @@ class RouterService:
         # Replicas whose ReplicaDrained this router recorded: its own projection shows it a little
         # later, and a sync in between (resync, any event of the service) must not record it again.
         self._reported: set[tuple[str, int]] = set()
+        self.security = EndpointSecurity(lambda: host.store.pool, host.settings.home)
 
     def _options(self, svc: ServiceState) -> EndpointOptions:
         scale_to_zero = svc.policy.autoscale.min_replicas == 0
@@ -121,6 +124,9 @@ class RouterService:
         await self.host.fleet.wait_for(rec.position, 10.0)
         async with self.host.locks(rec.event.service):
             await self.sync(rec.event.service)
+            name = rec.event.service
+            if isinstance(rec.event, EndpointKeysChanged) and name in self.router:
+                await self.security.load_keys(name, self.router.endpoint(name))
 
     async def sync(self, name: str) -> None:
         svc = self.host.fleet.state.services.get(name)
@@ -128,16 +134,25 @@ class RouterService:
             if name in self.router:
                 await self.router.remove_service(name, grace=5.0)
                 log.info("%s: endpoint closed", name)
+            self.security.forget(name)
             self._reported = {k for k in self._reported if k[0] != name}
             return
         if not svc.versions:
             return
         policy = svc.policy.load_balancing_policy
+        if name in self.router and not await self.security.refresh_tls(name, svc, self.router.endpoint(name)):
+            turned = "on" if wants_tls(svc) else "off"
+            log.info("%s: TLS turned %s by an update: reopening the endpoint", name, turned)
+            await self.router.remove_service(name, grace=5.0)
         if name not in self.router:
+            ok, tls = await self.security.tls_context(name, svc)
+            if not ok:
+                return
             taken = {endpoint_port(s.endpoint) for s in self.host.fleet.state.services.values()}
             port = endpoint_port(svc.endpoint) or free_port_from(self.router.host, FIRST_PORT, taken)
-            port = await self.router.add_service(name, port, policy, options=self._options(svc))
-            log.info("%s: endpoint on port %d", name, port)
+            port = await self.router.add_service(name, port, policy, options=self._options(svc), tls=tls)
+            await self.security.load_keys(name, self.router.endpoint(name))
+            log.info("%s: endpoint on port %d%s", name, port, " (HTTPS)" if tls is not None else "")
         else:
             self.router.pool(name).set_policy(policy)
             # An update may turn scale-to-zero on or off (min_replicas 0).
@@ -202,6 +217,8 @@ class RouterService:
         for name in names:
             async with self.host.locks(name):
                 await self.sync(name)
+                if name in self.router:  # keys too: a missed EndpointKeysChanged is caught up here
+                    await self.security.load_keys(name, self.router.endpoint(name))
 
     async def sample(self) -> None:
         now = time.time()

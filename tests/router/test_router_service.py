@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import ssl
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 from router_backend import BackendFactory
 from router_client import request, wait_until
+from tls_cert import self_signed
 
 from libs.events.projection import LiveProjection
 from libs.events.store import EventStore
@@ -25,6 +28,13 @@ from libs.events.types import (
 from libs.fleet.projection import FLEET
 from libs.runtime.host import ServiceHost
 from libs.runtime.settings import Settings
+from libs.secrets import ensure_schema
+from libs.secrets.endpoint import (
+    create_endpoint_key,
+    ensure_endpoint_schema,
+    revoke_endpoint_key,
+    store_endpoint_tls,
+)
 from libs.spec import load_spec, spec_to_dict
 from services.router.main import RouterService
 
@@ -54,9 +64,9 @@ async def rs(store: EventStore, fresh_db_url: str, tmp_path: Path) -> AsyncItera
     await host._fleet.stop()
 
 
-async def _serving(rs: RouterService, name: str, url: str) -> None:
+async def _serving(rs: RouterService, name: str, url: str, text: str = SPEC) -> None:
     store = rs.host.store
-    spec = spec_to_dict(load_spec(SPEC))
+    spec = spec_to_dict(load_spec(text))
     await store.append(service_stream(name), [ServiceRequested(service=name, spec=spec)])
     res = await store.append(replica_stream(name, 1), [
         ReplicaScheduled(service=name, replica_id=1),
@@ -94,3 +104,49 @@ async def test_replica_drained_is_recorded_once(rs: RouterService, backends: Bac
     drained = await _drained_events(store, name)
     assert len(drained) == 1, drained
     assert drained[0].router_id == "router-test"
+
+
+TLS_SPEC = SPEC.replace("  replicas: 1\n", "  replicas: 1\n  tls: {keyfile: key.pem, certfile: cert.pem}\n")
+
+
+async def test_tls_and_keys_come_from_the_secrets_tables(
+    rs: RouterService, backends: BackendFactory, tmp_path: Path
+) -> None:
+    b = await backends()
+    name = f"t{uuid.uuid4().hex[:6]}"
+    store = rs.host.store
+    cert_pem, key_pem = self_signed()
+    await ensure_schema(store.pool)
+    await ensure_endpoint_schema(store.pool)
+    async with store.pool.acquire() as conn, conn.transaction():
+        await store_endpoint_tls(conn, name, 1, cert_pem, key_pem, tmp_path)
+        key_id, key = await create_endpoint_key(conn, name, "first")
+    await _serving(rs, name, b.url, TLS_SPEC)
+    ep = rs.router.endpoint(name)
+    assert ep.tls is not None and ep.key_check is not None
+    url = f"https://127.0.0.1:{ep.port}/echo"
+    async with httpx.AsyncClient(verify=ssl.create_default_context(cadata=cert_pem)) as client:
+        assert (await client.get(url)).status_code == 401
+        ok = await client.get(url, headers={"Authorization": f"Bearer {key}"})
+        assert ok.status_code == 200 and ok.json()["backend"] == "b"
+        # rotation: a second key, both valid, then the first revoked
+        async with store.pool.acquire() as conn:
+            _, key2 = await create_endpoint_key(conn, name, "second")
+        await rs.resync()
+        for k in (key, key2):
+            assert (await client.get(url, headers={"Authorization": f"Bearer {k}"})).status_code == 200
+        async with store.pool.acquire() as conn:
+            assert await revoke_endpoint_key(conn, name, key_id)
+        await rs.resync()
+        assert (await client.get(url, headers={"Authorization": f"Bearer {key}"})).status_code == 401
+        assert (await client.get(url, headers={"Authorization": f"Bearer {key2}"})).status_code == 200
+    assert len(b.requests) == 4  # the refused requests never reached the replica
+
+
+async def test_tls_service_without_a_stored_pair_gets_no_endpoint(
+    rs: RouterService, backends: BackendFactory
+) -> None:
+    b = await backends()
+    name = f"n{uuid.uuid4().hex[:6]}"
+    await _serving(rs, name, b.url, TLS_SPEC)
+    assert name not in rs.router  # never served as plain HTTP
