@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from services.provisioner.clouds.base import InstanceState
 from services.provisioner.clouds.gcp_names import parse_instance_id
+from services.provisioner.clouds.local import LocalProvider
+from services.provisioner.clouds.registry import CloudRouter
 from tests.fakes.gcp_server import FakeCompute
 
 from .gcp_fixtures import fake, make_provider, placement, task
@@ -124,3 +128,20 @@ async def test_terminate_waits_for_the_delete_operation(fake: FakeCompute) -> No
     assert delete_op["status"] == "DONE"  # observed DONE through operations.wait
     assert any(r.path.endswith(f"/operations/{delete_op['name']}/wait") for r in fake.requests)
     await provider.close()
+
+
+async def test_through_the_cloud_router_as_the_provisioner_uses_it(fake: FakeCompute, tmp_path: Path) -> None:
+    gcp = make_provider(fake)
+    router = CloudRouter({"local": LocalProvider(tmp_path / "local"), "gcp": gcp})
+    assert router.needs_bootstrap_for("gcp")
+    inst = await router.launch(placement("us-central1-c"), task(replica_id=7))
+    assert inst.instance_id.startswith("gcp:us-central1-c/stratus-llm-7-")
+    assert (await router.status(inst.instance_id)).state == InstanceState.RUNNING
+    assert [i.instance_id for i in await router.list_instances("llm")] == [inst.instance_id]
+    zone, name = parse_instance_id(inst.instance_id.removeprefix("gcp:"))
+    fake.preempt(zone, name)
+    assert (await router.status(inst.instance_id)).state == InstanceState.PREEMPTED
+    await router.terminate(inst.instance_id)
+    assert (await router.status(inst.instance_id)).state == InstanceState.TERMINATED
+    assert fake.instances == {}
+    await router.close()
