@@ -7,6 +7,7 @@ assertions read what the fake received.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -147,6 +148,17 @@ async def test_on_demand_launch_with_private_address_and_image_override(
     # The region's resource group is created in that region.
     (group,) = [r.body for r in arm.received("PUT", "resourcegroups")]
     assert group["location"] == "westeurope"
+
+
+async def test_concurrent_launches_in_a_region_share_one_resource_group_and_vnet(
+    arm: FakeArm, make_provider: MakeProvider
+) -> None:
+    provider = make_provider()
+    launched = await asyncio.gather(*(provider.launch(A100, make_task(replica_id=i)) for i in range(1, 4)))
+    assert len({i.instance_id for i in launched}) == 3 and len({i.url for i in launched}) == 3
+    assert len(arm.received("PUT", "resourcegroups")) == 1
+    assert len(arm.received("PUT", "virtualNetworks")) == 1
+    assert len(arm.received("PUT", "virtualMachines")) == 3
 
 
 async def test_list_instances_rediscovers_replicas_by_tags_after_a_restart(
