@@ -36,7 +36,8 @@ async def _garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -
 
 async def _silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     await reader.readuntil(b"\r\n\r\n")
-    await asyncio.sleep(5)  # never answers; the probe's timeout is what ends it
+    await reader.read()  # never answers: waits until the client gives up (its timeout) and closes
+    writer.close()
 
 
 async def _reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
