@@ -71,6 +71,8 @@ class Stack:
         """One API request; with ``retry_for``, connection errors are retried that long (an API
         being restarted by the supervisor)."""
         deadline = time.monotonic() + retry_for
+        # The admin token the API wrote at its first start (the CLI reads the same file).
+        kw["headers"] = {"Authorization": f"Bearer {self.token()}", **kw.get("headers", {})}
         while True:
             try:
                 return httpx.request(method, f"{self.api_url}{path}", timeout=10, **kw)
@@ -78,6 +80,9 @@ class Stack:
                 if time.monotonic() >= deadline:
                     raise
                 time.sleep(0.2)
+
+    def token(self) -> str:
+        return (self.home / "auth" / "admin.token").read_text().strip()
 
     def service(self, name: str, retry_for: float = 30.0) -> dict[str, Any]:
         r = self.api("GET", f"/v1/services/{name}", retry_for=retry_for)
