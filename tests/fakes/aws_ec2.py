@@ -8,7 +8,10 @@ boto3 talks real HTTP to the proxy (``endpoint_url``), which forwards every requ
 * act out a spot interruption (``interrupt``): the instance is terminated in moto and, from then
   on, ``DescribeInstances`` shows the state reason AWS gives, ``Server.SpotInstanceTermination``.
 
-``requests`` records each forwarded EC2 call's action and form parameters.
+``requests`` records each forwarded EC2 call's action and form parameters. moto keeps its state
+per process, so each ``emulated_aws()`` resets it: use one at a time (a session's worth: moto
+takes seconds to load a region the first time), with ``clear()`` between tests and names of
+their own (services, instances) so one test's resources do not count in another's.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import parse_qs
 
 from moto.server import ThreadedMotoServer
@@ -49,6 +53,7 @@ class EmulatedAws:
     interrupted: set[str] = field(default_factory=set)
     requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    session: Any = None  # a boto3 Session a test module may keep here to share
 
     def fail_run(
         self,
@@ -70,6 +75,13 @@ class EmulatedAws:
                                             "Authorization": _auth(region, "ec2")})  # fmt: skip
         with self.lock:
             self.interrupted.add(ec2_id)
+
+    def clear(self) -> None:
+        """Forget injected faults and recorded requests (moto's resources stay)."""
+        with self.lock:
+            self.faults.clear()
+            self.interrupted.clear()
+            self.requests.clear()
 
     def actions(self, name: str) -> list[dict[str, str]]:
         with self.lock:
@@ -143,6 +155,8 @@ def emulated_aws() -> Iterator[EmulatedAws]:
     moto.start()
     host, port = moto.get_host_and_port()
     aws = EmulatedAws(endpoint_url="", moto_url=f"http://{host}:{port}")
+    # moto's backends are per process, not per server: start from a clean account.
+    forward(aws.moto_url, "/moto-api/reset", b"{}", {"Content-Type": "application/json"})
 
     class Proxy(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"

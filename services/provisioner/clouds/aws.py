@@ -86,6 +86,7 @@ class AwsProvider(Provider):
         endpoint_url: str | None = None,
         max_attempts: int = 3,
         address_wait_seconds: float = ADDRESS_WAIT_SECONDS,
+        session: boto3.Session | None = None,
     ) -> None:
         if address not in ("public", "private"):
             raise ValueError(f"address must be public or private, not {address!r}")
@@ -98,7 +99,9 @@ class AwsProvider(Provider):
         self._config = botocore.config.Config(
             retries={"max_attempts": max_attempts, "mode": "standard"}, connect_timeout=10, read_timeout=60
         )
-        self._session = boto3.Session()
+        # One session per provider (they are not thread-safe; ``_lock`` guards it); loading its
+        # service models is the slow part of the first client, so a caller may share one.
+        self._session = session or boto3.Session()
         self._clients: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()  # boto3 sessions are not thread-safe; clients are
         self._zones: dict[str, dict[str, str]] = {}  # region -> zone id -> zone name

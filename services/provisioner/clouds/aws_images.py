@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import botocore.exceptions
+
 from .errors import LaunchError
 from .images import ImageQuery
 
@@ -18,7 +20,12 @@ class Image:
 
 def describe_image(ec2: Any, image_id: str) -> Image:
     """One AMI by id (blocking)."""
-    found = ec2.describe_images(ImageIds=[image_id]).get("Images") or []
+    try:
+        found = ec2.describe_images(ImageIds=[image_id]).get("Images") or []
+    except botocore.exceptions.ClientError as exc:
+        if not str(exc.response.get("Error", {}).get("Code", "")).startswith("InvalidAMIID"):
+            raise
+        found = []
     if not found:
         raise LaunchError(f"image_id {image_id!r} does not exist in this region (AMI ids are per region)")
     return _image(found[0])
