@@ -22,8 +22,10 @@ from libs.spec.local_paths import resolve_local_paths
 from ..client import ApiRequestError, ApiUnreachable, StratusClient
 
 SECRET_RULE = (
-    "Values under `secrets:` and envs whose NAME contains TOKEN, SECRET, PASSWORD, PASSWD, KEY or CREDENTIAL "
-    "are stored encrypted, never in the event log."
+    "Values under `secrets:`, readiness probe header values, envs with a name part such as TOKEN, SECRET, "
+    "PASSWORD, PWD, KEY, APIKEY, CREDENTIALS, AUTH(ORIZATION) or PAT (HF_TOKEN, GITHUB_PAT; not TOKEN_DELAY "
+    "or MAX_TOKENS) and values that are URLs with a password are stored encrypted, never in the event log; "
+    "`stratus secrets check NAME` tells."
 )
 
 EnvOpt = Annotated[
