@@ -188,6 +188,22 @@ def check_tls_pair(cert_pem: str, key_pem: str) -> None:
     server_context(cert_pem, key_pem)
 
 
+def tls_pair_for(spec_has_tls: bool, cert_pem: str | None, key_pem: str | None) -> tuple[str, str] | None:
+    """The pair a create/update request brings: required (and checked) when the spec has
+    ``service.tls``, refused when it has not. The CLI reads the files at ``up``."""
+    if not spec_has_tls:
+        if cert_pem or key_pem:
+            raise EndpointTlsInvalid("tls_cert_pem/tls_key_pem were sent but the spec has no service.tls")
+        return None
+    if not cert_pem or not key_pem:
+        raise EndpointTlsInvalid(
+            "service.tls is set: send the PEM contents of its certfile and keyfile as tls_cert_pem and "
+            "tls_key_pem (`stratus up` reads the files)"
+        )
+    check_tls_pair(cert_pem, key_pem)
+    return cert_pem, key_pem
+
+
 def server_context(cert_pem: str, key_pem: str, context: ssl.SSLContext | None = None) -> ssl.SSLContext:
     """An ``ssl.SSLContext`` serving ``cert_pem`` (loaded into ``context`` when given: new
     handshakes then use the new pair). The key goes through a 0600 file that is removed at once."""

@@ -16,7 +16,7 @@ from .docs import install_docs
 from .errors import install_error_handlers
 from .middleware import BodyGuard
 from .models import HealthOut
-from .routers import bootstrap, clouds, events, logs, replicas, services, tokens
+from .routers import bootstrap, clouds, endpoint_keys, events, logs, replicas, services, tokens
 
 API_VERSION = "1"
 
@@ -54,6 +54,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
         events.build(deps),
         clouds.build(deps),
         tokens.build(deps),
+        endpoint_keys.build(deps),
     ]
     for router in protected:
         app.include_router(router, dependencies=PROTECTED, responses=AUTH_ERRORS)

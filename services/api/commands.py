@@ -28,6 +28,8 @@ from libs.events.types import (
 from libs.fleet import ALIVE_STATUSES, FleetState, ReplicaState, ServiceState, replica_status, service_status
 from libs.placement import NoOffer, placement_json, placement_line, preview_in
 from libs.secrets import SplitEnvs, ensure_schema, purge_service, redact_spec_dict, split_envs, store_secrets
+from libs.secrets.endpoint import ensure_endpoint_schema, purge_endpoint, store_endpoint_tls, tls_pair_for
+from libs.secrets.errors import EndpointTlsInvalid
 from libs.spec import ServiceSpec, SpecError, describe_resources, describe_service, load_spec, spec_to_dict
 
 from .deps import ApiDeps
@@ -134,6 +136,7 @@ def _summary(spec: ServiceSpec, name: str, split: SplitEnvs) -> list[str]:
 async def _ensure_secrets_schema(deps: ApiDeps) -> None:
     if not deps.secrets_schema_ready:
         await ensure_schema(deps.store.pool)
+        await ensure_endpoint_schema(deps.store.pool)
         deps.secrets_schema_ready = True
 
 
@@ -152,8 +155,16 @@ def _placement(deps: ApiDeps, spec_dict: dict[str, Any], state: FleetState) -> t
 # --------------------------------------------------------------------------- commands
 
 
+def _tls_pair(spec: ServiceSpec, req: SpecSource) -> tuple[str, str] | None:
+    try:
+        return tls_pair_for(spec.service.tls is not None, req.tls_cert_pem, req.tls_key_pem)
+    except EndpointTlsInvalid as exc:
+        raise Invalid(str(exc), code="invalid_tls") from exc
+
+
 async def create_service(deps: ApiDeps, req: CreateServiceRequest, *, principal: str = "") -> PlanOut:
     spec = load_request_spec(req)
+    tls = _tls_pair(spec, req)
     name = req.name or spec.name or f"stratus-service-{uuid.uuid4().hex[:4]}"
     check_name(name)
     split = split_envs(spec.envs, spec.secrets, probe_headers=spec.service.headers)
@@ -185,6 +196,9 @@ async def create_service(deps: ApiDeps, req: CreateServiceRequest, *, principal:
             await store_secrets(
                 tx.conn, name, 1, split.secret, deps.settings.home, probe_headers=split.probe_headers
             )
+            await purge_endpoint(tx.conn, name)  # no key or certificate of an earlier service of this name
+            if tls is not None:
+                await store_endpoint_tls(tx.conn, name, 1, *tls, deps.settings.home)
             result = await tx.append(stream, [event], expected_version=expected)
     except ConcurrencyConflict as exc:
         raise Conflict(
@@ -199,6 +213,7 @@ async def update_service(
     deps: ApiDeps, name: str, req: UpdateServiceRequest, *, principal: str = ""
 ) -> PlanOut:
     spec = load_request_spec(req)
+    tls = _tls_pair(spec, req)
     split = split_envs(spec.envs, spec.secrets, probe_headers=spec.service.headers)
     spec_dict = redact_spec_dict(spec_to_dict(spec), split)
     spec_dict["name"] = name
@@ -233,6 +248,8 @@ async def update_service(
             await store_secrets(
                 tx.conn, name, version, split.secret, deps.settings.home, probe_headers=split.probe_headers
             )
+            if tls is not None:
+                await store_endpoint_tls(tx.conn, name, version, *tls, deps.settings.home)
             result = await tx.append(stream, [event], expected_version=expected)
     except ConcurrencyConflict as exc:
         raise Conflict(
@@ -263,6 +280,7 @@ async def request_down(deps: ApiDeps, name: str, purge: bool, *, principal: str 
         await _ensure_secrets_schema(deps)
         async with deps.store.transaction() as tx:
             await purge_service(tx.conn, name)
+            await purge_endpoint(tx.conn, name)
             result = await tx.append(service_stream(name), [down])
     else:
         result = await deps.store.append(service_stream(name), [down])

@@ -27,6 +27,14 @@ class SpecSource(_Request):
         "are stored encrypted, never in events.",
     )
     dry_run: bool = Field(False, description="Validate and show the plan; record nothing.")
+    tls_cert_pem: str | None = Field(
+        default=None, description="With ``service.tls``: the PEM certificate (the CLI reads certfile)."
+    )
+    tls_key_pem: str | None = Field(
+        default=None, repr=False,
+        description="With ``service.tls``: the PEM private key (the CLI reads keyfile); stored "
+        "encrypted, never in events.",
+    )  # fmt: skip
 
 
 class CreateServiceRequest(SpecSource):

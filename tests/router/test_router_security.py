@@ -11,7 +11,8 @@ from router_backend import BackendFactory, EndpointFactory
 from router_client import Conn, request
 from tls_cert import self_signed
 
-from libs.secrets.endpoint import EndpointTlsInvalid, check_tls_pair, key_hash, new_key, server_context
+from libs.secrets.endpoint import check_tls_pair, key_hash, new_key, server_context
+from libs.secrets.errors import EndpointTlsInvalid
 from services.router import EndpointOptions, ReplicaPool, ServiceEndpoint
 
 
