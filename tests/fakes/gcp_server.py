@@ -105,6 +105,13 @@ class FakeCompute:
             inst["lastStopTimestamp"] = now()
             self._operation("compute.instances.preempted", inst["selfLink"], inst["id"], zone, done=True)
 
+    def begin_delete(self, zone: str, name: str) -> None:
+        """A delete under way: the VM shows STOPPING and a PENDING delete operation is on record."""
+        with self.lock:
+            inst = self.instances[(zone, name)]
+            inst["status"] = "STOPPING"
+            self._operation("delete", inst["selfLink"], inst["id"], zone)
+
     def set_status(self, zone: str, name: str, status: str) -> None:
         with self.lock:
             self.instances[(zone, name)]["status"] = status

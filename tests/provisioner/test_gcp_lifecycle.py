@@ -145,3 +145,17 @@ async def test_through_the_cloud_router_as_the_provisioner_uses_it(fake: FakeCom
     assert (await router.status(inst.instance_id)).state == InstanceState.TERMINATED
     assert fake.instances == {}
     await router.close()
+
+
+async def test_a_vm_stopping_under_a_delete_is_terminated_not_preempted_after_a_restart(
+    fake: FakeCompute,
+) -> None:
+    provider = make_provider(fake)
+    inst = await provider.launch(placement(use_spot=True), task())
+    zone, name = parse_instance_id(inst.instance_id)
+    fake.begin_delete(zone, name)  # GCP shows a deleted VM as STOPPING for a while
+    restarted = make_provider(fake)  # knows nothing of the delete but what GCP records
+    status = await restarted.status(inst.instance_id)
+    assert status.state == InstanceState.TERMINATED and "STOPPING" in status.detail
+    await provider.close()
+    await restarted.close()

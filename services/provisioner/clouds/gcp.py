@@ -202,8 +202,8 @@ class GcpProvider(Provider):
 
     # --- status and rediscovery -------------------------------------------------------------
 
-    async def _interruption(self, zone: str, inst: compute_v1.Instance) -> str:
-        """The interruption operation on record for ``inst`` ("" when none)."""
+    async def _operations_on(self, zone: str, inst: compute_v1.Instance) -> list[str]:
+        """The operation types on record for ``inst`` (zone operations are kept for a while)."""
         request = compute_v1.ListZoneOperationsRequest(
             project=self.project, zone=zone, filter=f'targetId = "{inst.id}"', max_results=50
         )
@@ -212,10 +212,9 @@ class GcpProvider(Provider):
             return [op.operation_type for op in self._zone_ops.list(request=request, timeout=_CALL_TIMEOUT_S)]
 
         try:
-            found = await asyncio.to_thread(kinds)
+            return await asyncio.to_thread(kinds)
         except Exception as exc:
             raise translate(exc, f"list operations of {zone}/{inst.name}") from exc
-        return next((kind for kind in found if kind in INTERRUPTION_OPERATIONS), "")
 
     async def status(self, instance_id: str) -> InstanceStatus:
         try:
@@ -237,7 +236,10 @@ class GcpProvider(Provider):
         deleting = instance_id in self._deleting
         interruption = ""
         if not deleting and inst.status in ("STOPPING", "TERMINATED", "STOPPED"):
-            interruption = await self._interruption(zone, inst)
+            kinds = await self._operations_on(zone, inst)
+            # A delete on record: Stratus is deleting it (this provider may have restarted since).
+            deleting = "delete" in kinds
+            interruption = next((kind for kind in kinds if kind in INTERRUPTION_OPERATIONS), "")
         return derive_status(facts(inst, interruption=interruption, deleting=deleting))
 
     async def list_instances(self, service: str | None = None) -> list[Instance]:
