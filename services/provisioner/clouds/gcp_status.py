@@ -9,7 +9,8 @@ the same on a STANDARD VM                  -> PREEMPTED when a compute.instances
                                               or host-maintenance termination is on record,
                                               else EXITED (the guest shut itself down)
 SUSPENDING, SUSPENDED                      -> EXITED (suspended outside Stratus)
-any status while Stratus deletes it        -> TERMINATED
+any status while Stratus deletes it        -> TERMINATED (this provider asked, or a delete
+                                              operation on the VM is on record)
 """
 
 from __future__ import annotations
