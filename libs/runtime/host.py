@@ -181,6 +181,11 @@ class ServiceHost:
                 if on_started is not None:
                     await on_started()
                 log.info("%s: started at position %d", self.name, self._fleet.position)
+                if self._fleet.skipped:
+                    log.warning(
+                        "%s: %d events in the log are of types this version cannot read; skipped",
+                        self.name, self._fleet.skipped,
+                    )  # fmt: skip
                 await asyncio.gather(*(t() for t in self._tasks))
         finally:
             remove()
