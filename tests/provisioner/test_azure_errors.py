@@ -147,6 +147,8 @@ async def test_an_unreachable_endpoint_is_transient(provider_for: Callable[..., 
     provider = provider_for(base_url="https://127.0.0.1:9")  # discard port: nothing listens
     with pytest.raises(TransientError, match="cannot reach"):
         await provider.status("stratus-eastus/stratus-llm-1-abcdef")
+    check = await provider.check()
+    assert not check.enabled and "management.azure.com" in check.hint
 
 
 async def test_a_creation_that_does_not_finish_in_time_is_transient_and_cleaned_up(

@@ -21,6 +21,7 @@ and the subscription in ``AZURE_SUBSCRIPTION_ID`` (the Azure CLI's convention).
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -39,7 +40,7 @@ from .azure_inventory import delete_replica, list_replicas, replica_status
 from .azure_launch import NETWORK_TIMEOUT_S, Launcher
 from .azure_names import parse_instance_id
 from .base import CloudCheck, Instance, InstanceState, InstanceStatus, LaunchTask, Provider
-from .errors import AuthError, InstanceNotFound, LaunchError, ProviderError
+from .errors import AuthError, InstanceNotFound, LaunchError, ProviderError, TransientError
 from .startup import render_startup_script
 
 T = TypeVar("T")
@@ -109,7 +110,9 @@ class AzureProvider(Provider):
             raise translate(exc, doing) from exc
 
     async def launch(self, placement: Placement, task: LaunchTask) -> Instance:
-        script = render_startup_script(task, log_port=self.config.log_port, cloud="azure")
+        # It reads the task's workdir and file mounts: off the event loop too.
+        render = functools.partial(render_startup_script, task, log_port=self.config.log_port, cloud="azure")
+        script = await self._call(f"render the startup script of {task.service}", render)
         return await self._call(
             f"launch {task.service} replica {task.replica_id}", self._launcher.launch, placement, task, script
         )
@@ -162,6 +165,9 @@ class AzureProvider(Provider):
             await self._call(f"check subscription {self.subscription_id}", probe)
         except AuthError as exc:
             return CloudCheck(cloud=self.cloud, enabled=False, reason=str(exc), hint=CHECK_HINT)
+        except TransientError as exc:
+            hint = "check network access to management.azure.com, then `stratus check` again"
+            return CloudCheck(cloud=self.cloud, enabled=False, reason=str(exc), hint=hint)
         except ProviderError as exc:
             return CloudCheck(cloud=self.cloud, enabled=False, reason=str(exc), hint=AUTH_HINT)
         return CloudCheck(cloud=self.cloud, enabled=True, reason=f"subscription {self.subscription_id}")
