@@ -133,16 +133,18 @@ class StratusClient:
         return result
 
     def create_service(
-        self, *, yaml_text: str, name: str | None, env: Mapping[str, str], dry_run: bool
-    ) -> dict[str, Any]:
-        body = {"yaml": yaml_text, "name": name, "env": dict(env), "dry_run": dry_run}
+        self, *, yaml_text: str, name: str | None, env: Mapping[str, str], dry_run: bool,
+        tls: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        body = {"yaml": yaml_text, "name": name, "env": dict(env), "dry_run": dry_run, **(tls or {})}
         result: dict[str, Any] = self._request("POST", "/services", body=body)
         return result
 
     def update_service(
-        self, name: str, *, yaml_text: str, env: Mapping[str, str], mode: str, dry_run: bool
-    ) -> dict[str, Any]:
-        body = {"yaml": yaml_text, "env": dict(env), "mode": mode, "dry_run": dry_run}
+        self, name: str, *, yaml_text: str, env: Mapping[str, str], mode: str, dry_run: bool,
+        tls: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        body = {"yaml": yaml_text, "env": dict(env), "mode": mode, "dry_run": dry_run, **(tls or {})}
         result: dict[str, Any] = self._request("POST", f"/services/{_seg(name)}/versions", body=body)
         return result
 

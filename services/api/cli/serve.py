@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from .. import render
+from ..cli_keys import tls_pems
 from ..client import ApiRequestError, StratusClient
 from .common import (
     EnvOpt,
@@ -56,9 +57,10 @@ def up(
     """Deploy a service: show the plan, then follow it until its endpoint is READY or it failed."""
     overrides = resolve_env(env)
     text, yaml_name = read_spec(file, overrides)
+    tls = tls_pems(file, text, overrides)  # service.tls files are read here, not by the API
     name = service_name or yaml_name or default_name(file)
     with api_errors(), state_of(ctx).client() as client:
-        plan = client.create_service(yaml_text=text, name=name, env=overrides, dry_run=True)
+        plan = client.create_service(yaml_text=text, name=name, env=overrides, dry_run=True, tls=tls)
         if dry_run:  # no cloud is called: the placement comes from the catalog
             if as_json:
                 typer.echo(json.dumps(plan, indent=2))
@@ -68,7 +70,7 @@ def up(
         show_plan(plan, "Deploying")
         if not yes:
             typer.confirm("Proceed?", default=True, abort=True)
-        plan = client.create_service(yaml_text=text, name=plan["name"], env=overrides, dry_run=False)
+        plan = client.create_service(yaml_text=text, name=plan["name"], env=overrides, dry_run=False, tls=tls)
         name = plan["name"]
         typer.echo(
             f"Service {name!r} requested (version {plan['version']}, log position {plan['position']})."
@@ -128,15 +130,16 @@ def update(
     """Update a service to a new version of its YAML."""
     overrides = resolve_env(env)
     text, _ = read_spec(file, overrides)
+    tls = tls_pems(file, text, overrides)
     with api_errors(), state_of(ctx).client() as client:
         plan = client.update_service(
-            service_name, yaml_text=text, env=overrides, mode=mode.value, dry_run=True
+            service_name, yaml_text=text, env=overrides, mode=mode.value, dry_run=True, tls=tls
         )
         show_plan(plan, "Updating")
         if not yes:
             typer.confirm("Proceed?", default=True, abort=True)
         plan = client.update_service(
-            service_name, yaml_text=text, env=overrides, mode=mode.value, dry_run=False
+            service_name, yaml_text=text, env=overrides, mode=mode.value, dry_run=False, tls=tls
         )
         typer.echo(
             f"Update of {service_name!r} to version {plan['version']} requested ({mode.value}). "
