@@ -2,7 +2,8 @@
 
 Write: ``EventStore.append`` / ``store.transaction()``. Publish: ``Relay`` (one active per name,
 ``python -m libs.events relay``). React: ``Consumer``. Read models: ``Projection``,
-``LiveProjection``. Errors: ``libs.events.errors`` (one tree).
+``LiveProjection`` (rows this code cannot decode are skipped and counted, not fatal). Errors:
+``libs.events.errors`` (one tree).
 
 Wiring a service (its ``main.py``)::
 
@@ -36,10 +37,10 @@ from .errors import (
     TransientError,
     UnknownEventType,
 )
-from .lifecycle import install_stop_signals
+from .lifecycle import install_stop_signals, retry_connect
 from .projection import LiveProjection, Projection, Snapshot
 from .relay import Relay, RelayOptions
-from .store import AppendResult, EventStore, StreamAppend, Transaction
+from .store import AppendResult, EventStore, Page, StreamAppend, Transaction, Undecodable
 
 __all__ = [
     "AppendResult",
@@ -57,6 +58,7 @@ __all__ = [
     "MemoryHandler",
     "NewEvent",
     "OutboxMessage",
+    "Page",
     "PermanentError",
     "Projection",
     "ProjectionBehind",
@@ -68,10 +70,12 @@ __all__ = [
     "StreamAppend",
     "Transaction",
     "TransientError",
+    "Undecodable",
     "UnknownEventType",
     "connect",
     "connect_until_stopped",
     "decode_message",
     "ensure_stream",
     "install_stop_signals",
+    "retry_connect",
 ]
