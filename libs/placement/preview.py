@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from libs.catalog import Offer, allowed_clouds, load_catalog
 from libs.fleet.policy import service_policy
 from libs.fleet.state import CloudsState
@@ -54,6 +56,9 @@ def preview(
             ordered=policy.ordered,
         )
         if isinstance(got, Chosen):
+            if clouds is None and got.placement.cloud in usable:
+                note = "; no provisioner has reported enabled clouds yet: all allowed clouds assumed enabled"
+                return msgspec.structs.replace(got, reason=got.reason + note)
             return got
         first = first or got
     assert first is not None

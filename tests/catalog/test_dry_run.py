@@ -64,6 +64,7 @@ async def test_dry_run_json_picks_the_cheapest_allowed_offer(live: Live, tmp_pat
         and o.accelerator_count == 8
     )  # fmt: skip
     assert offer.price == p["price_per_hour"]
+    assert p["reason"].endswith("no provisioner has reported enabled clouds yet: all allowed clouds assumed enabled")
     assert live.api.projection.state.services == {}  # nothing recorded
 
 
@@ -90,6 +91,7 @@ async def test_recorded_clouds_checked_decides_where(live: Live, tmp_path: Path)
     result = await cli(live, "up", str(_spec(tmp_path, "A100:8")), "--dry-run", "--json")
     p = json.loads(result.stdout)["placement"]
     assert (p["cloud"], p["price_per_hour"]) == ("aws", _cheapest("A100", 8, {"aws"}))
+    assert "assumed enabled" not in p["reason"]
     # Pinned to a cloud that is not enabled: accepted, and the plan says why it will wait.
     pinned = _spec(tmp_path, "A100:8")
     pinned.write_text(pinned.read_text().replace("resources:\n", "resources:\n  cloud: gcp\n"))
