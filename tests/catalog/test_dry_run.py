@@ -64,7 +64,8 @@ async def test_dry_run_json_picks_the_cheapest_allowed_offer(live: Live, tmp_pat
         and o.accelerator_count == 8
     )  # fmt: skip
     assert offer.price == p["price_per_hour"]
-    assert p["reason"].endswith("no provisioner has reported enabled clouds yet: all allowed clouds assumed enabled")
+    assumed = "no provisioner has reported enabled clouds yet: all allowed clouds assumed enabled"
+    assert p["reason"].endswith(assumed)
     assert live.api.projection.state.services == {}  # nothing recorded
 
 
