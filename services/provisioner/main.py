@@ -13,6 +13,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+import msgspec
+
+from libs import bootstrap as bootstrap_tokens
 from libs.events import errors as events_errors
 from libs.events.consumer import ConsumerOptions
 from libs.events.envelope import RecordedEvent
@@ -36,10 +39,12 @@ from libs.runtime.host import ServiceHost, run_main
 from libs.runtime.workqueue import WorkQueue
 from libs.secrets import load_secrets
 
+from .cloud_checks import refresh_clouds
 from .clouds import errors as clouds_errors
-from .clouds.base import InstanceState, Provider
+from .clouds.base import Bootstrap, InstanceState, LaunchTask, Provider
 from .clouds.errors import ProviderError
 from .clouds.local import LocalProvider
+from .clouds.registry import CloudRouter
 from .logs_server import serve_logs
 from .tasks import launch_task
 
@@ -125,6 +130,7 @@ class Provisioner:
         try:
             secrets = await load_secrets(self.host.store.pool, svc.name, r.version, self.host.settings.home)
             task = launch_task(svc.name, r.replica_id, r.version, info.spec, secrets)
+            task = await self._with_bootstrap(r.placement.cloud, task)
             instance = await self.provider.launch(r.placement, task)
         except ProviderError as exc:
             log.warning("launch of %s replica %s failed: %s", svc.name, r.replica_id, exc)
@@ -142,6 +148,17 @@ class Provisioner:
                 placement=instance.placement,
             )  # fmt: skip
         await self.append(svc.name, r.replica_id, [event])
+
+    async def _with_bootstrap(self, cloud: str, task: LaunchTask) -> LaunchTask:
+        """A cloud VM fetches its secrets with a one-time token: issue it just before the launch."""
+        if not isinstance(self.provider, CloudRouter) or not self.provider.needs_bootstrap_for(cloud):
+            return task
+        s = self.host.settings
+        issued = await bootstrap_tokens.issue(
+            self.host.store.pool, task.service, task.replica_id, task.version, s.home, ttl=s.bootstrap_ttl
+        )
+        bootstrap = Bootstrap(url=s.bootstrap_endpoint, token=issued.token)
+        return msgspec.structs.replace(task, bootstrap=bootstrap)
 
     def _start_termination(self, svc: ServiceState, r: ReplicaState) -> None:
         key = (svc.name, r.replica_id)
@@ -235,13 +252,19 @@ class Provisioner:
 
 
 def build(host: ServiceHost) -> Callable[[], Awaitable[None]]:
-    provider = LocalProvider(host.settings.provisioner_dir)
+    local = LocalProvider(host.settings.provisioner_dir)
+    provider = CloudRouter({"local": local})  # the clouds join once their credentials check out
     prov = Provisioner(host, provider)
     host.consumer(TYPES, prov.handle, options=ConsumerOptions(ack_wait=60, concurrency=4))
     host.loop(host.settings.monitor_interval, prov.monitor, name="monitor")
     host.loop(host.settings.resync_every(5.0), prov.resync, name="resync")
     host.task(lambda: prov.queue.run(host.stop))
-    host.task(lambda: serve_logs(host, provider))  # replica logs, over NATS request/reply
+    host.task(lambda: serve_logs(host, local))  # replica logs, over NATS request/reply
+
+    async def check_clouds() -> None:
+        await refresh_clouds(host, provider)
+
+    host.loop(host.settings.cloud_check_interval, check_clouds, name="clouds")
 
     async def on_started() -> None:
         await prov.resync()

@@ -19,6 +19,14 @@ def _accelerator_count(resources: Mapping[str, Any]) -> int:
     return 0
 
 
+def _image_id(value: object) -> str | dict[str, str] | None:
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, Mapping) and value:
+        return {str(k): str(v) for k, v in value.items()}
+    return None
+
+
 def launch_task(
     service: str, replica_id: int, version: int, spec: Mapping[str, Any], secrets: Mapping[str, str]
 ) -> LaunchTask:
@@ -43,4 +51,9 @@ def launch_task(
         },
         ports=ports or [port],
         num_gpus=_accelerator_count(resources),
+        # Every value from the secrets table is secret (spec envs with secret-looking names were
+        # moved there by the API): a cloud provider fetches these at boot instead.
+        secret_names=sorted(secrets),
+        image_id=_image_id(resources.get("image_id")),
+        disk_size=int(resources["disk_size"]) if resources.get("disk_size") else None,
     )

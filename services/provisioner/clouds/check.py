@@ -147,7 +147,7 @@ def summarize(checks: Iterable[CloudCheck], allowed: list[str], provisioner_id: 
         if c.enabled:
             enabled.append(c.cloud)
         else:
-            disabled[c.cloud] = f"{c.reason}. To fix: {c.hint}" if c.hint else c.reason
+            disabled[c.cloud] = f"{c.reason.rstrip('.')}. To fix: {c.hint}" if c.hint else c.reason
     return CloudsChecked(
         service="", enabled=sorted(enabled), disabled=disabled, allowed=sorted(allowed),
         provisioner_id=provisioner_id,

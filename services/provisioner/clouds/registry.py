@@ -24,7 +24,7 @@ from libs.events.types import Placement
 from libs.runtime.settings import Settings
 
 from .base import CloudCheck, Instance, InstanceState, InstanceStatus, LaunchTask, Provider
-from .errors import LaunchError
+from .errors import AuthError, LaunchError, TransientError
 
 log = logging.getLogger("stratus.provisioner.clouds")
 
@@ -85,19 +85,23 @@ class CloudRouter(Provider):
         if "local" not in providers:
             raise ValueError("CloudRouter needs a local provider")
         self.providers = dict(providers)
-        # cloud -> why it is not available, for a clear launch failure
-        self.disabled = dict(disabled or {})
+        # cloud -> why it is not available, for a clear launch failure; None: not checked yet
+        self.disabled: dict[str, str] | None = dict(disabled) if disabled is not None else None
 
     @property
     def local(self) -> Provider:
         return self.providers["local"]
 
     def provider_for(self, cloud: str) -> Provider:
-        try:
+        """The provider of ``cloud``; TransientError before the first check, AuthError if disabled."""
+        if cloud in self.providers:
             return self.providers[cloud]
-        except KeyError:
-            why = self.disabled.get(cloud, "no provider for it in this provisioner")
-            raise LaunchError(f"cloud {cloud!r} is not enabled: {why}") from None
+        if self.disabled is None:
+            raise TransientError(f"cloud {cloud!r}: the provisioner has not checked its credentials yet")
+        if cloud not in PROVIDER_CLASSES:
+            raise LaunchError(f"unknown cloud {cloud!r}: known are local and {', '.join(PROVIDER_CLASSES)}")
+        why = self.disabled.get(cloud, "no provider for it in this provisioner")
+        raise AuthError(f"cloud {cloud!r} is not enabled: {why} (`stratus check`)")
 
     def needs_bootstrap_for(self, cloud: str) -> bool:
         provider = self.providers.get(cloud)
