@@ -11,7 +11,8 @@ Resources live in memory keyed by their lower-cased ARM id. It answers, with rea
 - ``GET`` of any stored resource (404 ``ResourceNotFound`` otherwise); a VM with
   ``$expand=instanceView`` carries its instance view; ``GET .../instanceView`` too.
 - ``GET`` of subscription-wide lists (``/subscriptions/S/providers/NS/TYPE``) as ``{"value": [...]}``.
-- ``DELETE`` (200, or 204 when the resource is absent, as ARM does).
+- ``DELETE`` (200, or 204 when the resource is absent, as ARM does); a VM's asynchronously (202
+  and an operation; ``Deleting`` until it is polled; its OS disk goes with it).
 
 Faults (``inject``) are matched by method, resource type and region and answered with ARM's error
 body ``{"error": {"code", "message"}}``; ``on_operation=True`` makes a VM PUT be accepted and its
@@ -120,6 +121,8 @@ class FakeArm:
             if method == "PUT":
                 return self._put(path, parts, rtype, body, fault)
             if method == "DELETE":
+                if stored is not None and rtype == "virtualmachines":
+                    return self._delete_vm(path, parts, stored)
                 if self.resources.pop(path.lower(), None) is None:
                     return 204, None, {}
                 return 200, None, {}
@@ -247,10 +250,19 @@ class FakeArm:
         vm["_power"] = "PowerState/starting"
         self.resources[path.lower()] = vm
         op = str(uuid.uuid4())
-        self.operations[op] = {"vm": path.lower(), "fault": fault}
-        where = f"/subscriptions/{parts[1]}/providers/Microsoft.Compute/locations/{vm['location']}"
-        url = f"{self.base_url}{where}/operations/{op}"
-        return 201, _public(vm), {"Azure-AsyncOperation": url + "?api-version=2024-07-01"}
+        self.operations[op] = {"vm": path.lower(), "fault": fault, "kind": "create"}
+        return 201, _public(vm), {"Azure-AsyncOperation": self._operation_url(parts, vm["location"], op)}
+
+    def _delete_vm(self, path: str, parts: list[str], vm: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
+        """As ARM: 202 and an operation; the VM shows Deleting until the operation is polled."""
+        vm["properties"]["provisioningState"] = "Deleting"
+        op = str(uuid.uuid4())
+        self.operations[op] = {"vm": path.lower(), "fault": None, "kind": "delete"}
+        return 202, None, {"Azure-AsyncOperation": self._operation_url(parts, vm["location"], op)}
+
+    def _operation_url(self, parts: list[str], location: str, op: str) -> str:
+        where = f"/subscriptions/{parts[1]}/providers/Microsoft.Compute/locations/{location}"
+        return f"{self.base_url}{where}/operations/{op}?api-version=2024-07-01"
 
     def _operation(self, op: str) -> tuple[int, Any, dict[str, str]]:
         entry = self.operations.get(op)
@@ -259,6 +271,10 @@ class FakeArm:
         now = datetime.datetime.now(datetime.UTC).isoformat()
         vm = self.resources.get(entry["vm"])
         fault: Fault | None = entry["fault"]
+        if entry["kind"] == "delete":
+            if vm is not None:  # the OS disk goes with it (its delete option is Delete)
+                self._evict(entry["vm"])
+            return 200, {"name": op, "status": "Succeeded", "startTime": now, "endTime": now}, {}
         if self.hold_operations:  # a creation that takes long; deleting the VM cancels it
             status = "InProgress" if vm is not None else "Canceled"
             return 200, {"name": op, "status": status, "startTime": now}, {}
