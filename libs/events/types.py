@@ -88,6 +88,7 @@ class Placement(msgspec.Struct, frozen=True, kw_only=True):
     accelerators: dict[str, float] = {}
     use_spot: bool = False
     price_per_hour: float = 0.0
+    disk_size: int | None = None  # GB, from resources.disk_size (None: the provider's default)
 
 
 class ReplicaScheduled(Event, frozen=True, tag="ReplicaScheduled"):

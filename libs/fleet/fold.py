@@ -225,7 +225,11 @@ class _Folder:
         if svc is None or svc.terminated or ev.replica_id in svc.replicas:
             return
         svc.replicas[ev.replica_id] = ReplicaState(
-            replica_id=ev.replica_id, version=ev.version, placement=ev.placement, scheduled_at=at
+            replica_id=ev.replica_id,
+            version=ev.version,
+            placement=ev.placement,
+            placement_reason=ev.reason,
+            scheduled_at=at,
         )
         if ev.replica_id >= svc.next_replica_id or svc.placement_wait:
             next_id = max(svc.next_replica_id, ev.replica_id + 1)

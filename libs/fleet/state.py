@@ -48,6 +48,7 @@ class ReplicaState(msgspec.Struct, frozen=True, kw_only=True):
     replica_id: int
     version: int = 1
     placement: Placement = Placement()
+    placement_reason: str = ""  # why there (ReplicaScheduled.reason: price, offers, blocked locations)
     url: str = ""
     instance_id: str = ""
     scheduled_at: float | None = None

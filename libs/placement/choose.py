@@ -192,6 +192,7 @@ def place(
         accelerators=dict(req.accelerators or {}),
         use_spot=use_spot,
         price_per_hour=best.price,
+        disk_size=req.disk_size,
     )
     return Chosen(placement=placement, offer=offer, request_index=best.request_index,
                   reason=_reason(best, found, open_, blocks, use_spot))  # fmt: skip

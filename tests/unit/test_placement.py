@@ -187,3 +187,24 @@ def test_blocks_expire_and_local_is_never_blocked() -> None:
     ]  # the capacity failure at 100 expired at 700; local and preemptions never block
     got = blocks_from(evs, now=650.0, retry_seconds=600.0)
     assert [(b.kind, b.zone, b.instance_type) for b in got] == [("capacity", "a", "g5"), ("quota", "", "")]
+
+
+def test_a_parsed_spec_places_over_the_shipped_catalog() -> None:
+    from libs.catalog import load_catalog
+    from libs.fleet import service_policy
+    from libs.spec import load_spec, spec_to_dict
+
+    yaml = (
+        "service:\n  readiness_probe: /\n  replicas: 1\n"
+        "resources:\n  ports: 8080\n  accelerators: [H100:8, A100:8]\n  cpus: 96+\n  disk_size: 512\nrun: x\n"
+    )
+    policy = service_policy(spec_to_dict(load_spec(yaml)))
+    assert policy.ordered and [r.cpus for r in policy.resources] == ["96+", "96+"]
+    offers = load_catalog().offers
+    got = place(policy.resources, offers, use_spot=False, clouds=ALL, ordered=policy.ordered)
+    assert isinstance(got, Chosen)
+    # The list is a preference: H100:8 although A100:8 is cheaper; the cheapest H100:8 with 96+ vCPUs.
+    h100 = [o.price for o in offers if o.accelerator == "H100" and o.accelerator_count == 8 and o.price
+            and (o.vcpus or 0) >= 96]  # fmt: skip
+    assert got.placement.accelerators == {"H100": 8.0} and got.placement.price_per_hour == min(h100)
+    assert got.placement.disk_size == 512  # passed through, not priced

@@ -80,6 +80,9 @@ def test_cheapest_zone_first() -> None:
     (action,) = actions
     assert isinstance(action, ScheduleReplica)
     assert action.reason == "aws/us-east-1/us-east-1a g5.xlarge on-demand at $1.00/h: best of 3 offers"
+    start = FleetState(services={NAME: _svc([])})
+    folded = fold_events([(to_event(NAME, action), NOW)], start).services[NAME]
+    assert folded.replicas[action.replica_id].placement_reason == action.reason
 
 
 def test_capacity_in_the_cheapest_zone_fails_over_to_the_next_cheapest() -> None:
