@@ -142,6 +142,11 @@ def test_on_demand_vm_has_no_spot_fields() -> None:
     )
     assert regular.properties is not None
     assert (regular.properties.priority, regular.properties.eviction_policy) == ("Regular", None)
+    assert regular.zones is None
+    zonal = specs.virtual_machine(
+        Placement(cloud="azure", region="eastus", zone="2", instance_type="Standard_D4s_v5"), **kwargs
+    )
+    assert zonal.zones == ["2"]
     with pytest.raises(LaunchError, match="instance_type"):
         specs.virtual_machine(Placement(cloud="azure", region="eastus"), **kwargs)
 

@@ -189,6 +189,8 @@ def virtual_machine(
     user = config.admin_username
     return cm.VirtualMachine(
         location=placement.region,
+        # Azure catalog rows have no zone; a pinned one ("1", "2", "3") becomes the VM's zone.
+        zones=[placement.zone] if placement.zone else None,
         tags=tags,
         properties=cm.VirtualMachineProperties(
             hardware_profile=cm.HardwareProfile(vm_size=placement.instance_type),
