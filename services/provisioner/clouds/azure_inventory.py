@@ -96,6 +96,7 @@ def as_instance(machine: cm.VirtualMachine, log_port: int) -> Instance | None:
     placement = Placement(
         cloud="azure",
         region=machine.location or "",
+        zone=(machine.zones or [""])[0],
         instance_type=getattr(machine.hardware_profile, "vm_size", "") or "",
         accelerators=names.parse_accelerators(tags.get(names.TAG_ACCELERATORS, "")),
         use_spot=spot,
