@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -14,6 +16,8 @@ import httpx
 import pytest
 import uvicorn
 
+from libs.auth.store import create_token
+from libs.auth.store import ensure_schema as ensure_auth_schema
 from libs.bootstrap import issue
 from libs.events.projection import LiveProjection
 from libs.events.store import EventStore
@@ -36,6 +40,7 @@ class _Server(uvicorn.Server):
 async def api(store: EventStore, tmp_path: Path) -> AsyncIterator[tuple[str, ApiDeps]]:
     settings = Settings(home=tmp_path / "home", database_url=store.dsn)
     await ensure_schema(store.pool)
+    await ensure_auth_schema(store.pool)
     projection = LiveProjection(fleet_projection(), store, poll_interval=0.05)
     await projection.start()
     deps = ApiDeps(store=store, projection=projection, settings=settings, secrets_schema_ready=True)
@@ -91,9 +96,28 @@ async def test_the_fetch_program_gets_the_secrets_once(api: tuple[str, ApiDeps],
         assert missing.status_code == 401 and "Authorization: Bearer" in missing.json()["message"]
 
 
+async def viewer_token(deps: ApiDeps) -> str:
+    _, token = await create_token(deps.store.pool, "tester", "viewer")
+    return token
+
+
+def stratus(url: str, token: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        "PATH": os.environ["PATH"],
+        "STRATUS_API_URL": url,
+        "STRATUS_API_TOKEN": token,
+        "HOME": "/nonexistent",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "services.api.cli", *args], env=env, capture_output=True, text=True, timeout=60
+    )
+
+
 async def test_clouds_route_shows_the_last_check(api: tuple[str, ApiDeps]) -> None:
     url, deps = api
-    async with httpx.AsyncClient(base_url=url) as http:
+    token = await viewer_token(deps)
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}) as http:
+        assert (await http.get("/v1/clouds", headers={"Authorization": ""})).status_code == 401
         before = (await http.get("/v1/clouds")).json()
         assert before["checked"] is False and before["enabled"] == ["local"]
         result = await deps.store.append(CLOUDS_STREAM, [CloudsChecked(
@@ -108,3 +132,12 @@ async def test_clouds_route_shows_the_last_check(api: tuple[str, ApiDeps]) -> No
     assert by_cloud["aws"] == {"cloud": "aws", "enabled": True, "reason": ""}
     assert "gcloud auth" in by_cloud["gcp"]["reason"] and not by_cloud["gcp"]["enabled"]
     assert "allowed_clouds" in by_cloud["azure"]["reason"]
+
+    # `stratus check`, through the real CLI.
+    done = await asyncio.to_thread(stratus, url, token, "check")
+    assert done.returncode == 0, done.stderr
+    assert "AWS    enabled" in done.stdout and "GCP    disabled" in done.stdout
+    assert "gcloud auth application-default login" in done.stdout
+    assert "Enabled: local, aws." in done.stdout
+    as_json = await asyncio.to_thread(stratus, url, token, "check", "--json")
+    assert json.loads(as_json.stdout)["enabled"] == ["local", "aws"]
