@@ -117,10 +117,19 @@ async def test_faults_are_per_region_so_another_region_still_launches(
 async def test_a_network_failure_midway_is_translated_and_cleaned_up(
     arm: FakeArm, provider_for: Callable[..., AzureProvider]
 ) -> None:
-    arm.inject("PublicIPCountLimitReached", status=400, resource_type="networkInterfaces")
+    arm.inject("InvalidRequestFormat", status=400, resource_type="networkInterfaces")
     with pytest.raises(LaunchError, match="create NIC"):
         await provider_for().launch(SPOT, TASK)
     assert leftovers(arm) == []  # the NSG and public IP made before it are gone again
+
+
+async def test_public_ips_used_up_in_a_region_is_a_quota_error(
+    arm: FakeArm, provider_for: Callable[..., AzureProvider]
+) -> None:
+    arm.inject("PublicIPCountLimitReached", status=400, resource_type="publicIPAddresses", region="eastus")
+    with pytest.raises(QuotaError, match="create public IP"):
+        await provider_for().launch(SPOT, TASK)
+    assert leftovers(arm) == []
 
 
 async def test_missing_credentials_are_auth_errors_and_disable_the_check(

@@ -6,7 +6,7 @@ allocation failed after its PUT was accepted) surfaces as the same error with th
 
     capacity   SkuNotAvailable, AllocationFailed, ZonalAllocationFailed,
                OverconstrainedAllocationRequest, OverconstrainedZonalAllocationRequest
-    quota      QuotaExceeded, OperationNotAllowed whose message names a quota
+    quota      QuotaExceeded, PublicIPCountLimitReached, OperationNotAllowed naming a quota
     auth       ClientAuthenticationError (no credential, 401), AuthenticationFailed,
                AuthorizationFailed, InvalidAuthenticationToken*, 403
     transient  429, 5xx, Internal*Error / ServerTimeout codes (also on a failed async operation),
@@ -35,7 +35,8 @@ CAPACITY_CODES = frozenset(
         "OverconstrainedZonalAllocationRequest",
     }
 )
-QUOTA_CODES = frozenset({"QuotaExceeded"})
+# PublicIPCountLimitReached: the subscription's public IPs in the region are used up (a quota).
+QUOTA_CODES = frozenset({"QuotaExceeded", "PublicIPCountLimitReached"})
 AUTH_CODES = frozenset(
     {
         "AuthenticationFailed",
