@@ -206,7 +206,7 @@ class AwsProvider(Provider):
                 {
                     "DeviceName": image.root_device,
                     "Ebs": {
-                        "VolumeSize": task.disk_size or DEFAULT_DISK_GB,
+                        "VolumeSize": placement.disk_size or task.disk_size or DEFAULT_DISK_GB,
                         "VolumeType": "gp3",
                         "DeleteOnTermination": True,
                     },
