@@ -81,7 +81,7 @@ class AzureProvider(Provider):
             subscription_id, credential, self.config, base_url=base_url, connection_verify=connection_verify
         )
         key = self.config.ssh_public_key or throwaway_ssh_key()
-        self._launcher = Launcher(self._clients, subscription_id, self.config, key)
+        self._launcher = Launcher(self._clients, self.config, key)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, config: AzureConfig | None = None) -> AzureProvider:

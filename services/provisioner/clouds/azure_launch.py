@@ -32,21 +32,23 @@ NETWORK_TIMEOUT_S = 120.0
 
 
 class Launcher:
-    def __init__(
-        self, clients: AzureClients, subscription_id: str, config: AzureConfig, ssh_public_key: str
-    ) -> None:
+    def __init__(self, clients: AzureClients, config: AzureConfig, ssh_public_key: str) -> None:
         self.clients = clients
-        self.subscription_id = subscription_id
         self.config = config
         self.ssh_public_key = ssh_public_key
         self._subnets: dict[str, str] = {}  # region -> subnet id, once ensured
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the two dicts
+        self._region_locks: dict[str, threading.Lock] = {}  # one region's first launches wait; others do not
 
     def _subnet(self, region: str) -> str:
         """The region's resource group and VNet (created if missing); the subnet's id."""
         with self._lock:
-            if region in self._subnets:
-                return self._subnets[region]
+            region_lock = self._region_locks.setdefault(region, threading.Lock())
+        with region_lock:
+            with self._lock:
+                known = self._subnets.get(region)
+            if known is not None:
+                return known
             group, cfg, net = self.config.resource_group(region), self.config, self.clients.network
             self.clients.resource.resource_groups.create_or_update(
                 group, rm.ResourceGroup(location=region, tags={"stratus": "true"})
@@ -69,7 +71,8 @@ class Launcher:
                 )
             if not subnet.id:
                 raise TransientError(f"subnet {cfg.subnet_name} of {cfg.vnet_name} in {group} has no id yet")
-            self._subnets[region] = subnet.id
+            with self._lock:
+                self._subnets[region] = subnet.id
             return subnet.id
 
     def launch(self, placement: Placement, task: LaunchTask, script: str) -> Instance:
