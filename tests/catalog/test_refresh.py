@@ -180,3 +180,53 @@ def test_an_answer_with_no_usable_price_writes_nothing(tmp_path: Path) -> None:
         refresh_cloud("azure", tmp_path, now=NOW, http=http)
     assert not override_path(tmp_path, "azure").exists()
     assert load_catalog(tmp_path).snapshots[2].source == "shipped"
+
+
+def test_cli_refresh_aws_through_boto3_endpoint_variables(tmp_path: Path, moto_url: str) -> None:
+    from typer.testing import CliRunner
+
+    from services.api.cli import app
+
+    products = {"p4d.24xlarge": [aws_product("p4d.24xlarge", "us-east-1", "30.5")]}
+    env = {
+        "STRATUS_HOME": str(tmp_path),
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_ENDPOINT_URL_EC2": moto_url,
+    }
+    with PriceListServer(products).running() as fake:
+        result = CliRunner().invoke(
+            app, ["catalog", "refresh", "--cloud", "aws"], env={**env, "AWS_ENDPOINT_URL_PRICING": fake.url}
+        )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("aws: ") and "rows got new prices from AWS Price List" in result.stdout
+    p4d = [
+        o
+        for o in load_catalog(tmp_path).offers
+        if o.instance_type == "p4d.24xlarge" and o.region == "us-east-1"
+    ]
+    assert p4d and {o.price for o in p4d} == {30.5}
+
+
+def test_cli_refresh_errors_are_named(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from services.api.cli import app
+
+    result = CliRunner().invoke(
+        app, ["catalog", "refresh", "--cloud", "ibm"], env={"STRATUS_HOME": str(tmp_path)}
+    )
+    assert (
+        result.exit_code == 1
+        and "--cloud ibm: unknown cloud; the catalog has aws, gcp, azure" in result.stderr
+    )
+    # No credentials anywhere in boto3's chain (None removes a variable for the run).
+    env: dict[str, str | None] = {
+        "STRATUS_HOME": str(tmp_path), "AWS_EC2_METADATA_DISABLED": "true", "AWS_ACCESS_KEY_ID": None,
+        "AWS_SECRET_ACCESS_KEY": None, "AWS_SESSION_TOKEN": None, "AWS_PROFILE": None,
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"), "AWS_CONFIG_FILE": str(tmp_path / "none"),
+    }  # fmt: skip
+    result = CliRunner().invoke(app, ["catalog", "refresh", "--cloud", "aws"], env=env)
+    assert result.exit_code == 1 and "aws: not refreshed: pricing GetProducts" in result.stderr
+    assert "no AWS credentials" in result.stderr and not override_path(tmp_path, "aws").exists()

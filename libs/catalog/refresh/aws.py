@@ -125,7 +125,10 @@ def aws_updater(
     endpoints: Mapping[str, str] | None = None,
 ) -> Updater:
     """Fetch every price the AWS rows need; the updater maps a row to its new prices."""
-    session = session or boto3.Session()
+    try:
+        session = session or boto3.Session()
+    except botocore.exceptions.BotoCoreError as exc:  # e.g. AWS_PROFILE names no profile
+        raise RefreshAuthError(f"AWS credentials: {exc}") from exc
     ep = endpoints or {}
     types = sorted({r["InstanceType"] for r in rows})
     try:
