@@ -117,6 +117,15 @@ async def store_secrets(
 
 async def _load_all(conn: Conn, service: str, version: int, home: Path) -> dict[str, str]:
     try:
+        return await _load_once(conn, service, version, home)
+    except SecretUnreadable:
+        # A rotation may have finished between our read of the rows and of the key file (the
+        # rows under the old key, the file holding only the new one): read both again.
+        return await _load_once(conn, service, version, home)
+
+
+async def _load_once(conn: Conn, service: str, version: int, home: Path) -> dict[str, str]:
+    try:
         rows = await conn.fetch(
             "SELECT name, value_encrypted FROM stratus_secrets WHERE service = $1 AND version = $2",
             service,
@@ -129,10 +138,9 @@ async def _load_all(conn: Conn, service: str, version: int, home: Path) -> dict[
         return {}
     except (OSError, asyncpg.PostgresError) as exc:
         raise SecretsStoreError(f"cannot read the secrets of service {service!r}: {exc}") from exc
-    master = master_keyring(home)
     keys = [Fernet(k) for k in load_or_create_keys(home)]  # values from before data keys
     if token is not None:
-        keys.insert(0, _unwrap(master, bytes(token), service, home))
+        keys.insert(0, _unwrap(master_keyring(home), bytes(token), service, home))
     fernet = MultiFernet(keys)
     out: dict[str, str] = {}
     for row in rows:
