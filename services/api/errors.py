@@ -5,6 +5,7 @@ The message always says what to fix (a field, a name to check, a command to run)
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -64,8 +65,16 @@ def spec_invalid(exc: SpecError) -> Invalid:
     return Invalid(str(exc), issues=issues, code="invalid_spec")
 
 
+class AsciiJSONResponse(JSONResponse):
+    """Non-ASCII escaped: a message quoting the input stays encodable even with lone surrogates
+    (``"\\ud800"`` is valid JSON but not UTF-8)."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
 def _json(status: int, body: ErrorOut) -> JSONResponse:
-    return JSONResponse(status_code=status, content=body.model_dump(mode="json"))
+    return AsciiJSONResponse(status_code=status, content=body.model_dump(mode="json"))
 
 
 def _field_path(loc: Sequence[int | str]) -> str:

@@ -28,6 +28,7 @@ from libs.replica_logs import ReplicaLogClient
 from libs.runtime.host import bus_config
 from libs.runtime.settings import DEFAULT_API_PORT, Settings
 from libs.secrets import ensure_schema, load_or_create_key
+from libs.secrets.endpoint import ensure_endpoint_schema
 
 from .app import create_app
 from .deps import ApiDeps, fleet_projection
@@ -71,6 +72,7 @@ async def serve(settings: Settings) -> None:
     nc = await connect_bus(settings.nats_url, name="stratus-api", wait=None)
     try:
         await ensure_schema(store.pool)
+        await ensure_endpoint_schema(store.pool)
         await bootstrap_auth(store, settings)
         projection = LiveProjection(fleet_projection(), store)
         await projection.start()

@@ -20,6 +20,7 @@ from libs.fleet import FleetState
 from libs.replica_logs import ReplicaLogClient, serve_replica_logs
 from libs.runtime.settings import Settings
 from libs.secrets import ensure_schema
+from libs.secrets.endpoint import ensure_endpoint_schema
 from services.api.app import create_app
 from services.api.deps import ApiDeps, fleet_projection
 from services.api.main import bootstrap_auth
@@ -57,6 +58,7 @@ async def api(store: EventStore, tmp_path: Path, nats_url: str, unique: str) -> 
         home=tmp_path / "home", database_url=store.dsn, nats_url=nats_url, bus_prefix=f"t{unique}"
     )
     await ensure_schema(store.pool)
+    await ensure_endpoint_schema(store.pool)
     await bootstrap_auth(store, settings)  # what the API does at start
     token = read_token_file(token_file(settings.home))
     assert token is not None
