@@ -81,6 +81,19 @@ def test_tls_endpoint_and_api_keys(stack: Stack, tmp_path: Path) -> None:
     _until(lambda: status(first) == 401, "the revoked key is refused", within=10.0)
     assert status(second) == 200
 
+    # Managing keys is an admin's: no token 401, a viewer may list but not create or revoke.
+    keys_url = f"{stack.api_url}/v1/services/secure/keys"
+    assert httpx.post(keys_url, json={"name": "x"}, timeout=10).status_code == 401
+    made = stack.cli("auth", "create", "--role", "viewer", "--name", "reader", check=True).stdout.splitlines()
+    viewer = {"Authorization": f"Bearer {made[1].strip()}"}
+    assert httpx.post(keys_url, json={"name": "x"}, headers=viewer, timeout=10).status_code == 403
+    assert httpx.delete(f"{keys_url}/{by_name['second']}", headers=viewer, timeout=10).status_code == 403
+    assert httpx.get(keys_url, headers=viewer, timeout=10).status_code == 200
+    admin = {"Authorization": f"Bearer {stack.token()}"}
+    gone = httpx.delete(f"{keys_url}/{by_name['first']}", headers=admin, timeout=10)
+    assert gone.status_code == 404 and "no valid endpoint key" in gone.json()["message"]
+    assert status(second) == 200
+
     log = json.dumps(stack.events("secure"))
     for secret in (first, second, key_pem.splitlines()[1]):
         assert secret not in log
