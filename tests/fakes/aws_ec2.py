@@ -5,6 +5,8 @@ boto3 talks real HTTP to the proxy (``endpoint_url``), which forwards every requ
 
 * answer a real EC2 error (XML, with the status AWS uses) to ``RunInstances`` in a given zone
   (``fail_run``), as AWS does when a zone has no capacity or the account hits a quota;
+* report every instance address as 127.0.0.1 (``loopback_addresses``), so the control plane's
+  probes of a "VM" stay on this machine;
 * act out a spot interruption (``interrupt``): the instance is terminated in moto and, from then
   on, ``DescribeInstances`` shows the state reason AWS gives, ``Server.SpotInstanceTermination``.
 
@@ -54,6 +56,8 @@ class EmulatedAws:
     requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     session: Any = None  # a boto3 Session a test module may keep here to share
+    # Report every instance address as 127.0.0.1, so what probes a "VM" stays on loopback.
+    loopback_addresses: bool = False
 
     def fail_run(
         self,
@@ -103,12 +107,18 @@ class EmulatedAws:
         return None
 
     def rewrite(self, action: str, body: bytes) -> bytes:
-        if action != "DescribeInstances" or not self.interrupted:
+        if action not in ("DescribeInstances", "RunInstances"):
+            return body
+        if not self.interrupted and not self.loopback_addresses:
             return body
         root = ET.fromstring(body)
         uri = root.tag[1:].split("}", 1)[0] if root.tag.startswith("{") else EC2_NS
         ET.register_namespace("", uri)
         ns = {"e": uri}
+        if self.loopback_addresses:
+            for el in root.iter():
+                if el.tag.rsplit("}", 1)[-1] in ("ipAddress", "privateIpAddress", "publicIp") and el.text:
+                    el.text = "127.0.0.1"
         for item in root.iterfind(".//e:instancesSet/e:item", ns):
             ident = item.findtext("e:instanceId", namespaces=ns)
             if ident not in self.interrupted:
