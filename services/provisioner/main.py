@@ -40,6 +40,7 @@ from libs.runtime.workqueue import WorkQueue
 from libs.secrets import load_secrets
 
 from .cloud_checks import refresh_clouds
+from .cloud_logs import MIRROR_INTERVAL_SECONDS, LogMirror
 from .clouds import errors as clouds_errors
 from .clouds.base import Bootstrap, InstanceState, LaunchTask, Provider
 from .clouds.errors import ProviderError
@@ -265,6 +266,7 @@ def build(host: ServiceHost) -> Callable[[], Awaitable[None]]:
         await refresh_clouds(host, provider)
 
     host.loop(host.settings.cloud_check_interval, check_clouds, name="clouds")
+    host.loop(MIRROR_INTERVAL_SECONDS, LogMirror(host).sync, name="cloud-logs")  # `stratus logs` of VMs
 
     async def on_started() -> None:
         await prov.resync()
