@@ -72,7 +72,7 @@ class Stack:
         being restarted by the supervisor)."""
         deadline = time.monotonic() + retry_for
         # The admin token the API wrote at its first start (the CLI reads the same file).
-        kw["headers"] = {"Authorization": f"Bearer {self.token()}", **kw.get("headers", {})}
+        kw["headers"] = {**self.auth(), **kw.get("headers", {})}
         while True:
             try:
                 return httpx.request(method, f"{self.api_url}{path}", timeout=10, **kw)
@@ -83,6 +83,9 @@ class Stack:
 
     def token(self) -> str:
         return (self.home / "auth" / "admin.token").read_text().strip()
+
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token()}"}
 
     def service(self, name: str, retry_for: float = 30.0) -> dict[str, Any]:
         r = self.api("GET", f"/v1/services/{name}", retry_for=retry_for)

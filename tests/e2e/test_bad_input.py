@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from .conftest import Stack
@@ -44,6 +45,13 @@ def web(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
     spec.write_text(WEB.format(workdir=root / "site"))
     stack.cli("up", str(spec), "-n", "web", "-y", "--detach", check=True)
     yield "web"
+
+
+def last_position(stack: Stack) -> int:
+    r = stack.api("GET", "/v1/events", params={"last": 1}, retry_for=30)
+    r.raise_for_status()
+    events = r.json()["events"]
+    return int(events[-1]["position"]) if events else 0
 
 
 def err(r: Any) -> str:
@@ -148,3 +156,26 @@ def test_run_command_that_exits_at_once(stack: Stack, tmp_path: Path) -> None:
 
     assert stack.cli("down", "crash", "-y").returncode == 0
     stack.wait("crash", lambda s: s["status"] == "TERMINATED", timeout=60, what="TERMINATED")
+
+
+def test_the_stack_refuses_anonymous_and_cross_site_writes(stack: Stack, tmp_path: Path) -> None:
+    before = last_position(stack)
+    spec = WEB.format(workdir=tmp_path)
+    anonymous = httpx.post(f"{stack.api_url}/v1/services", json={"name": "anon", "yaml": spec}, timeout=10)
+    assert anonymous.status_code == 401, anonymous.text
+    # What a web page could send from a browser: text/plain, a foreign Origin, no token.
+    browser = {"Content-Type": "text/plain", "Origin": "https://evil.example"}
+    cross = httpx.post(f"{stack.api_url}/v1/services?name=x", content=spec, headers=browser, timeout=10)
+    assert cross.status_code == 415 and "access-control-allow-origin" not in cross.headers
+    huge = httpx.post(
+        f"{stack.api_url}/v1/services", content=b"{" + b" " * (50 * 1024 * 1024) + b"}",
+        headers={"Content-Type": "application/json", **stack.auth()}, timeout=10,
+    )  # fmt: skip
+    assert huge.status_code == 413
+    assert last_position(stack) == before
+    # The CLI needed no setup: the API wrote the admin token into STRATUS_HOME at its first start.
+    me = stack.cli("auth", "whoami", check=True)
+    assert "role admin" in me.stdout
+    token = stack.token()
+    for log in (stack.home / "logs").glob("*.log"):
+        assert token not in log.read_text(errors="replace"), log.name
