@@ -16,8 +16,10 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+import msgspec
+
 from libs.events.types import replica_stream
-from libs.fleet.policy import ProbePolicy, probe_policy
+from libs.fleet.policy import ProbePolicy
 from libs.fleet.state import ReplicaState, ServiceState
 from libs.runtime.host import ServiceHost, run_main
 from libs.secrets import REDACTED, SecretsError, load_probe_headers
@@ -73,7 +75,9 @@ class Prober:
         key = (svc.name, r.replica_id)
         state = self.states.get(key) or seed_state(svc, r)
         info = svc.versions.get(r.version)
-        policy = probe_policy(info.spec if info else {}, failure_threshold_seconds=self.failure_threshold)
+        # The probe policy decoded once, when the version was folded; only the threshold is ours.
+        decoded = info.policy.probe if info is not None else ProbePolicy()
+        policy = msgspec.structs.replace(decoded, failure_threshold_seconds=self.failure_threshold)
         headers = await self._headers(svc.name, r.version, policy)
         result = await self.http.probe(r.url, policy, headers)
         new, events = decide(state, result, time.time(), policy)
