@@ -4,8 +4,10 @@ Three processes: two raw-asyncio backends (a fixed ~200-byte JSON answer, like
 ``peer_lb.sh``'s ``GET /small``), the router (``python -m services.router.standalone``) over
 them, and a load generator (uvloop Protocols, ``--conns`` keep-alive connections, one request
 in flight on each). It reports requests per second through the router and straight to one
-backend (``direct``), medians over ``--rounds``. The load generator is Python too, so on a
-small machine it competes with the router for CPU: compare figures from the same machine only.
+backend (``direct``), medians over ``--rounds``, and the router process's CPU time per request
+(user + system, from /proc), which depends much less on what else the machine runs than req/s.
+The load generator is Python too, so on a small machine it competes with the router for CPU:
+compare figures from the same run only.
 
     python -m bench.router.throughput [--conns 64] [--seconds 5] [--rounds 3] [--baseline DIR]
 
@@ -115,6 +117,13 @@ async def _load(port: int, conns: int, seconds: float) -> float:
     return counter[0] / (time.monotonic() - t0)
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -163,27 +172,37 @@ def main(argv: list[str] | None = None) -> int:
             bport = _free_port()
             peers.append(("baseline", bport))
             trees.append(("baseline", bport, os.path.abspath(args.baseline)))
-        for _name, port, tree in trees:
+        pids: dict[str, int] = {}
+        for name, port, tree in trees:
             router = subprocess.Popen(
                 [sys.executable, "-m", "services.router.standalone", "--port", str(port),
                  "--backends", f"127.0.0.1:{b1},127.0.0.1:{b2}"],
                 env={**os.environ, "LOG_LEVEL": "WARNING", "PYTHONPATH": tree}, cwd=tree,
             )  # fmt: skip
             procs.append(router)
+            pids[name] = router.pid
             _wait_listening(port, router)
         results: dict[str, list[float]] = {name: [] for name, _ in peers}
+        cpu: dict[str, list[float]] = {name: [] for name in pids}
         for _ in range(args.rounds):
             for name, port in peers:
+                c0 = _cpu_seconds(pids[name]) if name in pids else 0.0
                 out = subprocess.run(
                     [*me, "--role", "load", "--port", str(port), "--conns", str(args.conns),
                      "--seconds", str(args.seconds)],
                     check=True, capture_output=True, timeout=args.seconds + 90,
                 )  # fmt: skip
-                results[name].append(float(out.stdout.decode().strip().splitlines()[-1]))
+                rps = float(out.stdout.decode().strip().splitlines()[-1])
+                results[name].append(rps)
+                if name in pids:  # CPU over the warm-up second and the run, per request of the run
+                    cpu[name].append((_cpu_seconds(pids[name]) - c0) / (rps * (args.seconds + 1.0)) * 1e6)
         for name, runs in results.items():
             runs_s = "/".join(f"{r:.0f}" for r in runs)
             med = statistics.median(runs)
-            print(f"{name:7s} conns={args.conns} req/s median {med:.0f} (rounds {runs_s})")
+            line = f"{name:8s} conns={args.conns} req/s median {med:.0f} (rounds {runs_s})"
+            if name in cpu:
+                line += f"; router CPU µs/req median {statistics.median(cpu[name]):.1f}"
+            print(line)
     finally:
         for pr in procs:
             pr.send_signal(signal.SIGTERM)
