@@ -292,6 +292,7 @@ async def test_events_table_has_a_header_and_whole_payloads(live: Live) -> None:
     header, row = table.stdout.splitlines()
     assert header.split() == ["POSITION", "TIME", "(UTC)", "SERVICE", "TYPE", "BY", "DATA"]
     assert "..." not in row and long_run in row
+    assert row[header.index("BY") :].split()[0] == "local-admin#1"  # who asked (audit)
     data = json.loads(row[header.index("DATA") :])
     assert data["spec"]["run"] == long_run
 
