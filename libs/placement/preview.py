@@ -16,12 +16,13 @@ from typing import Any
 
 import msgspec
 
-from libs.catalog import Offer, allowed_clouds, load_catalog
+from libs.catalog import CLOUDS, Offer, allowed_clouds, load_catalog
 from libs.fleet.policy import service_policy
 from libs.fleet.state import CloudsState
 
 from .choose import Chosen, Unplaceable, place
 from .errors import NoOffer
+from .match import LOCAL
 
 
 def usable_clouds(clouds: CloudsState | None, allowed: Sequence[str]) -> tuple[str, ...]:
@@ -41,6 +42,11 @@ def preview(
     """Where the first replica of ``spec`` (the normalized spec dict) would go. Raises
     ``NoOffer`` naming the resources and what the catalog has when nothing fits."""
     policy = service_policy(spec)
+    known = (*CLOUDS, LOCAL)
+    unknown = sorted({r.cloud for r in policy.resources if r.cloud and r.cloud.lower() not in known})
+    if unknown and all(r.cloud in unknown for r in policy.resources):
+        where = ", ".join((*CLOUDS, LOCAL))
+        raise NoOffer(f"cloud {', '.join(unknown)}: Stratus has no provider for it (it places on {where})")
     usable = usable_clouds(clouds, allowed)
     disabled = dict(clouds.disabled) if clouds is not None else {}
     markets = [policy.use_spot] + ([False] if policy.use_spot and policy.autoscale.uses_fallback else [])
