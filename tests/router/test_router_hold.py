@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from router_backend import BackendFactory, EndpointFactory
-from router_client import Conn, read_response, request
+from router_client import Conn, read_response, request, wait_until
 
 
 async def test_held_requests_are_released_when_a_replica_becomes_ready(
@@ -18,9 +18,7 @@ async def test_held_requests_are_released_when_a_replica_becomes_ready(
     try:
         for i, c in enumerate(conns):
             await c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nbody")
-            await asyncio.sleep(0.02) if i == 0 else None
-        await asyncio.sleep(0.1)
-        assert ep.held_count() == 3
+            await wait_until(lambda n=i + 1: ep.held_count() == n, f"{i + 1} requests held")
         assert calls == ["zero"]  # once, not per request
         loop = asyncio.get_running_loop()
         t0 = loop.time()
@@ -56,7 +54,7 @@ async def test_hold_queue_full_and_wait_expiry(endpoint: EndpointFactory) -> Non
     try:
         t0 = loop.time()
         await held.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        await asyncio.sleep(0.05)
+        await wait_until(lambda: ep.held_count() == 1, "the first request held")
         r = await request(ep.port, "GET", "/")  # queue full: at once
         assert r.status == 503 and "full" in r.json()["error"]
         r = await read_response(held.reader)  # waited max_wait, then 503
@@ -71,11 +69,9 @@ async def test_held_client_going_away_leaves_the_queue(endpoint: EndpointFactory
     ep = await endpoint(hold_when_empty=True, max_wait=5.0)
     c = await Conn.open(ep.port)
     await c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-    await asyncio.sleep(0.05)
-    assert ep.held_count() == 1
+    await wait_until(lambda: ep.held_count() == 1, "the request held")
     await c.close()
-    await asyncio.sleep(0.05)
-    assert ep.held_count() == 0
+    await wait_until(lambda: ep.held_count() == 0, "the held request gone with its client")
 
 
 async def test_hold_is_off_by_default(endpoint: EndpointFactory) -> None:
@@ -95,8 +91,9 @@ async def test_large_held_body_is_paused_then_forwarded(
     c = await Conn.open(ep.port)
     try:
         c.writer.write(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(data) + data)
-        await asyncio.sleep(0.2)
-        assert ep.held_count() == 1
+        await wait_until(lambda: ep.held_count() == 1, "the upload held")
+        # the router stops reading past what it buffers for a held request
+        await wait_until(lambda: any(cl.paused for cl in ep.clients), "reading from the client paused")
         ep.pool.set_ready(1, b.url)
         r = await read_response(c.reader, within=10)
         assert r.json() == {"received": len(data), "sha256": hashlib.sha256(data).hexdigest()}
