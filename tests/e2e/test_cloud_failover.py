@@ -3,15 +3,20 @@ server mode behind the fault proxy; the provisioner's real boto3 reaches it via 
 
 The cheapest zone for the spec answers RunInstances with EC2's InsufficientInstanceCapacity; the
 replica must land on the next-cheapest offer, the failure recorded with its reason, and `status`
-must show the cloud, region and hourly price. The emulated VM runs nothing (moto boots no
-machine, and its addresses are rewritten to 127.0.0.1 so probes stay on loopback), so the replica
-never becomes READY: this test stops at the launch.
+must show the cloud, region and hourly price. moto boots no machine (its addresses are
+rewritten to 127.0.0.1 so probes stay on loopback), so that replica never becomes READY; the
+second test plays the VM itself by running the instance's user-data here.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import gzip
 import json
 import os
+import signal
+import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -19,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import httpx
 import pytest
 
 from libs.servers.ports import free_port
@@ -82,6 +88,7 @@ def cloud_stack(
         "STRATUS_PROBE_INTERVAL": "0.5", "STRATUS_MONITOR_INTERVAL": "0.5", "STRATUS_RESYNC_INTERVAL": "1.0",
         "STRATUS_RETRY_BACKOFF_SECONDS": "1",
         "STRATUS_CLOUD_INGRESS_CIDR": "127.0.0.1/32", "STRATUS_AWS_REGIONS": "us-east-1",
+        "STRATUS_CLOUD_LOG_PORT": str(free_port()),
         "PYTHONUNBUFFERED": "1",
     })  # fmt: skip
     s = Stack(home, env)
@@ -162,3 +169,71 @@ def test_the_cheapest_zone_has_no_capacity_so_the_replica_lands_on_the_next(
         ]
         time.sleep(0.2)
     assert state == "terminated", cloud_stack.logs_tail()
+
+
+BOOT_SPEC = """\
+service:
+  readiness_probe: /
+  replicas: 1
+resources:
+  cloud: aws
+  region: us-east-1
+  accelerators: A10G:1
+  ports: {port}
+envs:
+  HF_TOKEN: {secret}
+setup: echo "setup sees a token of $(printf %s "$HF_TOKEN" | wc -c) characters"
+run: python3 -m http.server {port} --bind 127.0.0.1
+"""
+
+
+def user_data(aws: EmulatedAws, ec2_id: str) -> str:
+    ec2 = boto3.client("ec2", endpoint_url=aws.moto_url, region_name="us-east-1")
+    attr = ec2.describe_instance_attribute(InstanceId=ec2_id, Attribute="userData")
+    return gzip.decompress(base64.b64decode(attr["UserData"]["Value"])).decode()
+
+
+def test_the_user_data_boots_a_replica_that_gets_ready_serves_and_logs(
+    cloud_stack: Stack, aws: EmulatedAws, tmp_path: Path
+) -> None:
+    """The emulated VM is this machine: the test runs the instance's user-data as cloud-init
+    would (in a temp dir); it redeems its token at the real API, the prober finds it READY at the
+    (loopback) address EC2 reports, the endpoint serves it, and its log reaches `stratus logs`."""
+    aws.clear()
+    port, secret = free_port(), f"hf_{uuid.uuid4().hex}"
+    spec = tmp_path / "boot.yaml"
+    spec.write_text(BOOT_SPEC.format(port=port, secret=secret))
+    cloud_stack.cli("up", str(spec), "-n", "boot", "-y", "--detach", check=True)
+    svc = cloud_stack.wait("boot", lambda s: bool(launched(s)), timeout=180, what="a launched replica")
+    (replica,) = launched(svc)
+    script = user_data(aws, replica["instance_id"].rsplit("/", 1)[1])
+    assert secret not in script
+    assert all(secret not in json.dumps(e) for e in cloud_stack.events("boot"))
+
+    root, home = tmp_path / "vm-root", tmp_path / "vm-home"
+    home.mkdir()
+    (tmp_path / "user-data").write_text(script)
+    env = {"PATH": os.environ["PATH"], "STRATUS_ROOT": str(root), "HOME": str(home)}
+    try:
+        done = subprocess.run(["bash", str(tmp_path / "user-data")], env=env, capture_output=True, text=True,
+                              timeout=120)  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        svc = cloud_stack.wait(
+            "boot", lambda s: any(r["status"] == "READY" for r in s["replicas"]), timeout=120,
+            what="the cloud replica READY",
+        )  # fmt: skip
+        page = httpx.get(f"http://{svc['endpoint']}/", timeout=10)
+        assert page.status_code == 200 and "Directory listing" in page.text
+        deadline = time.monotonic() + 60
+        logs = ""
+        while time.monotonic() < deadline and "setup sees a token of" not in logs:
+            logs = cloud_stack.cli("logs", "boot", str(replica["replica_id"]), "--no-follow").stdout
+            time.sleep(0.5)
+        assert f"setup sees a token of {len(secret)} characters" in logs, logs + cloud_stack.logs_tail()
+        assert secret not in logs
+    finally:
+        pid_file = root / "replica.pid"
+        if pid_file.exists():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(int(pid_file.read_text()), signal.SIGKILL)
+    cloud_stack.cli("down", "boot", "-y", check=True)
