@@ -134,9 +134,11 @@ def place(
     existing: Sequence[Placement] = (),
     spot_placer: str | None = None,
     ordered: bool = False,
+    zone_score: Mapping[ZoneKey, float] | None = None,
 ) -> Chosen | Unplaceable:
     """The best placement for one replica, or why there is none. ``clouds`` are the usable
-    (allowed and enabled) clouds; ``disabled`` says why others are not."""
+    (allowed and enabled) clouds; ``disabled`` says why others are not. ``zone_score`` (the
+    spot policy's, ``spot_policy.zone_view``) ranks zones after the spread, lower first."""
     usable = {c.lower() for c in clouds}
     why_not = {k.lower(): v for k, v in (disabled or {}).items()}
     found: list[_Candidate] = []
@@ -177,9 +179,12 @@ def place(
     spread = use_spot and spot_placer == DYNAMIC_FALLBACK
     per_zone = Counter((p.cloud, p.region, p.zone) for p in existing if p.use_spot) if spread else Counter()
 
-    def rank(c: _Candidate) -> tuple[bool, int, int, float, int]:
+    scores = zone_score or {}
+
+    def rank(c: _Candidate) -> tuple[bool, int, int, float, float, int]:
         key = (c.offer.cloud, c.offer.region, c.offer.zone)
-        return (key in avoid_set, c.request_index if ordered else 0, per_zone[key], c.price, c.index)
+        score = scores.get(key, 0.0)
+        return (key in avoid_set, c.request_index if ordered else 0, per_zone[key], score, c.price, c.index)
 
     best = min(open_, key=rank)
     req = requests[best.request_index]

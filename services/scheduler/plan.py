@@ -59,6 +59,13 @@ from libs.fleet.status import (
     replica_status,
 )
 from libs.placement import DYNAMIC_FALLBACK, Chosen, ZoneKey, blocks_from, place
+from libs.placement.spot_policy import (
+    DEFAULT_SPOT_POLICY,
+    StratusParams,
+    policy_split,
+    spot_zones,
+    zone_view,
+)
 
 
 def shipped_offers() -> tuple[Offer, ...]:
@@ -78,6 +85,9 @@ class SchedulerConfig(msgspec.Struct, frozen=True, kw_only=True):
     zone_memory_seconds: float = 1800.0
     # How long a capacity (zone, instance type) or quota (region) failure blocks its location.
     blocked_retry_seconds: float = 600.0
+    # The dynamic_fallback spot placer's policy (libs.placement.spot_policy): stratus | skyserve | round_robin.
+    spot_policy: str = DEFAULT_SPOT_POLICY
+    spot_params: StratusParams = StratusParams()
     catalog: tuple[Offer, ...] = msgspec.field(default_factory=shipped_offers)
 
 
@@ -216,7 +226,17 @@ class _Planner:
         avoid = self.avoid(use_spot, policy.spot_placer)
         blocks = blocks_from(self.service.zone_events, self.now, self.config.blocked_retry_seconds)
         clouds = self.clouds
+        usable = clouds.usable if clouds is not None else ()
+        # dynamic_fallback spot: the spot policy ranks zones; capacity failures feed it, not blocks.
+        placer = self.config.spot_policy if use_spot and policy.spot_placer == DYNAMIC_FALLBACK else None
+        zones = spot_zones(policy.resources, self.config.catalog, usable) if placer else []
+        if placer:
+            blocks = [b for b in blocks if not (b.use_spot and b.kind == "capacity")]
         for _ in range(min(count, self.budget)):
+            view = None
+            if placer:
+                view = zone_view(placer, self.service, zones, self.now, self.next_id, self.config.spot_params)
+                avoid = set(view.avoid)
             found = place(
                 policy.resources,
                 self.config.catalog,
@@ -226,8 +246,9 @@ class _Planner:
                 blocks=blocks,
                 avoid=avoid,
                 spot_placer=policy.spot_placer,
-                existing=self.spot_placements,
+                existing=self.spot_placements if view is None or view.spread else (),
                 ordered=policy.ordered,
+                zone_score=view.score if view is not None else None,
             )
             if not isinstance(found, Chosen):
                 if not self.waiting and found.reason != self.service.placement_wait:
@@ -256,6 +277,11 @@ class _Planner:
         st = self.statuses
         ready_spot = sum(1 for r in members if r.is_spot and st[r.replica_id] == READY)
         spot_want, od_want = desired_split(self.service, version, target, ready_spot)
+        od_alive = sum(1 for r in members if not r.is_spot)
+        counts = policy_split(self.config.spot_policy, self.service, version, target, ready_spot, od_alive,
+                              self.now, self.config.spot_params)  # fmt: skip
+        if counts is not None:
+            spot_want, od_want = counts.spot, counts.on_demand
         for use_spot, want in ((True, spot_want), (False, od_want)):
             have = [r for r in members if r.is_spot == use_spot]
             if len(have) > want:
