@@ -17,6 +17,7 @@ from typing import Any
 
 import asyncpg
 
+from .causation import stamp
 from .codec import decode, encode
 from .envelope import NewEvent, RecordedEvent
 from .errors import ConcurrencyConflict, EventDecodeError, StoreUnavailable, UnknownEventType
@@ -51,7 +52,8 @@ class StreamAppend:
 
 
 def _as_new(e: Event | NewEvent) -> NewEvent:
-    return e if isinstance(e, NewEvent) else NewEvent(event=e)
+    # Unset causation/correlation/trace come from the cause being handled (causation.py).
+    return stamp(e if isinstance(e, NewEvent) else NewEvent(event=e))
 
 
 @dataclass(frozen=True, slots=True)

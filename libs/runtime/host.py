@@ -26,6 +26,7 @@ from libs.events.projection import LiveProjection
 from libs.events.store import EventStore
 from libs.fleet.projection import FLEET
 from libs.fleet.state import FleetState
+from libs.telemetry.handlers import instrument_handler, instrument_memory_handler
 
 from .settings import Settings
 
@@ -94,6 +95,7 @@ class ServiceHost:
         """A tracked, durable consumer shared by every instance of this service (queue semantics)."""
         opts = self._options(types, options)
         cname = name or self.name
+        handler = instrument_handler(self.name, cname, handler)  # causation, metrics, spans
         self._add_consumer(
             cname,
             lambda: Consumer(
@@ -111,6 +113,7 @@ class ServiceHost:
     ) -> None:
         """An untracked consumer of this instance's own (every instance sees every event)."""
         opts = self._options(types, options)
+        handler = instrument_memory_handler(self.name, name, handler)  # causation, metrics, spans
         self._add_consumer(
             name,
             lambda: Consumer(self.nc, name=name, handler=handler, track=False, bus=self.bus, options=opts),

@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from libs.events.causation import Cause, current_cause, using_cause
 from libs.events.outcomes import TRANSIENT_ERRORS
 
 log = logging.getLogger(__name__)
@@ -25,8 +26,12 @@ class WorkQueue:
         self._active: set[str] = set()
         self._again: set[str] = set()
         self._failures: dict[str, int] = {}
+        self._causes: dict[str, Cause] = {}
 
     def add(self, key: str) -> None:
+        # The reconcile's appends carry what woke it last (the event being handled, if any).
+        if (cause := current_cause()) is not None:
+            self._causes[key] = cause
         if key in self._active:
             self._again.add(key)
         elif key not in self._waiting:
@@ -51,7 +56,8 @@ class WorkQueue:
             self._waiting.discard(key)
             self._active.add(key)
             try:
-                await self._reconcile(key)
+                with using_cause(self._causes.pop(key, None)):
+                    await self._reconcile(key)
                 self._failures.pop(key, None)
             except TRANSIENT_ERRORS as exc:
                 n = self._failures[key] = self._failures.get(key, 0) + 1

@@ -10,6 +10,8 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from libs.telemetry.asgi import RequestCause
+
 from .auth import AUTH_ERRORS, PROTECTED
 from .deps import ApiDeps
 from .docs import install_docs
@@ -17,6 +19,7 @@ from .errors import install_error_handlers
 from .middleware import BodyGuard
 from .models import HealthOut
 from .routers import bootstrap, clouds, endpoint_keys, events, logs, replicas, services, tokens
+from .routers.replay import build as build_replay
 
 API_VERSION = "1"
 
@@ -55,6 +58,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
         clouds.build(deps),
         tokens.build(deps),
         endpoint_keys.build(deps),
+        build_replay(deps),
     ]
     for router in protected:
         app.include_router(router, dependencies=PROTECTED, responses=AUTH_ERRORS)
@@ -71,4 +75,5 @@ def create_app(deps: ApiDeps) -> FastAPI:
             allow_headers=["Authorization", "Content-Type"],
         )  # fmt: skip
     app.add_middleware(BodyGuard, max_body_bytes=deps.settings.api_max_body_bytes)
+    app.add_middleware(RequestCause)  # outermost: appends carry the request as cause
     return app

@@ -40,6 +40,7 @@ EXTRA_GROUPS = (
     "services.api.cli_check",
     "services.api.cli_keys",
     "services.api.cli_secrets",
+    "services.api.cli_ops",
 )
 
 app = typer.Typer(

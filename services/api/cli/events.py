@@ -28,8 +28,17 @@ def events(
     ] = 50,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new events.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    why: Annotated[
+        int | None, typer.Option("--why", help="With --service: the causation chain of this replica.")
+    ] = None,
 ) -> None:
     """Show the recorded events (the audit trail), newest last."""
+    if why is not None:  # the audit view (services/api/cli_ops.py)
+        from ..cli_ops import show_why
+
+        if service is None:
+            fail("--why REPLICA_ID needs --service NAME")
+        return show_why(ctx, service, why, as_json)
     now = datetime.now(UTC)
     params: dict[str, Any] = {"service": service, "type": type_ or None}
     if since:
