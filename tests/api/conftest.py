@@ -9,8 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import nats.errors
 import pytest
 import uvicorn
+from nats.aio.subscription import Subscription
 
 from libs.auth import read_token_file, token_file
 from libs.events.bus import connect as connect_bus
@@ -47,6 +49,7 @@ class Api:
     projection: LiveProjection[FleetState]
     token: str  # the first admin token, as the API bootstrapped it into STRATUS_HOME
     anon: httpx.AsyncClient  # the same app, no token
+    logs_server: Subscription  # the provisioner's side of replica logs
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
@@ -82,12 +85,13 @@ async def api(store: EventStore, tmp_path: Path, nats_url: str, unique: str) -> 
         ):
             yield Api(
                 http=http, deps=deps, store=store, settings=settings, projection=projection, token=token,
-                anon=anon,
+                anon=anon, logs_server=logs_sub,
             )  # fmt: skip
     finally:
         deps.stopping.set()
         await projection.stop()
-        await logs_sub.unsubscribe()
+        with contextlib.suppress(nats.errors.BadSubscriptionError):
+            await logs_sub.unsubscribe()
         await nc.close()
 
 

@@ -230,3 +230,24 @@ async def test_following_a_truncated_log_starts_over(live: Live) -> None:
             while not received.endswith(b"new\n"):
                 received += await anext(chunks)
     assert received == b"a long first line\nnew\n"
+
+
+async def test_a_follow_cut_by_the_provisioner_going_away_says_so(live: Live) -> None:
+    api = live.api
+    await seed(api)
+    log = api.settings.replica_log("beta", 1)
+    log.parent.mkdir(parents=True)
+    log.write_text("first\n")
+    received = b""
+    async with (
+        httpx.AsyncClient(base_url=live.url, timeout=10, headers=api.headers()) as http,
+        http.stream("GET", "/v1/services/beta/replicas/1/logs", params={"follow": "true"}) as response,
+    ):
+        chunks = response.aiter_bytes()
+        async with asyncio.timeout(15):
+            received += await anext(chunks)
+            await api.logs_server.unsubscribe()  # the provisioner stops answering
+            async for chunk in chunks:
+                received += chunk
+    assert received.startswith(b"first\n")
+    assert b"[stratus: the log stream was cut: no provisioner answered" in received

@@ -7,7 +7,7 @@ the API runs on the same machine as the stack it is part of.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path as FsPath
 from typing import Annotated, Any
 
@@ -29,6 +29,15 @@ TEXT = "text/plain; charset=utf-8"
 _TEXT_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {TEXT: {"schema": {"type": "string"}}}, "description": "The log text"}
 }
+
+
+async def said_if_cut(body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The log; if the provisioner stops answering midway, a last line saying so (not a reset)."""
+    try:
+        async for chunk in body:
+            yield chunk
+    except ReplicaLogsError as exc:
+        yield f"\n[stratus: the log stream was cut: {exc}]\n".encode()
 
 
 def build(deps: ApiDeps) -> APIRouter:
@@ -105,7 +114,7 @@ def build(deps: ApiDeps) -> APIRouter:
             client, name, replica_id, first=first, follow=follow, stopping=deps.stopping,
             done=replica_done(name, replica_id), poll_interval=deps.poll_interval,
         )  # fmt: skip
-        return StreamingResponse(body, media_type=TEXT, headers={"Cache-Control": "no-store"})
+        return StreamingResponse(said_if_cut(body), media_type=TEXT, headers={"Cache-Control": "no-store"})
 
     @router.get(
         "/services/{name}/logs/{component}",
