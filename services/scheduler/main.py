@@ -11,14 +11,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
-from libs.catalog import load_catalog
+from msgspec.structs import replace
+
+from libs.catalog import CatalogError, load_catalog
 from libs.events.envelope import RecordedEvent
 from libs.events.errors import ConcurrencyConflict
 from libs.events.store import StreamAppend, Transaction
 from libs.events.types import ALL_EVENT_TYPES, CloudsChecked, QpsSampled, replica_stream, service_stream
 from libs.runtime.host import ServiceHost, run_main
-from libs.runtime.settings import Settings
 from libs.runtime.workqueue import WorkQueue
 
 from .plan import RequestTermination, SchedulerConfig, ScheduleReplica, plan, to_event
@@ -30,10 +32,25 @@ TYPES = [t.__name__ for t in ALL_EVENT_TYPES if t is not QpsSampled]
 
 
 class Scheduler:
-    def __init__(self, host: ServiceHost, config: SchedulerConfig) -> None:
+    def __init__(self, host: ServiceHost, config: SchedulerConfig, catalog_home: Path | None = None) -> None:
         self.host = host
         self.config = config
+        # With a home, each reconcile reads its catalog (cached per file mtime), so that
+        # `stratus catalog refresh` takes effect without a restart.
+        self.catalog_home = catalog_home
         self.queue = WorkQueue(self.reconcile, workers=4)
+
+    def current_config(self) -> SchedulerConfig:
+        if self.catalog_home is None:
+            return self.config
+        try:
+            offers = load_catalog(self.catalog_home).offers
+        except CatalogError as exc:  # a broken refreshed file: keep placing with the last good one
+            log.warning("catalog unreadable, keeping the previous one: %s", exc)
+            return self.config
+        if offers != self.config.catalog:
+            self.config = replace(self.config, catalog=offers)
+        return self.config
 
     async def handle(self, rec: RecordedEvent, tx: Transaction) -> None:
         await self.host.fleet.wait_for(rec.position, 10.0)
@@ -46,7 +63,7 @@ class Scheduler:
         svc = self.host.fleet.state.services.get(service)
         if svc is None:
             return
-        actions = plan(svc, time.time(), self.config, self.host.fleet.state.clouds)
+        actions = plan(svc, time.time(), self.current_config(), self.host.fleet.state.clouds)
         if not actions:
             return
         batches = []
@@ -81,9 +98,9 @@ def build(host: ServiceHost) -> Callable[[], Awaitable[None]]:
         drain_seconds=host.settings.drain_seconds,
         retry_backoff_seconds=host.settings.retry_backoff_seconds,
         # The refreshed catalog under STRATUS_HOME (`stratus catalog refresh`), else the shipped one.
-        catalog=load_catalog(Settings.from_env().home).offers,
+        catalog=load_catalog(host.settings.home).offers,
     )
-    scheduler = Scheduler(host, config)
+    scheduler = Scheduler(host, config, catalog_home=host.settings.home)
     host.consumer(TYPES, scheduler.handle)
     host.loop(host.settings.resync_every(2.0), scheduler.resync, name="resync")
     host.task(lambda: scheduler.queue.run(host.stop))

@@ -4,12 +4,16 @@ recorded as events. Reconciles are driven (no bus), the projection follows the r
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from msgspec.structs import replace
 
 from libs.catalog import Offer
+from libs.catalog.load import override_path
 from libs.events.projection import LiveProjection
 from libs.events.store import EventStore
 from libs.events.types import (
@@ -126,3 +130,29 @@ async def test_pinned_cloud_waits_then_places_and_fails_over(scheduler: Schedule
         in (second.reason)
     )
     assert s.host.fleet.state.services[name].replicas[2].placement_reason == second.reason
+
+
+async def test_a_refreshed_catalog_is_used_without_a_restart(scheduler: Scheduler, tmp_path: Path) -> None:
+    s, name = scheduler, "svc"
+    s.catalog_home = tmp_path
+    header = "InstanceType,AcceleratorName,AcceleratorCount,vCPUs,MemoryGiB,Price,SpotPrice,Region,"
+    header += "AvailabilityZone"
+    path = override_path(tmp_path, "aws")
+    path.parent.mkdir(parents=True)
+    path.write_text(f"{header}\ng5.xlarge,A10G,1.0,4.0,16.0,0.55,0.2,eu-west-1,euw1-az1\n")
+    spec = spec_to_dict(load_spec(SPEC.replace("replicas: 1", "replicas: 2")))
+    await _append(s, service_stream(name), ServiceRequested(service=name, spec=spec))
+    await _append(s, CLOUDS_STREAM, CloudsChecked(service="", enabled=["aws"]))
+    s.config = replace(s.config, max_concurrent_launches=1)
+    await s.reconcile(name)
+    (first,) = [r.event for r in await s.host.store.read_stream(replica_stream(name, 1))]
+    assert isinstance(first, ReplicaScheduled)
+    assert (first.placement.zone, first.placement.price_per_hour) == ("euw1-az1", 0.55)
+    # `stratus catalog refresh` rewrote the file: the next placement reads the new price.
+    path.write_text(f"{header}\ng5.xlarge,A10G,1.0,4.0,16.0,0.66,0.2,eu-west-1,euw1-az2\n")
+    os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))  # a distinct mtime, however coarse the clock
+    s.config = replace(s.config, max_concurrent_launches=2)
+    await s.reconcile(name)
+    (second,) = [r.event for r in await s.host.store.read_stream(replica_stream(name, 2))]
+    assert isinstance(second, ReplicaScheduled)
+    assert (second.placement.zone, second.placement.price_per_hour) == ("euw1-az2", 0.66)
