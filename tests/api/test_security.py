@@ -145,12 +145,15 @@ async def test_mutations_record_the_principal_and_never_the_token(
     assert api.token not in caplog.text
 
 
-async def test_token_lifecycle_through_the_cli(live: Live) -> None:
+async def test_token_lifecycle_through_the_cli(live: Live, tmp_path: Path) -> None:
     runner = CliRunner()
 
     async def cli(*args: str, token: str) -> Any:
         call = functools.partial(
-            runner.invoke, cli_app, ["--api-url", live.url, *args], env={"STRATUS_API_TOKEN": token}
+            runner.invoke,
+            cli_app,
+            ["--api-url", live.url, *args],
+            env={"STRATUS_API_TOKEN": token, "STRATUS_HOME": str(tmp_path)},  # no token file there
         )
         return await asyncio.to_thread(call)
 
