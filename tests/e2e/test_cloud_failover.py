@@ -157,16 +157,28 @@ def test_the_cheapest_zone_has_no_capacity_so_the_replica_lands_on_the_next(
         ("aws", "us-east-1", landed["zone"], landed["price_per_hour"])
     ], shown
     assert landed["price_per_hour"] > 0
+    # AWS takes the spot instance back: the provisioner sees Server.SpotInstanceTermination,
+    # records the preemption, and the scheduler launches a replacement.
+    aws.interrupt(replica["instance_id"].rsplit("/", 1)[1])
+    first_id = replica["instance_id"]
+    svc = cloud_stack.wait(
+        "a10g", lambda s: any(r.get("instance_id") not in (None, first_id) for r in s["replicas"]),
+        timeout=120, what="a replacement for the preempted replica",
+    )  # fmt: skip
+    preempted = [e for e in cloud_stack.events("a10g") if e["type"] == "Preempted"]
+    assert [e["data"]["instance_id"] for e in preempted] == [replica["instance_id"]]
+    (replacement,) = [r for r in launched(svc) if r["instance_id"] != replica["instance_id"]]
+    assert replacement["instance_id"].startswith("aws:us-east-1/i-")
+
     cloud_stack.cli("down", "a10g", "-y", check=True)
     # `down` terminates the EC2 instance (seen from the cloud's side).
-    ec2_id = replica["instance_id"].rsplit("/", 1)[1]
     ec2 = boto3.client("ec2", endpoint_url=aws.moto_url, region_name="us-east-1")
+    ec2_id = replacement["instance_id"].rsplit("/", 1)[1]
     deadline = time.monotonic() + 60
     state = ""
     while time.monotonic() < deadline and state != "terminated":
-        state = ec2.describe_instances(InstanceIds=[ec2_id])["Reservations"][0]["Instances"][0]["State"][
-            "Name"
-        ]
+        (reservation,) = ec2.describe_instances(InstanceIds=[ec2_id])["Reservations"]
+        state = reservation["Instances"][0]["State"]["Name"]
         time.sleep(0.2)
     assert state == "terminated", cloud_stack.logs_tail()
 
