@@ -104,6 +104,9 @@ class ReplicaOut(BaseModel):
     price_per_hour: float | None = None
     resources: str = Field(default="-", description="SkyServe-style, e.g. 1x GCP([Spot]{'L4': 1})")
     launched_at: datetime | None = None
+    placement_reason: str | None = Field(
+        default=None, description="Why the scheduler placed it there: price, offers, locations blocked."
+    )
 
 
 class AutoscalingOut(BaseModel):

@@ -79,6 +79,7 @@ def replica_out(service: str, rep: ReplicaState) -> ReplicaOut:
         price_per_hour=p.price_per_hour or None,
         resources=resources_text(p),
         launched_at=_dt(launched),
+        placement_reason=rep.placement_reason or None,
     )
 
 

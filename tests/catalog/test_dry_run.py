@@ -59,10 +59,12 @@ async def test_dry_run_json_picks_the_cheapest_allowed_offer(live: Live, tmp_pat
     assert p["price_per_hour"] == _cheapest("A100", 8, {"aws", "gcp", "azure"})
     where = (p["cloud"], p["region"], p["zone"], p["instance_type"])
     offer = next(
-        o for o in load_catalog().offers
-        if (o.cloud, o.region, o.zone, o.instance_type) == where and o.accelerator == "A100"
+        o
+        for o in load_catalog().offers
+        if (o.cloud, o.region, o.zone, o.instance_type) == where
+        and o.accelerator == "A100"
         and o.accelerator_count == 8
-    )  # fmt: skip
+    )
     assert offer.price == p["price_per_hour"]
     assumed = "no provisioner has reported enabled clouds yet: all allowed clouds assumed enabled"
     assert p["reason"].endswith(assumed)
@@ -126,3 +128,35 @@ async def test_cpu_only_spec_without_clouds_runs_locally(api: Api) -> None:
     p = resp.json()["placement"]
     assert (p["cloud"], p["price_per_hour"]) == ("local", 0.0)
     assert p["reason"].startswith("local: no cloud enabled")
+
+
+async def test_status_shows_why_a_replica_landed_where_it_did(api: Api) -> None:
+    from libs.events.types import (
+        Placement,
+        ReplicaScheduled,
+        ServiceRequested,
+        replica_stream,
+        service_stream,
+    )
+    from libs.spec import load_spec, spec_to_dict
+
+    yaml = "service:\n  readiness_probe: /\n  replicas: 1\nresources:\n  ports: 8080\nrun: x\n"
+    await api.store.append(
+        service_stream("why"), [ServiceRequested(service="why", spec=spec_to_dict(load_spec(yaml)))]
+    )
+    reason = "aws/us-east-1/use1-az2 g5.xlarge on-demand at $1.01/h: best of 2 offers (1 blocked: ...)"
+    placement = Placement(
+        cloud="aws", region="us-east-1", zone="use1-az2", instance_type="g5.xlarge", price_per_hour=1.01
+    )
+    res = await api.store.append(
+        replica_stream("why", 1),
+        [ReplicaScheduled(service="why", replica_id=1, placement=placement, reason=reason)],
+    )
+    await api.projection.wait_for(res.last_position, 5.0)
+    (rep,) = (await api.http.get("/v1/services/why")).json()["replicas"]
+    assert (rep["cloud"], rep["zone"], rep["price_per_hour"], rep["placement_reason"]) == (
+        "aws",
+        "use1-az2",
+        1.01,
+        reason,
+    )
