@@ -17,7 +17,8 @@ def enforce_read_deadlines(
     A head must be whole ``head_timeout`` after its first byte (after the connection opened,
     for the first request); a body may not go ``body_timeout`` without a byte while the router
     is reading it (not while the router itself paused reading: back-pressure is not the
-    client's fault). A head arriving while an earlier response is still in progress waits.
+    client's fault; nor while it waits for ``100 Continue``, the deadline then counts from
+    it). A head arriving while an earlier response is still in progress waits.
     """
     for c in [c for c in clients if c.in_head or c.cur is not None]:
         if c.closed:
@@ -28,6 +29,8 @@ def enforce_read_deadlines(
             continue
         ex = c.cur
         if ex is None or body_timeout is None or c.paused or c.last_read >= now - body_timeout:
+            continue
+        if ex.expect_continue:  # the client waits for 100 Continue (the replica's, forwarded)
             continue
         error = RequestTimeout(f"request body stalled: no byte received for {body_timeout:g} s")
         if ex is c.active and ex.state != DONE:

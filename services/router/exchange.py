@@ -63,6 +63,10 @@ class Exchange(ExchangeBase):
 
     # -- response side (ResponseSink) ------------------------------------------------
     def response_interim(self, status: int, reason: bytes, parts: list[bytes]) -> None:
+        if status == 100 and self.expect_continue:
+            # The client waited for this to send its body: the body deadline starts now.
+            self.expect_continue = False
+            self.client.last_read = self.client.ep.now
         if self.http11:
             parts[0] = status_line(status, reason)
             parts.append(CRLF)

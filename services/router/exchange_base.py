@@ -48,6 +48,9 @@ class EndpointSide(Protocol):
     hold_when_empty: bool
 
     @property
+    def now(self) -> float: ...
+
+    @property
     def max_attempts(self) -> int: ...
 
     @property
@@ -67,6 +70,8 @@ class EndpointSide(Protocol):
 
 class ClientSide(Protocol):
     """What an exchange uses of its client connection."""
+
+    last_read: float  # when request bytes last arrived (the body deadline counts from it)
 
     @property
     def ep(self) -> EndpointSide: ...

@@ -23,9 +23,6 @@ class ClientEndpoint(EndpointSide, Protocol[C]):
     def clients(self) -> set[C]: ...
 
     @property
-    def now(self) -> float: ...
-
-    @property
     def options(self) -> EndpointOptions: ...
 
     @property

@@ -152,3 +152,25 @@ def test_bounds_are_validated() -> None:
         EndpointOptions(head_timeout=0)
     with pytest.raises(ConfigError, match="max_headers"):
         EndpointOptions(max_headers=0)
+
+
+async def test_body_deadline_waits_for_100_continue(
+    backends: BackendFactory, endpoint: EndpointFactory
+) -> None:
+    """A client sending ``Expect: 100-continue`` to a service scaled to zero waits (held) for the
+    replica's 100 Continue: that wait is not a stalled body."""
+    b = await backends()
+    ep = await endpoint(hold_when_empty=True, max_wait=10.0, body_timeout=0.3)
+    c = await Conn.open(ep.port)
+    try:
+        await c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+        with pytest.raises(TimeoutError):  # held past the body deadline: no 408
+            await read_response(c.reader, within=1.0)
+        ep.pool.set_ready(1, b.url)
+        async with asyncio.timeout(5):
+            assert (await c.reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 100")
+        await c.send(b"body")
+        r = await read_response(c.reader)
+        assert r.status == 200 and r.json()["body"] == "body"
+    finally:
+        await c.close()
