@@ -58,7 +58,10 @@ def explain_request(req: ResourceRequest, offers: Sequence[Offer], clouds: Seque
                 notes.append(f"the catalog has only GPU instances on {cloud} ({_names(in_cloud)})")
             else:
                 notes.append(_narrowed(req, cpu, cloud, "CPU-only"))
-    return f"{head}; " + "; ".join(notes)
+    text = f"{head}; " + "; ".join(notes)
+    if not req.accelerators and not req.instance_type and req.cloud is None:
+        text += " (`cloud: local` runs it on this machine)"
+    return text
 
 
 def _narrowed(req: ResourceRequest, offers: Sequence[Offer], cloud: str, what: str) -> str:

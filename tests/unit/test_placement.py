@@ -163,6 +163,12 @@ def test_unsatisfiable_reason_says_what_the_catalog_has() -> None:
     assert got.reason == "L4:8 on gcp: no offer; gcp has L4 in counts 1"
     got = place(resource_requests({"cloud": "aws"}), CATALOG, use_spot=False, clouds=ALL)
     assert isinstance(got, Unplaceable) and "only GPU instances on aws" in got.reason
+    got = place(resource_requests({"cpus": "2"}), CATALOG, use_spot=False, clouds=("aws", "azure"))
+    assert isinstance(got, Unplaceable) and got.reason == (
+        "CPU only on any cloud, cpus 2: no offer; the catalog has only GPU instances on aws "
+        "(A100, A10G, H200); the catalog has only GPU instances on azure (A100) "
+        "(`cloud: local` runs it on this machine)"
+    )
 
 
 def test_everything_blocked_says_when_it_retries() -> None:
