@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Annotated
 
@@ -16,6 +17,11 @@ from libs.auth import revoke_token as store_revoke
 from ..auth import AUTH_ERRORS, Caller, Forbidden
 from ..deps import ApiDeps
 from ..errors import Conflict, NotFound, Unavailable
+
+log = logging.getLogger("stratus.api")
+
+# Token changes are not fleet events: the table records who created and revoked each token
+# (created_by, revoked_by) and the API log says so too (never the token).
 
 
 class TokenIn(BaseModel):
@@ -75,6 +81,7 @@ def build(deps: ApiDeps) -> APIRouter:
             info, token = await store_create(pool, body.name, body.role, created_by=caller.label)
         except AuthStoreError as exc:
             raise Unavailable(str(exc)) from exc
+        log.info("API token %d (%r, %s) created by %s", info.id, info.name, info.role, caller.label)
         return NewTokenOut(**_out(info).model_dump(), token=token)
 
     @router.get("/tokens", summary="Live API tokens (admin); never their values")
@@ -96,7 +103,9 @@ def build(deps: ApiDeps) -> APIRouter:
                     f"token {token_id} is the last admin token: create another admin token first "
                     "(`stratus auth create --role admin --name NAME`), or nobody could manage tokens"
                 )
-            return _out(await store_revoke(pool, token_id, revoked_by=caller.label))
+            gone = await store_revoke(pool, token_id, revoked_by=caller.label)
+            log.info("API token %d (%r, %s) revoked by %s", gone.id, gone.name, gone.role, caller.label)
+            return _out(gone)
         except UnknownToken as exc:
             raise NotFound(str(exc)) from exc
         except AuthStoreError as exc:
