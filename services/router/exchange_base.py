@@ -39,7 +39,7 @@ from services.router.http1 import CRLF, error_response
 from services.router.replicas import READY, Replica, ReplicaPool
 from services.router.upstream import ResponseSink, UpstreamConnection
 
-log = logging.getLogger("services.router.proxy")
+log = logging.getLogger("services.router.exchange")
 
 
 class EndpointSide(Protocol):

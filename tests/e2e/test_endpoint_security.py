@@ -99,3 +99,24 @@ def test_tls_endpoint_and_api_keys(stack: Stack, tmp_path: Path) -> None:
         assert secret not in log
     assert "EndpointKeysChanged" in log
     stack.cli("down", "secure", "-y", check=True)
+
+
+def test_tls_spec_needs_a_matching_pair(stack: Stack, tmp_path: Path) -> None:
+    cert_pem, _ = self_signed()
+    _, other_key = self_signed()
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_text(cert_pem)
+    key.write_text(other_key)
+    spec = _spec(tmp_path, cert, key)
+    r = stack.cli("up", str(spec), "-n", "mismatch", "-y", "--detach")
+    assert r.returncode != 0 and "do not make a TLS server" in r.stderr, r.stdout + r.stderr
+    key.unlink()
+    r = stack.cli("up", str(spec), "-n", "mismatch", "-y", "--detach")
+    assert r.returncode != 0 and "service.tls.keyfile: cannot read" in r.stderr, r.stderr
+    # The API cannot read the client's files: a YAML with service.tls needs the PEMs in the request.
+    admin = {"Authorization": f"Bearer {stack.token()}"}
+    body = {"yaml": spec.read_text(), "name": "mismatch"}
+    made = stack.api("POST", "/v1/services", json=body, headers=admin)
+    assert made.status_code == 422 and made.json()["error"] == "invalid_tls", made.text
+    assert "tls_cert_pem" in made.json()["message"]
+    assert stack.api("GET", "/v1/services/mismatch", headers=admin).status_code == 404
