@@ -23,6 +23,7 @@ from libs.events.consumer import Consumer, ConsumerOptions, Handler, MemoryHandl
 from libs.events.lifecycle import Backoff, install_stop_signals, retry_connect, sleep_or_stop
 from libs.events.outcomes import TRANSIENT_ERRORS
 from libs.events.projection import LiveProjection
+from libs.events.redelivery import Redeliverer
 from libs.events.store import EventStore
 from libs.fleet.projection import FLEET
 from libs.fleet.state import FleetState
@@ -96,6 +97,8 @@ class ServiceHost:
         opts = self._options(types, options)
         cname = name or self.name
         handler = instrument_handler(self.name, cname, handler)  # causation, metrics, spans
+        retries = Redeliverer(lambda: self.store, cname, handler)  # `stratus dead-letters retry`
+        self.loop(1.0, retries.poll, name=f"{cname}: dead-letter retries")
         self._add_consumer(
             cname,
             lambda: Consumer(

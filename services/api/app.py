@@ -19,6 +19,7 @@ from .errors import install_error_handlers
 from .middleware import BodyGuard
 from .models import HealthOut
 from .routers import bootstrap, clouds, endpoint_keys, events, logs, replicas, services, tokens
+from .routers.dead_letters import build as build_dead_letters
 from .routers.replay import build as build_replay
 
 API_VERSION = "1"
@@ -59,6 +60,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
         tokens.build(deps),
         endpoint_keys.build(deps),
         build_replay(deps),
+        build_dead_letters(deps),
     ]
     for router in protected:
         app.include_router(router, dependencies=PROTECTED, responses=AUTH_ERRORS)

@@ -23,7 +23,9 @@ def test_replay_between_up_and_down_and_why(stack: Stack) -> None:
     rid = min(r["replica_id"] for r in svc["replicas"])
 
     # why: the replica's first event was caused by the user's ServiceRequested, made by a request.
-    why = json.loads(stack.cli("events", "--service", "audited", "--why", str(rid), "--json", check=True).stdout)
+    why = json.loads(
+        stack.cli("events", "--service", "audited", "--why", str(rid), "--json", check=True).stdout
+    )
     history = [e["type"] for e in why["history"]]
     assert history[0] == "ReplicaScheduled" and "ReplicaReady" in history
     chain = [e["type"] for e in why["chain"]]
