@@ -38,7 +38,9 @@ def relay_main(argv: Sequence[str]) -> int:
     if not args.database_url:
         p.error("--database-url or DATABASE_URL is required")
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    bus = BusConfig(stream=args.stream, prefix=args.prefix)
+    bus = BusConfig(
+        stream=args.stream, prefix=args.prefix, max_age=settings.bus_max_age, max_bytes=settings.bus_max_bytes
+    )
     options = RelayOptions(name=args.name, batch_size=args.batch_size, poll_interval=args.poll_interval)
 
     async def run() -> int:

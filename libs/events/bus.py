@@ -11,9 +11,10 @@ inside its duplicate window.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -29,6 +30,8 @@ from .codec import decode, encode
 from .envelope import RecordedEvent
 from .errors import BusUnavailable, EventDecodeError
 from .lifecycle import Backoff, retry_connect
+
+log = logging.getLogger(__name__)
 
 # Header names. Nats-Msg-Id is JetStream's own de-duplication header.
 H_MSG_ID = "Nats-Msg-Id"
@@ -58,7 +61,11 @@ class BusConfig:
     stream: str = "STRATUS"
     prefix: str = "stratus"
     duplicate_window: float = 120.0  # seconds JetStream remembers a Nats-Msg-Id
-    max_age: float = 0.0  # 0 = keep forever (Postgres stays the source of truth either way)
+    # Retention: Postgres keeps every event; the stream only needs what consumers have not read
+    # yet (the relay republishes from Postgres on demand). 0 = unlimited. The defaults are
+    # Settings' STRATUS_BUS_MAX_AGE / STRATUS_BUS_MAX_BYTES, so every process agrees on them.
+    max_age: float = 604800.0
+    max_bytes: int = 1_073_741_824
 
     @property
     def subjects(self) -> list[str]:
@@ -102,6 +109,7 @@ async def ensure_stream(js: JetStreamContext, config: BusConfig) -> StreamInfo:
         storage=StorageType.FILE,
         duplicate_window=config.duplicate_window,
         max_age=config.max_age,
+        max_bytes=config.max_bytes if config.max_bytes > 0 else -1,
     )
     try:
         try:
@@ -113,6 +121,7 @@ async def ensure_stream(js: JetStreamContext, config: BusConfig) -> StreamInfo:
             have.subjects != wanted.subjects
             or have.duplicate_window != wanted.duplicate_window
             or (have.max_age or 0.0) != wanted.max_age
+            or (have.max_bytes or -1) != wanted.max_bytes
         ):
             return await js.update_stream(wanted)
         return info
@@ -243,7 +252,9 @@ async def connect(url: str, *, name: str, wait: float | None = 10.0) -> NATS:
                 servers=[url], name=name, connect_timeout=2,
                 # Annotated int, used as a float sleep: a quick retry after a server restart.
                 allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=0.25,  # type: ignore[arg-type]
-                error_cb=_quiet, disconnected_cb=_quiet_event, reconnected_cb=_quiet_event,
+                error_cb=_logged_error(name, url), disconnected_cb=_logged(name, url, "disconnected from"),
+                reconnected_cb=_logged(name, url, "reconnected to"),
+                closed_cb=_logged(name, url, "connection closed to"),
             ),
             wait,
         )  # fmt: skip
@@ -261,11 +272,22 @@ async def connect_until_stopped(url: str, name: str, stop: asyncio.Event) -> NAT
     )
 
 
-async def _quiet(exc: Exception) -> None:
-    # nats-py logs every reconnect attempt as an error by default; outages are expected and
-    # surface to callers as BusUnavailable instead.
-    return None
+def _logged_error(name: str, url: str) -> Callable[[Exception], Awaitable[None]]:
+    """nats-py reports every failed reconnect attempt here: log the first of a run of the same
+    error as a warning, the repeats at debug (an outage is expected, and survived)."""
+    last: list[str] = [""]
+
+    async def on_error(exc: Exception) -> None:
+        text = repr(exc)
+        level = logging.DEBUG if text == last[0] else logging.WARNING
+        last[0] = text
+        log.log(level, "NATS %s (%s): %s", name, url, text)
+
+    return on_error
 
 
-async def _quiet_event() -> None:
-    return None
+def _logged(name: str, url: str, what: str) -> Callable[[], Awaitable[None]]:
+    async def on_event() -> None:
+        log.warning("NATS %s: %s %s", name, what, url)
+
+    return on_event

@@ -25,13 +25,15 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal, cast, overload
 
 import nats.errors
+import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy
 
 from .bus import H_EVENT_ID, H_MSG_ID, H_POSITION, BusConfig, decode_message, subject_matches
 from .envelope import RecordedEvent
@@ -39,6 +41,7 @@ from .errors import PermanentError
 from .lifecycle import Backoff, backoff_delay, sleep_or_stop
 from .outcomes import TRANSIENT_ERRORS, classify
 from .store import EventStore, Transaction
+from .tracking import init_floor
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +61,13 @@ class ConsumerOptions:
     backoff_initial: float = 0.5  # nak delay after the first failed delivery, doubling after
     backoff_max: float = 30.0
     max_ack_pending: int = 1000
+    # A consumer that does not exist yet is created to deliver from here (JetStream's start
+    # time, i.e. messages published since), not from the start of the stream; a tracked one
+    # gets its tracking floor at ``start_position`` (see tracking.py). None: from the start.
+    start_time: datetime | None = None
+    start_position: int = 0
+    # JetStream deletes the consumer after this many seconds without a subscriber. None: never.
+    inactive_threshold: float | None = None
 
 
 @dataclass(slots=True)
@@ -106,15 +116,27 @@ class Consumer:
 
     # ------------------------------------------------------------------ setup
 
-    def consumer_config(self, filter_subjects: tuple[str, ...]) -> ConsumerConfig:
+    def consumer_config(
+        self, filter_subjects: tuple[str, ...], existing: ConsumerInfo | None = None
+    ) -> ConsumerConfig:
+        """The config to create (``existing`` None) or update the consumer with. An update keeps
+        the existing deliver policy and start (JetStream refuses to change them)."""
         subjects = list(filter_subjects)
+        opts = self.options
+        if existing is not None:
+            deliver, start = existing.config.deliver_policy, existing.config.opt_start_time
+        elif opts.start_time is not None:
+            deliver, start = DeliverPolicy.BY_START_TIME, opts.start_time
+        else:
+            deliver, start = DeliverPolicy.ALL, None
         return ConsumerConfig(
             durable_name=self.name, name=self.name, ack_policy=AckPolicy.EXPLICIT,
-            deliver_policy=DeliverPolicy.ALL, ack_wait=self.options.ack_wait,
+            deliver_policy=deliver, opt_start_time=start, ack_wait=opts.ack_wait,
             # Unlimited: this class decides when a message is given up (term + dead letter).
-            max_deliver=-1, max_ack_pending=self.options.max_ack_pending,
+            max_deliver=-1, max_ack_pending=opts.max_ack_pending,
             filter_subject=subjects[0] if len(subjects) == 1 else None,
             filter_subjects=subjects if len(subjects) > 1 else None,
+            inactive_threshold=opts.inactive_threshold,
         )  # fmt: skip
 
     async def subscribe(self) -> None:
@@ -126,8 +148,15 @@ class Consumer:
         # what does not match here (acked, never handled).
         old_server = (version.major, version.minor) < (2, 10)
         self._local_filters = filters if len(filters) > 1 and old_server else ()
+        try:
+            existing: ConsumerInfo | None = await self.js.consumer_info(self.bus.stream, self.name)
+        except nats.js.errors.NotFoundError:
+            existing = None
+        if existing is None and self.track and self.store is not None:
+            # Created to start at the projection's position: what came before counts as handled.
+            await init_floor(self.store.pool, self.name, self.options.start_position)
         await self.js.add_consumer(
-            self.bus.stream, self.consumer_config(() if self._local_filters else filters)
+            self.bus.stream, self.consumer_config(() if self._local_filters else filters, existing)
         )
         self._sub = await self.js.pull_subscribe_bind(durable=self.name, stream=self.bus.stream)
 

@@ -2,6 +2,7 @@
 
     EventsError
     ├── ConcurrencyConflict      expected stream version did not match (retry after re-reading)
+    ├── ProjectionFailed         a known event could not be decoded or folded: the process stops
     ├── PermanentError           retrying cannot help: a consumer terms and dead-letters the message
     │   ├── EventDecodeError     a payload that no known type or upcaster can read (poison)
     │   └── UnknownEventType     a tag that no registered type has (poison)
@@ -29,6 +30,21 @@ class ConcurrencyConflict(EventsError):
         super().__init__(
             f"stream {stream_id!r}: expected version {expected_version} "
             f"but the stream is at version {actual_version}; re-read the stream and retry"
+        )
+
+
+class ProjectionFailed(EventsError):
+    """A projection met an event of a type it knows but cannot decode or fold (a payload from a
+    newer schema, or a bug): folding past it would build a wrong state, so the process stops."""
+
+    def __init__(self, position: int, stream_id: str, event_type: str, reason: str) -> None:
+        self.position = position
+        self.stream_id = stream_id
+        self.event_type = event_type
+        self.reason = reason
+        super().__init__(
+            f"projection cannot fold the {event_type} event at position {position} of stream"
+            f" {stream_id!r}: {reason}"
         )
 
 

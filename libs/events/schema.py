@@ -1,7 +1,15 @@
-"""The event store's schema, created or migrated on start.
+"""The database schema of Stratus, created or migrated on start: one ordered list.
 
-Migrations are an ordered list; each runs once, in its own transaction, under an advisory lock
-so several processes starting together do not race. Applied versions are recorded.
+Migrations are an ordered list; each runs once, in the same transaction as the record of it,
+under an advisory lock so several processes starting together do not race. Applied versions are
+recorded in ``stratus_schema_migrations``. A new table or column anywhere in Stratus is a new
+entry at the end (never an edit of an applied one).
+
+The list holds every table: the log (1, 2), projection snapshots, the tracking floor and leases
+(3), and the tables of libs.secrets, libs.auth, libs.bootstrap and the autoscaler (4-8). Those
+packages still run their own ``CREATE TABLE IF NOT EXISTS`` (the same text, so either order is
+fine; tests/events/test_schema.py checks the texts are equal), which makes their code usable on a
+database this list has not migrated yet.
 """
 
 from __future__ import annotations
@@ -119,6 +127,104 @@ MIGRATIONS: list[str] = [
         END IF;
     END $$;
     """,
+    # 3: projection snapshots (state + position, per projection name and code fingerprint), the
+    # tracking floor (every position at or below it counts as handled by that consumer: the
+    # tracking rows below it are pruned), and leases (one leader per name, expiring).
+    """
+    CREATE TABLE stratus_projection_snapshots (
+        name         text NOT NULL,
+        fingerprint  text NOT NULL,
+        position     bigint NOT NULL,
+        skipped      bigint NOT NULL DEFAULT 0,
+        state        bytea NOT NULL,
+        written_at   timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (name, fingerprint)
+    );
+    CREATE TABLE stratus_tracking_floor (
+        consumer    text PRIMARY KEY,
+        position    bigint NOT NULL,
+        updated_at  timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE TABLE stratus_leases (
+        name        text PRIMARY KEY,
+        holder      text NOT NULL,
+        expires_at  timestamptz NOT NULL,
+        acquired_at timestamptz NOT NULL DEFAULT now(),
+        term        bigint NOT NULL DEFAULT 1
+    );
+    CREATE INDEX stratus_dead_letters_consumer_idx ON stratus_dead_letters (consumer, position);
+    """,
+    # 4: libs.secrets (store.py)
+    """
+CREATE TABLE IF NOT EXISTS stratus_secrets (
+    service          text NOT NULL,
+    version          integer NOT NULL,
+    name             text NOT NULL,
+    value_encrypted  bytea NOT NULL,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (service, version, name)
+);
+CREATE TABLE IF NOT EXISTS stratus_secret_keys (
+    service          text PRIMARY KEY,
+    key_encrypted    bytea NOT NULL,
+    created_at       timestamptz NOT NULL DEFAULT now()
+)
+""",
+    # 5: libs.secrets (endpoint.py)
+    """
+CREATE TABLE IF NOT EXISTS stratus_endpoint_tls (
+    service        text PRIMARY KEY,
+    version        integer NOT NULL,
+    cert_pem       text NOT NULL,
+    key_encrypted  bytea NOT NULL,
+    updated_at     timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS stratus_endpoint_keys (
+    service     text NOT NULL,
+    key_id      text NOT NULL,
+    name        text NOT NULL,
+    key_hash    bytea NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    revoked_at  timestamptz,
+    PRIMARY KEY (service, key_id)
+)
+""",
+    # 6: libs.auth (store.py)
+    """
+CREATE TABLE IF NOT EXISTS stratus_api_tokens (
+    id            bigserial PRIMARY KEY,
+    name          text NOT NULL,
+    role          text NOT NULL CHECK (role IN ('admin', 'viewer')),
+    token_sha256  text NOT NULL UNIQUE,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    created_by    text NOT NULL DEFAULT '',
+    revoked_at    timestamptz,
+    revoked_by    text NOT NULL DEFAULT ''
+)
+""",
+    # 7: libs.bootstrap (tokens.py)
+    """
+CREATE TABLE IF NOT EXISTS stratus_bootstrap_tokens (
+    token_sha256         text PRIMARY KEY,
+    service              text NOT NULL,
+    replica_id           integer NOT NULL,
+    version              integer NOT NULL,
+    log_token_encrypted  bytea NOT NULL,
+    issued_at            double precision NOT NULL,
+    expires_at           double precision NOT NULL,
+    used_at              double precision
+);
+CREATE INDEX IF NOT EXISTS stratus_bootstrap_tokens_replica
+    ON stratus_bootstrap_tokens (service, replica_id, issued_at)
+""",
+    # 8: the autoscaler's table (services/autoscaler/store.py): a projection of the log.
+    """
+CREATE TABLE IF NOT EXISTS stratus_autoscaler_state (
+    service     text PRIMARY KEY,
+    state       jsonb NOT NULL,
+    updated_at  timestamptz NOT NULL DEFAULT now()
+)
+""",
 ]
 
 

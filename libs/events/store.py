@@ -32,6 +32,17 @@ _SELECT = (
 )
 
 
+# The floor row is read FOR SHARE: a prune (which takes it FOR UPDATE, deletes the rows below the
+# new floor and raises it) cannot interleave with a redelivery's check, so a position is never
+# both pruned and tracked again.
+_TRACK = (
+    "WITH f AS (SELECT position FROM stratus_tracking_floor WHERE consumer = $1 FOR SHARE)"
+    " INSERT INTO stratus_tracking (consumer, position)"
+    " SELECT $1, $2 WHERE $2 > coalesce((SELECT position FROM f), 0)"
+    " ON CONFLICT DO NOTHING RETURNING 1"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class AppendResult:
     positions: list[int]
@@ -73,7 +84,9 @@ class Page:
 
     records: list[RecordedEvent]
     undecodable: list[Undecodable]
-    last_position: int  # of the last row read (decoded or not); ``after`` if none
+    # Every position up to here has been read (decoded or not) or excluded by the query's type
+    # filter: the last row read, or, at the end of the log, the log's head. ``after`` if none.
+    last_position: int
     rows: int  # rows read: fewer than the limit means the end of the log (for this query)
 
     def strict(self) -> list[RecordedEvent]:
@@ -222,10 +235,25 @@ class EventStore:
     async def read_page(
         self, *, after: int = 0, limit: int = 1000, types: Iterable[str] | None = None,
         until: int | None = None, before_time: datetime | None = None,
+        exclude: Iterable[str] | None = None,
     ) -> Page:  # fmt: skip
-        """Like ``read_all``, but rows that cannot be decoded are returned apart, not raised."""
+        """Like ``read_all``, but rows that cannot be decoded are returned apart, not raised.
+
+        ``exclude``: tags left out in SQL (never sent or decoded: telemetry a projection does not
+        fold). With it, a page that reaches the end of the log reports the log's head as its
+        ``last_position``, so a reader's position moves past the excluded rows too. That is
+        exact because positions are handed out in commit order: every position up to the head
+        read first is committed, so the page (read second, capped at that head) sees them all.
+        """
         clauses = ["position > $1"]
         args: list[Any] = [after]
+        head: int | None = None
+        excluded = sorted(set(exclude)) if exclude is not None else []
+        if excluded:
+            head = await self.last_position()
+            until = head if until is None else min(until, head)
+            args.append(excluded)
+            clauses.append(f"NOT (event_type = ANY(${len(args)}::text[]))")
         if types is not None:
             args.append(list(types))
             clauses.append(f"event_type = ANY(${len(args)}::text[])")
@@ -246,7 +274,10 @@ class EventStore:
                 records.append(row_to_recorded(r))
             except (UnknownEventType, EventDecodeError) as exc:
                 undecodable.append(Undecodable(r[0], r[2], r[4], exc))
-        return Page(records, undecodable, rows[-1][0] if rows else after, len(rows))
+        last = rows[-1][0] if rows else after
+        if head is not None and until is not None and len(rows) < limit:
+            last = max(last, until)  # the end (of the log, or of ``until``): all of it was seen
+        return Page(records, undecodable, last, len(rows))
 
     async def last_position(self) -> int:
         v = await self.pool.fetchval("SELECT coalesce(max(position), 0) FROM stratus_events")
@@ -276,22 +307,39 @@ class EventStore:
 
     async def tail_pages(
         self, *, after: int = 0, batch_size: int = 1000, poll_interval: float = 1.0,
-        stop: asyncio.Event | None = None,
+        stop: asyncio.Event | None = None, exclude: Iterable[str] | None = None,
     ) -> AsyncIterator[Page]:  # fmt: skip
-        """``tail`` by pages (``read_page``): each non-empty page of rows after the previous one."""
+        """``tail`` by pages (``read_page``): each page that moves past the previous one.
+
+        With ``exclude``, a page may hold no rows and only move the position (past excluded
+        rows). The LISTEN connection is watched: if it goes away (a Postgres restart), this
+        raises ``StoreUnavailable`` instead of silently falling back to polling, so the caller
+        re-opens it (``LiveProjection`` does, with a backoff, and logs both ends).
+        """
         wake = asyncio.Event()
+        lost = asyncio.Event()
 
         def on_notify(*_: object) -> None:
             wake.set()
 
-        listener: asyncpg.Connection = await asyncpg.connect(self.dsn)
+        def on_lost(*_: object) -> None:
+            lost.set()
+            wake.set()
+
         try:
+            listener: asyncpg.Connection = await asyncpg.connect(self.dsn)
             await listener.add_listener(NOTIFY_CHANNEL, on_notify)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StoreUnavailable(f"cannot LISTEN on Postgres: {exc!r}") from exc
+        listener.add_termination_listener(on_lost)
+        try:
             position = after
             while stop is None or not stop.is_set():
+                if lost.is_set() or listener.is_closed():
+                    raise StoreUnavailable("the LISTEN connection to Postgres was lost")
                 wake.clear()
-                page = await self.read_page(after=position, limit=batch_size)
-                if page.rows:
+                page = await self.read_page(after=position, limit=batch_size, exclude=exclude)
+                if page.last_position > position:
                     position = page.last_position
                     yield page
                 if page.rows == batch_size:
@@ -306,7 +354,11 @@ class EventStore:
                     p.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
         finally:
-            await listener.close()
+            if not listener.is_closed():
+                try:
+                    await asyncio.wait_for(listener.close(), 2.0)
+                except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                    listener.terminate()
 
     # ------------------------------------------------------------------ dead letters and tracking
 
@@ -340,13 +392,9 @@ class Transaction:
         return await append_on(self.conn, batches)
 
     async def track(self, consumer: str, position: int) -> bool:
-        """Record that ``consumer`` handled ``position``; False if it already had."""
-        row = await self.conn.fetchval(
-            "INSERT INTO stratus_tracking (consumer, position) VALUES ($1, $2)"
-            " ON CONFLICT DO NOTHING RETURNING 1",
-            consumer,
-            position,
-        )
+        """Record that ``consumer`` handled ``position``; False if it already had (a tracking
+        row, or a position at or below the consumer's floor: see ``tracking.py``)."""
+        row = await self.conn.fetchval(_TRACK, consumer, position)
         return row is not None
 
     async def record_dead_letter(

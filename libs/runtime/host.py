@@ -5,6 +5,15 @@ Consumers are woken by bus messages that only name a service (level-triggered): 
 waits until the live projection has folded the message's position, then reconciles that
 service from the whole projected state. One reconcile per service at a time (``locks``);
 different services in parallel. A periodic resync catches anything missed.
+
+Start-up is in constant time: the fleet projection starts from its last snapshot (written every
+``STRATUS_SNAPSHOT_INTERVAL`` and on shutdown) and replays only the tail, without telemetry. A
+consumer that does not exist yet starts at this start-up (JetStream start time) rather than at
+the start of the stream, and expires after ``STRATUS_CONSUMER_INACTIVE`` unused; tracking rows
+are pruned below each consumer's floor (``libs/events/tracking.py``).
+
+Failures are loud: a known event the projection cannot decode or fold stops the process (exit
+status 3) with a critical log line naming the position, the stream and why.
 """
 
 from __future__ import annotations
@@ -12,19 +21,23 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
+from datetime import UTC, datetime, timedelta
 
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
 from libs.events.bus import BusConfig, connect_until_stopped, ensure_stream
 from libs.events.consumer import Consumer, ConsumerOptions, Handler, MemoryHandler
+from libs.events.errors import ProjectionFailed
 from libs.events.lifecycle import Backoff, install_stop_signals, retry_connect, sleep_or_stop
 from libs.events.outcomes import TRANSIENT_ERRORS
 from libs.events.projection import LiveProjection
 from libs.events.redelivery import Redeliverer
 from libs.events.store import EventStore
+from libs.events.tracking import prune
 from libs.fleet.projection import FLEET
 from libs.fleet.state import FleetState
 from libs.telemetry.handlers import instrument_handler, instrument_memory_handler
@@ -32,6 +45,11 @@ from libs.telemetry.handlers import instrument_handler, instrument_memory_handle
 from .settings import Settings
 
 log = logging.getLogger(__name__)
+
+# A new consumer delivers messages published since (start-up - this): covers the clock skew
+# between this host and the NATS server (the overlap is de-duplicated by tracking).
+START_MARGIN = timedelta(seconds=60)
+EXIT_PROJECTION_FAILED = 3
 
 
 class KeyedLocks:
@@ -50,7 +68,9 @@ class KeyedLocks:
 def bus_config(settings: Settings) -> BusConfig:
     prefix = settings.bus_prefix
     stream = "STRATUS" if prefix == "stratus" else f"STRATUS_{prefix.upper().replace('-', '_')}"
-    return BusConfig(stream=stream, prefix=prefix)
+    return BusConfig(
+        stream=stream, prefix=prefix, max_age=settings.bus_max_age, max_bytes=settings.bus_max_bytes
+    )
 
 
 class ServiceHost:
@@ -64,6 +84,10 @@ class ServiceHost:
         self._nc: NATS | None = None
         self._fleet: LiveProjection[FleetState] | None = None
         self._tasks: list[Callable[[], Awaitable[None]]] = []
+        self._tracked: dict[str, list[str]] = {}  # tracked consumer -> its event types
+        self._start_time: datetime | None = None
+        self._start_position = 0
+        self.exit_code = 0
 
     # ------------------------------------------------------------------ connections
 
@@ -124,11 +148,22 @@ class ServiceHost:
 
     def _options(self, types: Sequence[str], options: ConsumerOptions | None) -> ConsumerOptions:
         filters = tuple(self.bus.filters_for_types(types))
-        return dataclasses.replace(options or ConsumerOptions(), filter_subjects=filters)
+        return dataclasses.replace(
+            options or ConsumerOptions(), filter_subjects=filters,
+            inactive_threshold=self.settings.consumer_inactive,
+        )  # fmt: skip
+
+    def _started_options(self, opts: ConsumerOptions) -> ConsumerOptions:
+        """Where a consumer created now starts: this process's start-up (see the docstring)."""
+        assert self._start_time is not None
+        return dataclasses.replace(
+            opts, start_time=self._start_time - START_MARGIN, start_position=self._start_position
+        )
 
     def _add_consumer(self, name: str, make: Callable[[], Consumer]) -> None:
         async def run() -> None:
             consumer = make()
+            consumer.options = self._started_options(consumer.options)
             backoff = Backoff(0.5, 10.0)
             while not self.stop.is_set():
                 try:
@@ -140,6 +175,13 @@ class ServiceHost:
                     await sleep_or_stop(self.stop, backoff.next())
 
         self._tasks.append(run)
+
+    async def prune_tracking(self) -> None:
+        """Raise each tracked consumer's floor and delete its tracking rows below it."""
+        for cname, types in self._tracked.items():
+            new_floor, deleted = await prune(self.store.pool, cname, types)
+            if deleted:
+                log.debug("%s: %s: %d tracking rows pruned (floor %d)", self.name, cname, deleted, new_floor)
 
     def loop(self, interval: float, body: Callable[[], Awaitable[None]], *, name: str) -> None:
         """Run ``body`` every ``interval`` seconds until stop. A round failing with a transient
@@ -181,20 +223,49 @@ class ServiceHost:
                     return
                 stack.push_async_callback(self._nc.close)
                 await ensure_stream(self.js, self.bus)
-                self._fleet = LiveProjection(FLEET, self._store, poll_interval=1.0)
-                await self._fleet.start()
+                self._start_time = datetime.now(UTC)
+                self._start_position = await self._store.last_position()
+                self._fleet = LiveProjection(
+                    FLEET, self._store, poll_interval=1.0, snapshot_interval=self.settings.snapshot_interval
+                )
+                try:
+                    await self._fleet.start()
+                except ProjectionFailed as exc:
+                    self._failed(exc)
+                    return
                 stack.push_async_callback(self._fleet.stop)
                 if on_started is not None:
                     await on_started()
-                log.info("%s: started at position %d", self.name, self._fleet.position)
+                log.info(
+                    "%s: started at position %d (%d positions replayed past the snapshot)",
+                    self.name, self._fleet.position, self._fleet.replayed,
+                )  # fmt: skip
                 if self._fleet.skipped:
                     log.warning(
                         "%s: %d events in the log are of types this version cannot read; skipped",
                         self.name, self._fleet.skipped,
                     )  # fmt: skip
+                if self._tracked:
+                    self.loop(self.settings.tracking_prune_interval, self.prune_tracking, name="prune")
+                self._tasks.append(self._watch_projection)
                 await asyncio.gather(*(t() for t in self._tasks))
         finally:
             remove()
+
+    async def _watch_projection(self) -> None:
+        """Stop the process if the fleet projection stops (it cannot fold an event)."""
+        stopped = asyncio.ensure_future(self.stop.wait())
+        failed = asyncio.ensure_future(self.fleet.wait_failed())
+        await asyncio.wait([stopped, failed], return_when=asyncio.FIRST_COMPLETED)
+        for f in (stopped, failed):
+            f.cancel()
+        if failed.done() and not failed.cancelled():
+            self._failed(failed.result())
+
+    def _failed(self, exc: BaseException) -> None:
+        log.critical("%s: stopping: %s", self.name, exc)
+        self.exit_code = EXIT_PROJECTION_FAILED
+        self.stop.set()
 
 
 def configure_logging(component: str, level: str) -> None:
@@ -215,10 +286,11 @@ def run_main(
     settings = Settings.from_env()
     configure_logging(name, settings.log_level)
 
-    async def main() -> None:
+    async def main() -> int:
         host = ServiceHost(name, settings)
         on_started = build(host)
         await host.run(on_started)
+        return host.exit_code
 
     if fast_loop:
         try:
@@ -226,6 +298,5 @@ def run_main(
         except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
             pass
         else:
-            uvloop.run(main())
-            return
-    asyncio.run(main())
+            sys.exit(uvloop.run(main()))
+    sys.exit(asyncio.run(main()))

@@ -82,6 +82,20 @@ Clouds (the provisioner's cloud providers; see services/provisioner/clouds/)
     STRATUS_AWS_REGIONS               comma-separated regions the AWS provider lists instances
                                       in after a restart; default every enabled region
 
+Scale-out and bounded logs (see docs/ha.md)
+    STRATUS_SNAPSHOT_INTERVAL         seconds between snapshots of a process's fleet projection
+                                      (also written on shutdown); default 30
+    STRATUS_BUS_MAX_AGE               seconds JetStream keeps a message (Postgres keeps every
+                                      event; the relay republishes on demand); default 604800
+    STRATUS_BUS_MAX_BYTES             bytes the JetStream stream may hold; default 1073741824
+    STRATUS_CONSUMER_INACTIVE         seconds an unused JetStream consumer is kept; default 3600
+    STRATUS_TRACKING_PRUNE_INTERVAL   seconds between prunes of a consumer's tracking rows
+                                      below its floor; default 30
+    STRATUS_LEASE_TTL                 seconds a leader's lease lasts unless renewed (prober,
+                                      relay); a partitioned leader is replaced after it; default 5
+    STRATUS_LEASE_RENEW               seconds between lease renewals; default 1
+    STRATUS_INSTANCES                 local stack: instances of each service; default 1
+
 Not settings, and so not here: what the provisioner passes to replicas (``STRATUS_REPLICA_ID``,
 ``STRATUS_SERVICE_NAME`` and the like), the supervisor's ``STRATUS_COMPONENT``, and
 ``STRATUS_BOOTSTRAP_TOKEN`` / ``STRATUS_ROOT`` on a cloud VM.
@@ -141,6 +155,14 @@ ENV_VARS: dict[str, str] = {
     "bootstrap_ttl": "STRATUS_BOOTSTRAP_TTL",
     "cloud_check_interval": "STRATUS_CLOUD_CHECK_INTERVAL",
     "aws_regions": "STRATUS_AWS_REGIONS",
+    "snapshot_interval": "STRATUS_SNAPSHOT_INTERVAL",
+    "bus_max_age": "STRATUS_BUS_MAX_AGE",
+    "bus_max_bytes": "STRATUS_BUS_MAX_BYTES",
+    "consumer_inactive": "STRATUS_CONSUMER_INACTIVE",
+    "tracking_prune_interval": "STRATUS_TRACKING_PRUNE_INTERVAL",
+    "lease_ttl": "STRATUS_LEASE_TTL",
+    "lease_renew": "STRATUS_LEASE_RENEW",
+    "instances": "STRATUS_INSTANCES",
 }
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -194,6 +216,14 @@ class Settings:
     bootstrap_ttl: float = 1800.0
     cloud_check_interval: float = 300.0
     aws_regions: str = ""  # empty: every enabled region
+    snapshot_interval: float = 30.0
+    bus_max_age: float = 604800.0
+    bus_max_bytes: int = 1_073_741_824
+    consumer_inactive: float = 3600.0
+    tracking_prune_interval: float = 30.0
+    lease_ttl: float = 5.0
+    lease_renew: float = 1.0
+    instances: int = 1
     # The variables of ENV_VARS that were set (the rest are defaults): the local stack starts
     # its own NATS / Postgres only when NATS_URL / DATABASE_URL are not given.
     given: frozenset[str] = frozenset()

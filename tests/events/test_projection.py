@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from libs.events.envelope import RecordedEvent
-from libs.events.errors import ProjectionBehind, UnknownEventType
+from libs.events.errors import ProjectionBehind, ProjectionFailed, UnknownEventType
 from libs.events.projection import LiveProjection, Projection, Snapshot
 from libs.events.store import EventStore
 
@@ -116,27 +116,31 @@ async def test_many_waiters_wake_as_the_log_advances(store: EventStore) -> None:
         assert [s["QpsSampled"] >= n for s, n in zip(states, (1, 2, 3), strict=True)] == [True] * 3
 
 
-# Rows this code cannot read (written by a newer version, or by a bug): an unknown tag, a payload
-# of a known tag with wrong field types, and a schema version that no upcaster knows.
-POISON = [
+# Rows of types this code does not know (a newer version added them: a rolling upgrade).
+UNKNOWN = [
     ("NoSuchEvent", '{"type": "NoSuchEvent", "service": "web"}', 1),
+    ("FromTheFuture", '{"type": "FromTheFuture"}', 1),
+    ("AlsoNew", '{"type": "AlsoNew", "x": 1}', 3),
+]
+# Rows of a known type that cannot be read: wrong field types (a bug), a schema no upcaster knows.
+BROKEN = [
     ("ReplicaReady", '{"type": "ReplicaReady", "service": 3}', 1),
     ("QpsSampled", '{"type": "QpsSampled", "service": "web"}', 99),
 ]
 
 
 async def poisoned_history(store: EventStore) -> tuple[list[int], list[int]]:
-    """A good event, then each poison row followed by a good event. (good, poison) positions."""
+    """A good event, then each unknown row followed by a good event. (good, unknown) positions."""
     good = (await store.append("service-web", [requested("web")])).positions
     poison = []
-    for tag, payload, schema in POISON:
+    for tag, payload, schema in UNKNOWN:
         poison.append(await append_raw(store, "service-web", tag, payload, schema))
         good += (await store.append("service-web", [sampled("web", 1)])).positions
     return good, poison
 
 
 @pytest.mark.parametrize("batch_size", [1, 2, 100])
-async def test_rebuild_passes_over_rows_it_cannot_decode(
+async def test_rebuild_passes_over_rows_of_unknown_types(
     store: EventStore, batch_size: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     good, poison = await poisoned_history(store)
@@ -146,14 +150,14 @@ async def test_rebuild_passes_over_rows_it_cannot_decode(
     assert snap == Snapshot(Counter({"ServiceRequested": 1, "QpsSampled": 3}), good[-1], skipped=3)
     warned = [r.getMessage() for r in caplog.records if "skipping event" in r.getMessage()]
     assert [f"position {p} " in w for w, p in zip(warned, poison, strict=True)] == [True] * 3
-    assert "NoSuchEvent" in warned[0] and "ReplicaReady" in warned[1]
+    assert "NoSuchEvent" in warned[0] and "FromTheFuture" in warned[1]
     # State as of a position past the poison is computed too.
     assert await COUNTS.as_of(store, position=good[2], batch_size=batch_size) == Counter(
         {"ServiceRequested": 1, "QpsSampled": 2}
     )
 
 
-async def test_a_live_projection_survives_rows_it_cannot_decode(store: EventStore) -> None:
+async def test_a_live_projection_survives_rows_of_unknown_types(store: EventStore) -> None:
     good, _poison = await poisoned_history(store)  # at start-up (rebuild): no crash
     async with LiveProjection(COUNTS, store, poll_interval=5.0) as live:
         assert (live.position, live.skipped) == (good[-1], 3)
@@ -164,3 +168,46 @@ async def test_a_live_projection_survives_rows_it_cannot_decode(store: EventStor
         state = await live.wait_for(after, timeout=5.0)
         assert state == Counter({"ServiceRequested": 1, "QpsSampled": 4})
         assert live.skipped == 4
+
+
+@pytest.mark.parametrize(("tag", "payload", "schema"), BROKEN)
+async def test_a_known_event_that_cannot_be_read_stops_the_rebuild(
+    store: EventStore, tag: str, payload: str, schema: int
+) -> None:
+    await store.append("service-web", [requested("web")])
+    bad = await append_raw(store, "service-web", tag, payload, schema)
+    await store.append("service-web", [sampled("web", 1)])
+    with pytest.raises(ProjectionFailed) as caught:
+        await COUNTS.rebuild(store)
+    assert (caught.value.position, caught.value.event_type) == (bad, tag)
+    assert f"position {bad}" in str(caught.value) and "service-web" in str(caught.value)
+
+
+async def test_a_live_projection_stops_loudly_on_a_known_event_it_cannot_read(
+    store: EventStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with LiveProjection(COUNTS, store, poll_interval=5.0) as live:
+        first = (await store.append("service-web", [requested("web")])).last_position
+        await live.wait_for(first, timeout=5.0)
+        bad = await append_raw(store, "service-web", "ReplicaReady", '{"type": "ReplicaReady", "service": 3}')
+        await store.append("service-web", [sampled("web", 1)])
+        failure = await asyncio.wait_for(live.wait_failed(), 10)
+        assert isinstance(failure, ProjectionFailed) and failure.position == bad
+        assert live.position == first  # nothing past the broken event was folded
+        with pytest.raises(ProjectionFailed):
+            await live.wait_for(bad, timeout=5.0)  # waiters hear of it rather than time out
+    assert any(r.levelname == "CRITICAL" and f"position {bad}" in r.getMessage() for r in caplog.records)
+
+
+def explode(state: Counter[str], rec: RecordedEvent) -> Counter[str]:
+    if rec.event_type == "QpsSampled":
+        raise ZeroDivisionError("a bug in apply")
+    return count(state, rec)
+
+
+async def test_an_apply_that_raises_stops_the_projection_naming_the_position(store: EventStore) -> None:
+    await store.append("service-web", [requested("web")])
+    bad = (await store.append("service-web", [sampled("web", 1)])).last_position
+    with pytest.raises(ProjectionFailed) as caught:
+        await Projection(initial=Counter, apply=explode).rebuild(store)
+    assert caught.value.position == bad and "ZeroDivisionError" in str(caught.value)
