@@ -388,7 +388,7 @@ class ClientConnection(asyncio.Protocol):
             ex.abort()
         self.active = None
         assert self.transport is not None
-        self.transport.write(error_response(error.status, error.message, close=True))
+        self.transport.write(error_response(error.status, error.message, close=True, fields=error.fields))
         self.close()
 
 

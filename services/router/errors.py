@@ -67,6 +67,7 @@ class ProxyError(RouterError):
     """A request that could not be proxied; ``status`` is the HTTP status to answer."""
 
     status = 502
+    fields = b""  # extra header lines of the answer
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -79,6 +80,7 @@ class BadRequest(ProxyError):
 
 class Unauthorized(ProxyError):
     status = 401
+    fields = b'WWW-Authenticate: Bearer realm="stratus endpoint"\r\n'
 
 
 class RequestTimeout(ProxyError):

@@ -327,7 +327,10 @@ class ExchangeBase:
         client = self.client
         close = close or self.close_after or not self.keep_alive or not self.req_complete or client.ep.closing
         if client.transport is not None and not client.closed:
-            client.out.append(error_response(error.status, error.message, close=close, http11=self.http11))
+            answer = error_response(
+                error.status, error.message, close=close, http11=self.http11, fields=error.fields
+            )
+            client.out.append(answer)
             self.flush_response()
         self._finish(close)
 

@@ -85,8 +85,11 @@ def status_line(status: int, reason: bytes) -> bytes:
 _JSON = msgspec.json.Encoder()
 
 
-def json_response(status: int, payload: dict[str, object], *, close: bool, http11: bool = True) -> bytes:
-    """A complete response with a JSON body, as sent for proxy-generated errors."""
+def json_response(
+    status: int, payload: dict[str, object], *, close: bool, http11: bool = True, fields: bytes = b""
+) -> bytes:
+    """A complete response with a JSON body, as sent for proxy-generated errors (``fields``:
+    extra header lines, each ending in CRLF)."""
     body = _JSON.encode(payload)
     conn = (CONN_CLOSE if http11 else b"") if close else (b"" if http11 else CONN_KEEP_ALIVE)
     return b"".join(
@@ -94,6 +97,7 @@ def json_response(status: int, payload: dict[str, object], *, close: bool, http1
             status_line(status, b""),
             b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body),
             b"Cache-Control: no-store\r\n",
+            fields,
             conn,
             CRLF,
             body,
@@ -101,9 +105,11 @@ def json_response(status: int, payload: dict[str, object], *, close: bool, http1
     )
 
 
-def error_response(status: int, message: str, *, close: bool, http11: bool = True) -> bytes:
+def error_response(
+    status: int, message: str, *, close: bool, http11: bool = True, fields: bytes = b""
+) -> bytes:
     """``{"error": message}`` with ``status``."""
-    return json_response(status, {"error": message}, close=close, http11=http11)
+    return json_response(status, {"error": message}, close=close, http11=http11, fields=fields)
 
 
 def drop_named_fields(parts: list[bytes], names: set[bytes], start: int) -> list[bytes]:

@@ -29,6 +29,7 @@ async def test_requests_need_a_valid_key(backends: BackendFactory, endpoint: End
     ep.key_check = _checker("svc", good)
     r = await request(ep.port, "GET", "/echo")
     assert r.status == 401 and r.json()["error"].startswith("an endpoint API key is required")
+    assert r.header("www-authenticate") == 'Bearer realm="stratus endpoint"'
     for value in (f"Bearer {other}", "Bearer ", f"Basic {good}", good):
         r = await request(ep.port, "GET", "/echo", headers=[("Authorization", value)])
         assert r.status == 401 and "not valid" in r.json()["error"], value
