@@ -34,11 +34,13 @@ _SELECT = (
 
 # The floor row is read FOR SHARE: a prune (which takes it FOR UPDATE, deletes the rows below the
 # new floor and raises it) cannot interleave with a redelivery's check, so a position is never
-# both pruned and tracked again.
+# both pruned and tracked again. A dead-lettered position may still be tracked below the floor
+# (``stratus dead-letters retry``: libs/events/redelivery.py); its row is never pruned.
 _TRACK = (
     "WITH f AS (SELECT position FROM stratus_tracking_floor WHERE consumer = $1 FOR SHARE)"
     " INSERT INTO stratus_tracking (consumer, position)"
-    " SELECT $1, $2 WHERE $2 > coalesce((SELECT position FROM f), 0)"
+    " SELECT $1, $2 WHERE $2 > coalesce((SELECT position FROM f), 0) OR EXISTS (SELECT 1 FROM"
+    " stratus_dead_letters d WHERE d.consumer = $1 AND d.position = $2)"
     " ON CONFLICT DO NOTHING RETURNING 1"
 )
 

@@ -18,6 +18,9 @@ created to deliver from there: ``ConsumerOptions.start_time``); so does one re-c
 JetStream expired or lost it (its service's handlers are level-triggered and resynced from the
 projection, which reads Postgres, so what the old consumer had not delivered is not lost).
 
+A dead-lettered position does not hold the floor, but it stays trackable below it and its
+tracking row is kept: a retried dead letter (libs/events/redelivery.py) is handled once.
+
 ``prune`` and ``Transaction.track`` serialize on the floor row (FOR UPDATE / FOR SHARE).
 """
 
@@ -88,7 +91,10 @@ async def prune(pool: asyncpg.Pool, consumer: str, types: Sequence[str]) -> tupl
             if new <= current:
                 return current, 0
             status = await conn.execute(
-                "DELETE FROM stratus_tracking WHERE consumer = $1 AND position <= $2", consumer, new
+                "DELETE FROM stratus_tracking t WHERE t.consumer = $1 AND t.position <= $2 AND NOT EXISTS"
+                " (SELECT 1 FROM stratus_dead_letters d WHERE d.consumer = $1 AND d.position = t.position)",
+                consumer,
+                new,
             )
             await conn.execute(
                 "UPDATE stratus_tracking_floor SET position = $2, updated_at = now() WHERE consumer = $1",

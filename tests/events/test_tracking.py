@@ -68,3 +68,15 @@ async def test_tracking_and_pruning_concurrently_never_handle_a_position_twice(s
 
     await asyncio.gather(pruner(), *(deliver(p) for p in positions))
     assert sorted(handled) == positions
+
+
+async def test_a_dead_letter_below_the_floor_is_retried_once(store: EventStore) -> None:
+    dead = (await store.append("s", [requested("a")])).last_position
+    ok = (await store.append("s", [requested("b")])).last_position
+    async with store.transaction() as tx:
+        await tx.record_dead_letter("c2", reason="poison", position=dead)
+    assert await track(store, "c2", ok)
+    assert (await prune(store.pool, "c2", ["ServiceRequested"]))[0] == ok
+    assert await track(store, "c2", dead)  # the operator's retry runs the handler
+    await prune(store.pool, "c2", ["ServiceRequested"])
+    assert not await track(store, "c2", dead)  # and only once
