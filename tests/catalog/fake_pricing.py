@@ -179,6 +179,14 @@ GCP_SKUS = [
     gcp_sku(
         "Nvidia Tesla A100 GPU running in Americas", "Commit1Yr", "GPU", ["us-central1"], 1, 0
     ),  # not on-demand
+    gcp_sku(
+        "Nvidia Tesla T4 GPU Sole Tenancy Premium running in Americas",
+        "OnDemand",
+        "GPU",
+        ["us-central1"],
+        0,
+        990_000_000,
+    ),
     gcp_sku("Storage PD Capacity", "OnDemand", "PDStandard", ["us-central1"], 0, 40_000_000),
 ]
 

@@ -29,6 +29,8 @@ GPU_NAMES = {
 }  # fmt: skip
 # Instance type prefix -> the family's name in host SKU descriptions.
 HOST_FAMILIES = {"n1": "N1 Predefined", "a2": "A2", "a3": "A3", "g2": "G2"}
+# Premium or discounted variants of a SKU, not the list price of a VM.
+_NOT_LIST_PRICE = ("sole tenancy", "commitment", "reserved", "custom", "dws", "calendar mode", "flex")
 _GPU = re.compile(r"^(?:spot preemptible )?nvidia (?P<name>.+?) gpu\b")
 _HOST = re.compile(r"^(?:spot preemptible )?(?P<fam>n1 predefined|a2|a3|g2) instance (?P<kind>core|ram)\b")
 
@@ -82,6 +84,8 @@ def price_tables(skus: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str, str,
         if cat.get("resourceFamily") != "Compute" or cat.get("usageType") not in ("OnDemand", "Preemptible"):
             continue
         desc = str(sku.get("description", "")).lower()
+        if any(word in desc for word in _NOT_LIST_PRICE):
+            continue
         spot = cat.get("usageType") == "Preemptible" or "spot" in desc or "preemptible" in desc
         price = _unit_price(sku)
         if price is None:
