@@ -63,6 +63,7 @@ class EndpointSecurity:
         self.home = home
         self.tls_version: dict[str, int] = {}  # the version whose pair the endpoint serves
         self.checked: dict[str, int] = {}  # the service version last looked at
+        self.refused: dict[str, int] = {}  # the version whose pair could not be loaded (logged)
         self.keys: dict[str, EndpointKeys] = {}
 
     @property
@@ -71,18 +72,20 @@ class EndpointSecurity:
 
     async def tls_context(self, name: str, svc: ServiceState) -> tuple[bool, ssl.SSLContext | None]:
         """``(ok, context)`` for a new endpoint: ok False when the spec wants TLS and the pair is
-        missing or unreadable (then no endpoint is opened)."""
+        missing or unreadable (then no endpoint is opened; logged once per service version)."""
         if not wants_tls(svc):
             return True, None
         try:
             pair = await load_endpoint_tls(self.pool, name, self.home)
             if pair is None:
-                log.error("%s: service.tls is set but no certificate was stored; no endpoint", name)
-                return False, None
+                raise SecretsError("service.tls is set but no certificate was stored")
             ctx = server_context(pair.cert_pem, pair.key_pem)
         except SecretsError as exc:
-            log.error("%s: cannot load the endpoint's TLS certificate: %s; no endpoint", name, exc)
+            if self.refused.get(name) != svc.latest_version:
+                self.refused[name] = svc.latest_version
+                log.error("%s: cannot load the endpoint's TLS certificate: %s; no endpoint", name, exc)
             return False, None
+        self.refused.pop(name, None)
         self.tls_version[name] = pair.version
         self.checked[name] = svc.latest_version
         return True, ctx
@@ -122,4 +125,5 @@ class EndpointSecurity:
     def forget(self, name: str) -> None:
         self.tls_version.pop(name, None)
         self.checked.pop(name, None)
+        self.refused.pop(name, None)
         self.keys.pop(name, None)
