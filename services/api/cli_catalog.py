@@ -160,8 +160,9 @@ def refresh(
     """Rebuild the catalog's prices from the clouds' pricing APIs into $STRATUS_HOME/catalog/.
 
     The instance list (which GPUs each type has) comes from the current catalog; the refresh
-    updates on-demand and spot prices. AWS needs credentials (Price List + EC2); GCP needs
-    an API key in GOOGLE_API_KEY (Cloud Billing Catalog); Azure's Retail Prices API is public.
+    updates on-demand and spot prices. AWS uses boto3's credentials (Price List + EC2 spot
+    history); GCP Application Default Credentials (Cloud Billing Catalog); Azure's Retail
+    Prices API is public. Rows an API does not price keep their previous price.
     """
     from libs.catalog.refresh import refresh_cloud
 
