@@ -252,9 +252,9 @@ async def connect(url: str, *, name: str, wait: float | None = 10.0) -> NATS:
                 servers=[url], name=name, connect_timeout=2,
                 # Annotated int, used as a float sleep: a quick retry after a server restart.
                 allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=0.25,  # type: ignore[arg-type]
-                error_cb=_logged_error(name, url), disconnected_cb=_logged(name, url, "disconnected from"),
-                reconnected_cb=_logged(name, url, "reconnected to"),
-                closed_cb=_logged(name, url, "connection closed to"),
+                error_cb=_logged_error(name, url),
+                disconnected_cb=_logged(nc, name, url, "disconnected from"),
+                reconnected_cb=_logged(nc, name, url, "reconnected to"),
             ),
             wait,
         )  # fmt: skip
@@ -286,8 +286,10 @@ def _logged_error(name: str, url: str) -> Callable[[Exception], Awaitable[None]]
     return on_error
 
 
-def _logged(name: str, url: str, what: str) -> Callable[[], Awaitable[None]]:
+def _logged(nc: NATS, name: str, url: str, what: str) -> Callable[[], Awaitable[None]]:
     async def on_event() -> None:
-        log.warning("NATS %s: %s %s", name, what, url)
+        # A disconnect while closing on purpose is no news.
+        level = logging.DEBUG if nc.is_closed or nc.is_draining else logging.WARNING
+        log.log(level, "NATS %s: %s %s", name, what, url)
 
     return on_event
