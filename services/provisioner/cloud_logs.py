@@ -4,7 +4,10 @@ VM's log port, behind its per-replica log token) is asked for what it wrote sinc
 size, and that is appended to the same file a local replica writes
 (``Settings.replica_log``). The file stays after the VM is gone.
 
-``targets`` is pure (which replicas, where); ``pull`` does one replica's HTTP reads.
+The same round reads the VM's ``/status``: a workload that exited while its VM still runs is
+only visible there, so ``exit_status`` tells the ``CloudRouter`` (and so the monitor) about it.
+
+``targets`` is pure (which replicas, where); ``pull`` / ``vm_phase`` do one replica's HTTP reads.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from libs.bootstrap import BootstrapError, log_token_for
 from libs.fleet.state import FleetState
 from libs.runtime.host import ServiceHost
 
+from .clouds.base import InstanceState, InstanceStatus
+
 log = logging.getLogger("stratus.provisioner.logs")
 
 MIRROR_INTERVAL_SECONDS = 2.0
@@ -31,6 +36,7 @@ class Target:
     service: str
     replica_id: int
     log_url: str  # http://<VM address>:<log port>
+    instance_id: str = ""
 
 
 def targets(fleet: FleetState, log_port: int) -> list[Target]:
@@ -42,7 +48,7 @@ def targets(fleet: FleetState, log_port: int) -> list[Target]:
                 continue
             host = urlsplit(r.url).hostname
             if host:
-                out.append(Target(svc.name, r.replica_id, f"http://{host}:{log_port}"))
+                out.append(Target(svc.name, r.replica_id, f"http://{host}:{log_port}", r.instance_id))
     return out
 
 
@@ -80,11 +86,33 @@ async def pull(client: httpx.AsyncClient, target: Target, token: str, path: Path
     return added
 
 
+async def vm_phase(client: httpx.AsyncClient, target: Target, token: str) -> tuple[str, int | None]:
+    """The runner's phase on the VM ("setup", "running", "exited"...) and its exit code."""
+    resp = await client.get(f"{target.log_url}/status", headers={"Authorization": f"Bearer {token}"})
+    if resp.status_code != 200:
+        raise httpx.HTTPStatusError(
+            f"log server answered {resp.status_code}", request=resp.request, response=resp
+        )
+    body = resp.json()
+    code = body.get("exit_code")
+    return str(body.get("phase", "")), int(code) if isinstance(code, int) else None
+
+
 class LogMirror:
     def __init__(self, host: ServiceHost, timeout: float = 3.0) -> None:
         self.host = host
         self.timeout = timeout
         self._tokens: dict[tuple[str, int], str] = {}
+        self._exits: dict[str, int | None] = {}  # instance id -> exit code, once the VM says "exited"
+
+    def exit_status(self, instance_id: str) -> InstanceStatus | None:
+        """EXITED if the VM's runner said its workload ended (None: nothing known)."""
+        if instance_id not in self._exits:
+            return None
+        code = self._exits[instance_id]
+        return InstanceStatus(
+            state=InstanceState.EXITED, exit_code=code, detail=f"the VM's workload exited ({code})"
+        )
 
     async def _token(self, service: str, replica_id: int) -> str | None:
         key = (service, replica_id)
@@ -106,5 +134,8 @@ class LogMirror:
                         continue
                     path = settings.replica_log(target.service, target.replica_id)
                     await pull(client, target, token, path)
+                    phase, code = await vm_phase(client, target, token)
+                    if phase == "exited" and target.instance_id:
+                        self._exits[target.instance_id] = code
                 except (httpx.HTTPError, OSError, BootstrapError) as exc:
                     log.debug("log of %s replica %s: %s", target.service, target.replica_id, exc)

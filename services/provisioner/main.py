@@ -266,7 +266,9 @@ def build(host: ServiceHost) -> Callable[[], Awaitable[None]]:
         await refresh_clouds(host, provider)
 
     host.loop(host.settings.cloud_check_interval, check_clouds, name="clouds")
-    host.loop(MIRROR_INTERVAL_SECONDS, LogMirror(host).sync, name="cloud-logs")  # `stratus logs` of VMs
+    mirror = LogMirror(host)  # `stratus logs` of cloud VMs, and their workload's exit
+    provider.workload_status = mirror.exit_status
+    host.loop(MIRROR_INTERVAL_SECONDS, mirror.sync, name="cloud-logs")
 
     async def on_started() -> None:
         await prov.resync()

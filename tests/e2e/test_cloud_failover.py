@@ -195,7 +195,7 @@ resources:
 envs:
   HF_TOKEN: {secret}
 setup: echo "setup sees a token of $(printf %s "$HF_TOKEN" | wc -c) characters"
-run: python3 -m http.server {port} --bind 127.0.0.1
+run: echo $$ > "$STRATUS_ROOT/run.pid"; exec python3 -m http.server {port} --bind 127.0.0.1
 """
 
 
@@ -243,6 +243,17 @@ def test_the_user_data_boots_a_replica_that_gets_ready_serves_and_logs(
             time.sleep(0.5)
         assert f"setup sees a token of {len(secret)} characters" in logs, logs + cloud_stack.logs_tail()
         assert secret not in logs
+
+        # The workload dies while its VM runs on: the VM's runner says so, and the monitor
+        # records the exit with its code (EC2 alone would still say "running").
+        os.kill(int((root / "run.pid").read_text()), signal.SIGTERM)
+        deadline = time.monotonic() + 60
+        exits: list[dict[str, Any]] = []
+        while time.monotonic() < deadline and not exits:
+            exits = [e for e in cloud_stack.events("boot") if e["type"] == "ReplicaProcessExited"]
+            time.sleep(0.5)
+        assert exits and exits[0]["data"]["instance_id"] == replica["instance_id"], cloud_stack.logs_tail()
+        assert exits[0]["data"]["exit_code"] == 143  # bash's code for a child killed by SIGTERM
     finally:
         pid_file = root / "replica.pid"
         if pid_file.exists():

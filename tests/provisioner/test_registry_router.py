@@ -122,3 +122,14 @@ async def test_checks_honour_allowed_clouds_and_summarize_with_what_to_do() -> N
     assert same_answer(answer, summarize(checks, ["aws", "gcp"], provisioner_id="other"))
     assert not same_answer(None, answer)
     assert not same_answer(answer, summarize(checks[:1], ["aws", "gcp"]))
+
+
+async def test_what_the_vm_says_overrides_a_running_cloud_state_only() -> None:
+    local, aws = Recording("local"), Recording("aws", bootstrap=True)
+    router = CloudRouter({"local": local, "aws": aws}, disabled={})
+    inst = await router.launch(Placement(cloud="aws", region="us-east-1"), task(1))
+    exited = InstanceStatus(state=InstanceState.EXITED, exit_code=3, detail="the VM's workload exited (3)")
+    router.workload_status = lambda instance_id: exited if instance_id == inst.instance_id else None
+    assert await router.status(inst.instance_id) == exited
+    await router.terminate(inst.instance_id)
+    assert (await router.status(inst.instance_id)).state == InstanceState.NOT_FOUND

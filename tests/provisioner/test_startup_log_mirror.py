@@ -22,7 +22,7 @@ from libs.events.types import (
 )
 from libs.fleet import fold_events
 from libs.servers.ports import free_port, wait_for_port
-from services.provisioner.cloud_logs import Target, pull, targets
+from services.provisioner.cloud_logs import Target, pull, targets, vm_phase
 
 SERVER = Path(__file__).parents[2] / "services" / "provisioner" / "clouds" / "startup_logserver.py"
 TOKEN = "log-token-xyz"
@@ -81,4 +81,19 @@ def test_targets_are_launched_cloud_replicas_not_yet_gone() -> None:
                          placement=aws), 3.0),
         (ReplicaTerminated(service="svc", replica_id=3, instance_id="aws:us-east-1/i-3"), 4.0),
     ]  # fmt: skip
-    assert targets(fold_events(events), 8181) == [Target("svc", 1, "http://10.0.0.5:8181")]
+    assert targets(fold_events(events), 8181) == [
+        Target("svc", 1, "http://10.0.0.5:8181", "aws:us-east-1/i-1")
+    ]
+
+
+async def test_the_vms_phase_and_exit_code_are_read(vm: tuple[Path, int]) -> None:
+    root, port = vm
+    target = Target("svc", 1, f"http://127.0.0.1:{port}", "aws:us-east-1/i-1")
+    async with httpx.AsyncClient(timeout=5) as client:
+        assert await vm_phase(client, target, TOKEN) == ("starting", None)
+        (root / "status").write_text("running\n")
+        assert await vm_phase(client, target, TOKEN) == ("running", None)
+        (root / "status").write_text("exited 3\n")
+        assert await vm_phase(client, target, TOKEN) == ("exited", 3)
+        with pytest.raises(httpx.HTTPStatusError, match="401"):
+            await vm_phase(client, target, "wrong")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +87,9 @@ class CloudRouter(Provider):
         self.providers = dict(providers)
         # cloud -> why it is not available, for a clear launch failure; None: not checked yet
         self.disabled: dict[str, str] | None = dict(disabled) if disabled is not None else None
+        # What the VM itself says beyond its cloud's state (a workload that exited on a VM that
+        # still runs): instance id -> status, or None (``cloud_logs.LogMirror.exit_status``).
+        self.workload_status: Callable[[str], InstanceStatus | None] = lambda _id: None
 
     @property
     def local(self) -> Provider:
@@ -133,7 +136,10 @@ class CloudRouter(Provider):
             return InstanceStatus(
                 state=InstanceState.RUNNING, detail="its cloud's provider is not enabled here"
             )
-        return await provider.status(own)
+        status = await provider.status(own)
+        if status.state == InstanceState.RUNNING:
+            return self.workload_status(instance_id) or status
+        return status
 
     async def list_instances(self, service: str | None = None) -> list[Instance]:
         out: list[Instance] = []
