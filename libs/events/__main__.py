@@ -41,7 +41,10 @@ def relay_main(argv: Sequence[str]) -> int:
     bus = BusConfig(
         stream=args.stream, prefix=args.prefix, max_age=settings.bus_max_age, max_bytes=settings.bus_max_bytes
     )
-    options = RelayOptions(name=args.name, batch_size=args.batch_size, poll_interval=args.poll_interval)
+    options = RelayOptions(
+        name=args.name, batch_size=args.batch_size, poll_interval=args.poll_interval,
+        lease_ttl=settings.lease_ttl, standby_interval=settings.lease_renew,
+    )  # fmt: skip
 
     async def run() -> int:
         stop = asyncio.Event()

@@ -47,6 +47,8 @@ CREATE INDEX IF NOT EXISTS stratus_dead_letter_retries_open
 
 
 async def ensure_schema(pool: asyncpg.Pool) -> None:
+    if await pool.fetchval("SELECT to_regclass('stratus_dead_letter_retries') IS NOT NULL"):
+        return
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
         await conn.execute(SCHEMA)
@@ -104,6 +106,18 @@ async def list_dead_letters(pool: asyncpg.Pool, consumer: str | None = None) -> 
         consumer,
     )
     return [dict(r) for r in rows]
+
+
+async def open_dead_letters(pool: asyncpg.Pool, consumer: str) -> int:
+    """Dead letters of ``consumer`` that no retry has handled (a metrics gauge)."""
+    await ensure_schema(pool)
+    n = await pool.fetchval(
+        "SELECT count(*) FROM stratus_dead_letters d LEFT JOIN stratus_dead_letter_retries r"
+        " ON r.dead_letter_id = d.id WHERE d.consumer = $1"
+        " AND (r.outcome IS NULL OR r.outcome NOT IN ('handled', 'already handled'))",
+        consumer,
+    )
+    return int(n)
 
 
 def retry_state(row: dict[str, Any]) -> str | None:

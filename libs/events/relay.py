@@ -7,9 +7,11 @@
 - Its offset (the last position JetStream acked, and every position before it) lives in
   ``stratus_relay_offsets``; it never moves past a publish that was not acked, so a restart
   resumes with nothing lost.
-- One active relay per name: a Postgres session advisory lock, held by the connection that also
-  LISTENs and writes the offset. A second instance waits as a hot standby and takes over when
-  the first one's connection goes away (crash, kill -9, network).
+- One active relay per name: a lease (``leases.py``: a Postgres row renewed every
+  ``lease_renew`` seconds, expiring ``lease_ttl`` seconds after the last renewal). A second
+  instance waits as a hot standby and takes over within the ttl of the leader's crash, kill -9,
+  partition or SIGSTOP; a deposed leader stops publishing before its lease expires (its own
+  clock), and a late offset write cannot move the offset back (``GREATEST``).
 - ``republish(from_position)`` publishes again what JetStream lost (Postgres is the truth).
 
 Order: JetStream stores a batch in publish order. After a failed batch the relay resends from the
@@ -36,15 +38,13 @@ from nats.js.api import PubAck
 
 from .bus import BusConfig, OutboxMessage, connect_until_stopped, ensure_stream
 from .errors import BusUnavailable, StoreUnavailable
+from .leases import Lease, instance_id
 from .lifecycle import Backoff, retry_connect, sleep_or_stop, wait_any
 from .outcomes import TRANSIENT_ERRORS
 from .schema import NOTIFY_CHANNEL
 from .store import EventStore
 
 log = logging.getLogger(__name__)
-
-# Advisory lock namespace for relays (first key); the second key is hashtext(relay name).
-RELAY_LOCK_NAMESPACE = 0x5354_0003
 
 _SELECT_OUTBOX = (
     "SELECT position, event_id, stream_id, version, event_type, schema_version, payload::text,"
@@ -60,7 +60,8 @@ class RelayOptions:
     batch_size: int = 256  # publishes in flight before awaiting their acks
     ack_timeout: float = 5.0  # seconds to wait for a batch's acks
     poll_interval: float = 5.0  # safety net for a lost NOTIFY, not the normal wake-up
-    standby_interval: float = 1.0  # how often a standby tries to take over
+    standby_interval: float = 1.0  # how often a standby tries to take over (the lease's renew)
+    lease_ttl: float = 5.0  # a leader not renewing for this long is replaced
     backoff_initial: float = 0.1
     backoff_max: float = 5.0
 
@@ -76,8 +77,15 @@ class Relay:
         self.js = nc.jetstream()
         self.bus = bus or BusConfig()
         self.options = options or RelayOptions()
-        self.is_leader = False
         self.published = 0  # messages acked by JetStream in this process (duplicates included)
+        self.lease = Lease(
+            store.pool, f"relay:{self.options.name}", instance_id("relay"),
+            ttl=self.options.lease_ttl, renew=self.options.standby_interval,
+        )  # fmt: skip
+
+    @property
+    def is_leader(self) -> bool:
+        return self.lease.leading
 
     # ------------------------------------------------------------------ offsets
 
@@ -103,42 +111,37 @@ class Relay:
     async def run(self, stop: asyncio.Event) -> None:
         """Relay until ``stop`` is set: standby until leader, then follow the log."""
         backoff = Backoff(self.options.backoff_initial, self.options.backoff_max)
-        while not stop.is_set():
-            try:
-                await ensure_stream(self.js, self.bus)
-                conn = await self._lead(stop)
-                if conn is None:
-                    return
+        leasing = asyncio.create_task(self.lease.run(stop), name="relay-lease")
+        try:
+            while not stop.is_set():
                 try:
-                    await self._follow(conn, stop, backoff)
-                finally:
-                    self.is_leader = False
-                    await _close_quietly(conn)
-            except TRANSIENT_ERRORS as exc:
-                delay = backoff.next()
-                log.warning("relay %s: %r; retrying in %.2fs", self.options.name, exc, delay)
-                await sleep_or_stop(stop, delay)
+                    await ensure_stream(self.js, self.bus)
+                    conn = await self._lead(stop)
+                    if conn is None:
+                        return
+                    try:
+                        await self._follow(conn, stop, backoff)
+                    finally:
+                        await _close_quietly(conn)
+                except TRANSIENT_ERRORS as exc:
+                    delay = backoff.next()
+                    log.warning("relay %s: %r; retrying in %.2fs", self.options.name, exc, delay)
+                    await sleep_or_stop(stop, delay)
+        finally:
+            leasing.cancel()
+            await asyncio.gather(leasing, return_exceptions=True)
+            await self.lease.release()
 
     async def _lead(self, stop: asyncio.Event) -> asyncpg.Connection | None:
-        """A connection holding this relay's lock, or None if stopped while standing by."""
-        conn: asyncpg.Connection = await asyncpg.connect(self.store.dsn)
+        """Once this relay leads: a connection to LISTEN and write the offset on (None: stopped)."""
+        if not await self.lease.wait_leading(stop):
+            return None
+        log.info("relay %s: leading", self.options.name)
         try:
-            while True:
-                got = await conn.fetchval(
-                    "SELECT pg_try_advisory_lock($1::int, hashtext($2))",
-                    RELAY_LOCK_NAMESPACE,
-                    self.options.name,
-                )
-                if got:
-                    self.is_leader = True
-                    log.info("relay %s: leading", self.options.name)
-                    return conn
-                if await sleep_or_stop(stop, self.options.standby_interval):
-                    await conn.close()
-                    return None
-        except BaseException:
-            await _close_quietly(conn)
-            raise
+            conn: asyncpg.Connection = await asyncpg.connect(self.store.dsn)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StoreUnavailable(f"relay {self.options.name}: cannot connect: {exc!r}") from exc
+        return conn
 
     async def _follow(self, conn: asyncpg.Connection, stop: asyncio.Event, backoff: Backoff) -> None:
         wake = asyncio.Event()
@@ -148,7 +151,10 @@ class Relay:
         offset = await self.offset()
         while not stop.is_set():
             if lost.is_set() or conn.is_closed():
-                raise StoreUnavailable(f"relay {self.options.name}: lost the connection holding its lock")
+                raise StoreUnavailable(f"relay {self.options.name}: lost its LISTEN connection")
+            if not self.lease.leading:
+                log.warning("relay %s: lease lost; standing by", self.options.name)
+                return
             wake.clear()  # before reading: a NOTIFY during the read wakes the next wait
             rows = await _fetch(conn, offset, None, self.options.batch_size)
             if rows:
@@ -163,14 +169,14 @@ class Relay:
                         "relay %s: JetStream acked up to position %d of %d; resending from %d in %.2fs",
                         self.options.name, acked, rows[-1].position, acked + 1, delay,
                     )  # fmt: skip
-                    await wait_any(stop, lost, seconds=delay)
+                    await wait_any(stop, lost, self.lease.lost, seconds=delay)
                     with contextlib.suppress(BusUnavailable):
                         await ensure_stream(self.js, self.bus)  # the stream itself may be gone
                     continue
                 backoff.reset()
                 if len(rows) == self.options.batch_size:
                     continue
-            await wait_any(wake, stop, lost, seconds=self.options.poll_interval)
+            await wait_any(wake, stop, lost, self.lease.lost, seconds=self.options.poll_interval)
 
     async def _publish(self, rows: Sequence[OutboxMessage], offset: int) -> int:
         """Publish ``rows`` pipelined; returns the last position of the acked prefix."""
