@@ -318,3 +318,22 @@ async def test_an_unreachable_endpoint_is_transient_and_bad_placements_are_named
 async def test_check_reports_the_account(provider: AwsProvider) -> None:
     got = await provider.check()
     assert got.enabled and got.reason == "account 123456789012"
+
+
+async def test_a_repeated_launch_returns_the_instance_it_already_started(
+    svc: str, aws: EmulatedAws, provider: AwsProvider
+) -> None:
+    first = await provider.launch(placement(), task(svc, 1))
+    # The same replica again (a redelivered message): same ClientToken, new bootstrap token,
+    # which EC2 refuses as IdempotentParameterMismatch; the provider finds the first instance.
+    aws.fail_run("IdempotentParameterMismatch", "Arguments on this idempotent request are inconsistent",
+                 status=400, times=1)  # fmt: skip
+    again = await provider.launch(
+        placement(), task(svc, 1, bootstrap=Bootstrap(url="http://x/v1/bootstrap", token="t2"))
+    )
+    assert again.instance_id == first.instance_id
+    assert len(aws.actions("RunInstances")) == 2
+    # With no such instance the error stands.
+    aws.fail_run("IdempotentParameterMismatch", "inconsistent", status=400, times=1)
+    with pytest.raises(LaunchError, match="IdempotentParameterMismatch"):
+        await provider.launch(placement(), task(svc, 2))

@@ -19,7 +19,6 @@ Endpoints and credentials come from boto3's own chain (``AWS_PROFILE``, ``AWS_EN
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import threading
 import time
@@ -35,6 +34,17 @@ from libs.runtime.settings import Settings
 from .aws_errors import BOTO_ERRORS, error_code, translate
 from .aws_images import Image, describe_image, find_default_image
 from .aws_network import check_cidr, default_vpc, ensure_group, wanted_rules
+from .aws_requests import (
+    ADDRESS_WAIT_SECONDS,
+    LIVE_STATES,
+    TAG_PORT,
+    TAG_REPLICA,
+    TAG_SERVICE,
+    TAG_VERSION,
+    run_request,
+    split_instance_id,
+    tags_of,
+)
 from .aws_states import instance_status
 from .base import CloudCheck, Instance, InstanceState, InstanceStatus, LaunchTask, Provider
 from .errors import InstanceNotFound, LaunchError, ProviderError
@@ -43,33 +53,6 @@ from .startup import DEFAULT_LOG_PORT, encode_user_data, render_startup_script
 
 log = logging.getLogger("stratus.provisioner.aws")
 T = TypeVar("T")
-
-TAG_SERVICE, TAG_REPLICA, TAG_VERSION, TAG_PORT = (
-    "stratus:service",
-    "stratus:replica-id",
-    "stratus:version",
-    "stratus:port",
-)
-LIVE_STATES = ["pending", "running", "stopping", "stopped"]
-DEFAULT_DISK_GB = 256
-ADDRESS_WAIT_SECONDS = 180.0
-
-
-def split_instance_id(instance_id: str) -> tuple[str, str]:
-    region, sep, ec2_id = instance_id.partition("/")
-    if not sep or not region or not ec2_id.startswith("i-"):
-        raise InstanceNotFound(instance_id, "not an AWS provider id (<region>/i-...)")
-    return region, ec2_id
-
-
-def client_token(placement: Placement, task: LaunchTask) -> str:
-    key = f"{task.service}|{task.replica_id}|{task.version}|{placement.region}|{placement.zone}|"
-    key += f"{placement.instance_type}|{placement.use_spot}"
-    return "stratus-" + hashlib.sha256(key.encode()).hexdigest()[:48]
-
-
-def _tags(desc: dict[str, Any]) -> dict[str, str]:
-    return {str(t["Key"]): str(t["Value"]) for t in desc.get("Tags") or []}
 
 
 class AwsProvider(Provider):
@@ -183,50 +166,6 @@ class AwsProvider(Provider):
                 lambda: ensure_group(ec2, task.service, str(vpc["VpcId"]), want),
             )
 
-    def _run_request(
-        self, placement: Placement, task: LaunchTask, zone: str, image: Image, group_id: str, user_data: bytes
-    ) -> dict[str, Any]:
-        tags = [
-            {"Key": "Name", "Value": f"stratus-{task.service}-{task.replica_id}"},
-            {"Key": TAG_SERVICE, "Value": task.service},
-            {"Key": TAG_REPLICA, "Value": str(task.replica_id)},
-            {"Key": TAG_VERSION, "Value": str(task.version)},
-            {"Key": TAG_PORT, "Value": str(task.service_port)},
-        ]
-        req: dict[str, Any] = {
-            "ImageId": image.image_id,
-            "InstanceType": placement.instance_type,
-            "MinCount": 1,
-            "MaxCount": 1,
-            "SecurityGroupIds": [group_id],
-            "UserData": user_data,
-            "InstanceInitiatedShutdownBehavior": "terminate",
-            "MetadataOptions": {"HttpTokens": "required", "HttpEndpoint": "enabled"},
-            "BlockDeviceMappings": [
-                {
-                    "DeviceName": image.root_device,
-                    "Ebs": {
-                        "VolumeSize": placement.disk_size or task.disk_size or DEFAULT_DISK_GB,
-                        "VolumeType": "gp3",
-                        "DeleteOnTermination": True,
-                    },
-                }
-            ],
-            "TagSpecifications": [
-                {"ResourceType": "instance", "Tags": tags},
-                {"ResourceType": "volume", "Tags": tags},
-            ],
-            "ClientToken": client_token(placement, task),
-        }
-        if zone:
-            req["Placement"] = {"AvailabilityZone": zone}
-        if placement.use_spot:
-            req["InstanceMarketOptions"] = {
-                "MarketType": "spot",
-                "SpotOptions": {"SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate"},
-            }
-        return req
-
     async def launch(self, placement: Placement, task: LaunchTask) -> Instance:
         region = placement.region
         if not region or region == "local":
@@ -239,11 +178,9 @@ class AwsProvider(Provider):
         zone = await self._zone_name(region, placement.zone)
         image = await self._image(region, task)
         group_id = await self._security_group(region, task)
-        ec2 = self.client("ec2", region)
-        req = self._run_request(placement, task, zone, image, group_id, encode_user_data(script, "aws"))
+        req = run_request(placement, task, zone, image, group_id, encode_user_data(script, "aws"))
         where = f"{placement.instance_type} in {zone or region}{' (spot)' if placement.use_spot else ''}"
-        started = await self._call(f"run {where}", lambda: ec2.run_instances(**req))
-        ec2_id = str(started["Instances"][0]["InstanceId"])
+        ec2_id = await self._run(region, req, task, where)
         own_id = f"{region}/{ec2_id}"
         log.info(
             "launched %s replica %s as %s (%s, image %s)",
@@ -259,6 +196,40 @@ class AwsProvider(Provider):
             await self.terminate(own_id)
             raise
         return self._instance(region, desc, placement)
+
+    async def _run(self, region: str, req: dict[str, Any], task: LaunchTask, where: str) -> str:
+        """RunInstances; a repeat of a launch that already happened returns that instance's id.
+
+        A repeat (a redelivered message, a restart mid-launch) reuses the ClientToken with new
+        user data (a new bootstrap token), which EC2 answers with IdempotentParameterMismatch.
+        """
+        ec2 = self.client("ec2", region)
+        try:
+            started = await asyncio.to_thread(lambda: ec2.run_instances(**req))
+            return str(started["Instances"][0]["InstanceId"])
+        except BOTO_ERRORS as exc:
+            if error_code(exc) != "IdempotentParameterMismatch":
+                raise translate(exc, f"run {where}") from exc
+            found = await self._find_replica(region, task)
+            if found is None:
+                raise translate(exc, f"run {where}") from exc
+            log.info("%s replica %s was launched already: %s", task.service, task.replica_id, found)
+            return found
+
+    async def _find_replica(self, region: str, task: LaunchTask) -> str | None:
+        ec2 = self.client("ec2", region)
+        filters = [
+            {"Name": "instance-state-name", "Values": LIVE_STATES},
+            {"Name": f"tag:{TAG_SERVICE}", "Values": [task.service]},
+            {"Name": f"tag:{TAG_REPLICA}", "Values": [str(task.replica_id)]},
+            {"Name": f"tag:{TAG_VERSION}", "Values": [str(task.version)]},
+        ]
+        found = await self._call(f"find {task.service} replica {task.replica_id}",
+                                 lambda: ec2.describe_instances(Filters=filters))  # fmt: skip
+        ids = [
+            str(i["InstanceId"]) for r in found.get("Reservations") or [] for i in r.get("Instances") or []
+        ]
+        return ids[0] if ids else None
 
     async def _wait_for_address(self, region: str, ec2_id: str) -> dict[str, Any]:
         """The instance's description once it has the address we use (bounded)."""
@@ -286,7 +257,7 @@ class AwsProvider(Provider):
         return str(desc.get("PublicIpAddress" if self.address == "public" else "PrivateIpAddress") or "")
 
     def _instance(self, region: str, desc: dict[str, Any], placement: Placement | None = None) -> Instance:
-        tags = _tags(desc)
+        tags = tags_of(desc)
         ip = self._address_of(desc)
         zone = str(desc.get("Placement", {}).get("AvailabilityZone", ""))
         if placement is None:
