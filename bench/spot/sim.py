@@ -93,6 +93,8 @@ class WindowResult(msgspec.Struct, frozen=True, kw_only=True):
     ticks: int
     available_ticks: int
     ready_sum: int
+    spot_ticks: int  # replica-ticks
+    on_demand_ticks: int
     launches: int
     launch_failures: int
     preemptions: int
@@ -142,8 +144,7 @@ def simulate(
     auto = svc.policy.autoscale
     auto_state = AutoscalerState(service=SERVICE)
     running: dict[int, _Running] = {}
-    cost = 0.0
-    available = ready_sum = launches = failures = preemptions = 0
+    available = ready_sum = launches = failures = preemptions = spot_ticks = od_ticks = 0
     for t in range(ticks):
         now = EPOCH + t * TICK_SECONDS
         cap = caps[t]
@@ -203,12 +204,17 @@ def simulate(
         if t >= cold_start:
             ready = 0
             for run in running.values():
-                cost += SPOT_PRICE if run.zone >= 0 else ON_DEMAND_PRICE
+                if run.zone >= 0:
+                    spot_ticks += 1
+                else:
+                    od_ticks += 1
                 ready += t - run.since >= cold_start
             ready_sum += ready
             available += ready >= target
     return WindowResult(
-        cost=cost,
+        cost=spot_ticks * SPOT_PRICE + od_ticks * ON_DEMAND_PRICE,
+        spot_ticks=spot_ticks,
+        on_demand_ticks=od_ticks,
         ticks=max(0, ticks - cold_start),
         available_ticks=available,
         ready_sum=ready_sum,

@@ -40,6 +40,7 @@ from collections.abc import Iterable, Sequence
 import msgspec
 
 from libs.catalog import Offer
+from libs.events.types import Placement
 from libs.fleet.policy import ResourceRequest
 from libs.fleet.state import ServiceState, ZoneEvent
 
@@ -63,8 +64,12 @@ class StratusParams(msgspec.Struct, frozen=True, kw_only=True):
 
     zone_memory: float = 3600.0
     cooldown: float = 600.0
-    hedge_seconds: float = 900.0
-    od_hold_seconds: float = 600.0
+    trouble_seconds: float = 10800.0
+    od_hold_seconds: float = 0.0
+    clean_seconds: float = 3600.0
+    spread_weight: float = 0.3
+    preempted_weight: float = 1.0
+    hedge_on_demand: bool = True
 
 
 class ZoneView(msgspec.Struct, frozen=True, kw_only=True):
@@ -119,8 +124,10 @@ def zone_view(
     now: float,
     replica_id: int,
     params: StratusParams | None = None,
+    existing: Sequence[Placement] = (),
 ) -> ZoneView:
-    """The ranking of ``zones`` for spot replica ``replica_id`` at ``now``."""
+    """The ranking of ``zones`` for spot replica ``replica_id`` at ``now``; ``existing``: the
+    service's spot replicas (placements) so far."""
     if not zones:
         return ZoneView()
     if policy == ROUND_ROBIN:
@@ -137,15 +144,23 @@ def zone_view(
     for ev in spot_failures(service.zone_events):
         key = _key(ev)
         if key in score:
-            score[key] += math.exp(-max(0.0, now - ev.at) / p.zone_memory)
+            weight = p.preempted_weight if ev.kind == "preempted" else 1.0
+            score[key] += weight * math.exp(-max(0.0, now - ev.at) / p.zone_memory)
             last[key] = ev.at
+    # Spread (correlated preemptions) weighs against trouble: a zone full of our replicas is
+    # still better than one that keeps failing.
+    for pl in existing:
+        key = (pl.cloud, pl.region, pl.zone)
+        if pl.use_spot and key in score:
+            score[key] += p.spread_weight
     cooling = {z for z, at in last.items() if now - at < p.cooldown}
     avoid = frozenset(cooling) if len(cooling) < len(zones) else frozenset()
-    return ZoneView(avoid=avoid, score=score)
+    return ZoneView(avoid=avoid, score=score, spread=False)
 
 
 def stratus_counts(
     service: ServiceState,
+    zones: Sequence[ZoneKey],
     serving: int,
     buffer: int,
     ready_spot: int,
@@ -153,17 +168,39 @@ def stratus_counts(
     now: float,
     params: StratusParams | None = None,
 ) -> SpotCounts:
-    """The ``stratus`` split: ``serving`` replicas needed (min_replicas), ``buffer`` spot extra."""
+    """The ``stratus`` split: ``serving`` replicas needed (min_replicas), up to ``buffer`` spot extra."""
     p = params if params is not None else StratusParams()
-    spot = serving + buffer
-    deficit = max(0, serving - ready_spot)
-    failures = spot_failures(service.zone_events)
-    troubled = bool(failures) and now - failures[-1].at < p.hedge_seconds
-    want = deficit
-    why = f"{ready_spot} of {serving} spot READY"
-    if troubled and deficit == 0 and ready_spot < spot:
-        want = 1
-        why += f", buffer not READY and a spot failure {now - failures[-1].at:.0f}s ago: 1 on-demand early"
+    preempted = [e.at for e in service.zone_events if e.use_spot and e.kind == "preempted"]
+    last = max(preempted) if preempted else None
+    # Starting up (never had ``serving`` spot READY yet) counts as trouble: nothing is known.
+    fresh = not any(r.is_spot and r.ready_at is not None for r in service.replicas.values()) and last is None
+    troubled = fresh or (last is not None and now - last < p.trouble_seconds)
+    spot = serving + (buffer if troubled else 0)
+    # Spot replicas starting in zones without a recent failure will most likely be READY as
+    # soon as an on-demand one would: no on-demand for those.
+    failed_at: dict[ZoneKey, float] = {}
+    for ev in spot_failures(service.zone_events):
+        failed_at[_key(ev)] = ev.at
+    quiet = [z for z in zones if now - failed_at.get(z, -math.inf) > p.clean_seconds]
+    alive = starting = 0
+    for r in service.replicas.values():
+        if not r.is_spot or r.preempted_at is not None or r.termination is not None or r.failed is not None:
+            continue
+        if r.launch_failed is not None or r.ready_at is not None:
+            alive += r.launch_failed is None
+            continue
+        alive += 1
+        where = (r.placement.cloud, r.placement.region, r.placement.zone)
+        starting += r.launched_at is not None and now - failed_at.get(where, -math.inf) > p.clean_seconds
+    # The spot replicas about to be launched go to quiet zones first: count on them too.
+    coming = min(max(0, spot - alive), len(quiet))
+    want = max(0, serving - ready_spot - starting - coming)
+    if troubled and p.hedge_on_demand and not fresh:
+        # Trouble: the buffer not READY is covered by on-demand (SpotHedge's rule) meanwhile.
+        want = max(want, min(serving, spot - ready_spot - starting - coming))
+    why = f"{ready_spot} of {serving} spot READY, {starting + coming} starting or launched in quiet zones"
+    if troubled:
+        why += ", starting up" if last is None else f", spot buffer {buffer}: last preemption {now - last:.0f}s ago"
     if want < on_demand_alive:
         # Drop late: keep what runs until spot has covered the need for od_hold_seconds.
         covered_since = _spot_covered_since(service, serving, now)
@@ -208,6 +245,7 @@ def policy_split(
     ready_spot: int,
     on_demand_alive: int,
     now: float,
+    zones: Sequence[ZoneKey],
     params: StratusParams | None = None,
 ) -> SpotCounts | None:
     """The spot policy's (spot, on-demand) for ``version`` at ``target`` (overprovision
@@ -225,4 +263,4 @@ def policy_split(
     ):
         return None
     serving = max(0, target - auto.num_overprovision)
-    return stratus_counts(service, serving, target - serving, ready_spot, on_demand_alive, now, params)
+    return stratus_counts(service, zones, serving, target - serving, ready_spot, on_demand_alive, now, params)

@@ -219,6 +219,11 @@ class _Planner:
                 out.add((ev.cloud, ev.region, ev.zone))
         return out
 
+    def spot_zones(self, version: int) -> list[ZoneKey]:
+        info = self.service.versions.get(version)
+        resources = (info.policy if info is not None else self.service.policy).resources
+        return spot_zones(resources, self.config.catalog, self.clouds.usable if self.clouds is not None else ())
+
     def launch(self, version: int, use_spot: bool, count: int) -> None:
         if count <= 0 or self.budget <= 0 or not self.can_launch(version):
             return
@@ -235,7 +240,8 @@ class _Planner:
         for _ in range(min(count, self.budget)):
             view = None
             if placer:
-                view = zone_view(placer, self.service, zones, self.now, self.next_id, self.config.spot_params)
+                view = zone_view(placer, self.service, zones, self.now, self.next_id,
+                                 self.config.spot_params, self.spot_placements)  # fmt: skip
                 avoid = set(view.avoid)
             found = place(
                 policy.resources,
@@ -279,7 +285,7 @@ class _Planner:
         spot_want, od_want = desired_split(self.service, version, target, ready_spot)
         od_alive = sum(1 for r in members if not r.is_spot)
         counts = policy_split(self.config.spot_policy, self.service, version, target, ready_spot, od_alive,
-                              self.now, self.config.spot_params)  # fmt: skip
+                              self.now, self.spot_zones(version), self.config.spot_params)  # fmt: skip
         if counts is not None:
             spot_want, od_want = counts.spot, counts.on_demand
         for use_spot, want in ((True, spot_want), (False, od_want)):
