@@ -39,6 +39,7 @@ from libs.events.types import (
     ServiceUpdateRequested,
     TrafficSwitched,
 )
+from libs.spec import decode_recorded_spec
 
 from .policy import service_policy
 from .state import (
@@ -59,6 +60,15 @@ from .status import PREEMPTED, REPLACED_STATUSES, TERMINATED, describe_failure, 
 # Failed replicas kept for display once terminated (newest kept); cleanup failures always kept.
 MAX_FAILED_KEPT = 10
 MAX_ZONE_EVENTS = 32
+def _version_info(version: int, spec: dict[str, Any], mode: str, at: float) -> VersionInfo:
+    """The spec is decoded once, here (leniently: a recorded event never stops the fold)."""
+    decoded = decode_recorded_spec(spec)
+    return VersionInfo(
+        version=version, spec=spec, mode=mode, requested_at=at, decoded=decoded,
+        policy=service_policy(decoded),
+    )  # fmt: skip
+
+
 # Launch failures that say nothing about the spec: retried with backoff, never give up
 # (capacity and quota also block their location for a while: the placement fails over).
 RETRYABLE_LAUNCH_FAILURES = frozenset({"capacity", "quota", "transient"})
@@ -152,7 +162,7 @@ class _Folder:
         if old is not None and not old.terminated:
             return  # duplicate request for a live service
         v = ev.version
-        info = VersionInfo(version=v, spec=ev.spec, requested_at=at, policy=service_policy(ev.spec))
+        info = _version_info(v, ev.spec, "rolling", at)
         self.services[ev.service] = ServiceState(
             name=ev.service,
             created_at=at,
@@ -169,9 +179,7 @@ class _Folder:
         svc = self.own(ev.service)
         if svc is None or svc.terminated or ev.version in svc.versions:
             return
-        svc.versions[ev.version] = VersionInfo(
-            version=ev.version, spec=ev.spec, mode=ev.mode, requested_at=at, policy=service_policy(ev.spec)
-        )
+        svc.versions[ev.version] = _version_info(ev.version, ev.spec, ev.mode, at)
         traffic = svc.traffic_versions
         if ev.mode == "rolling" and ev.version not in traffic:
             traffic = (*traffic, ev.version)

@@ -1,7 +1,10 @@
-"""Typed, defensive views over the normalized spec dict carried by ``ServiceRequested.spec``.
+"""The decision code's views of a service version's spec (probe, autoscaling, placement).
 
-The spec parser owns validation; this module only reads the keys the decision code needs,
-with SkyServe's defaults, so an older or partial spec in the log still folds.
+They read the typed ``ServiceSpec`` that the fold decoded once from ``ServiceRequested.spec``
+(``libs.spec.decode_recorded_spec``: lenient, so an older, partial or garbage spec in the log
+still folds); a dict is accepted too and decoded the same way. Values the parser would refuse but
+a recorded event may hold (negative counts, an unknown policy, a QPS target <= 0) fall back to
+SkyServe's defaults here.
 """
 
 from __future__ import annotations
@@ -12,12 +15,17 @@ from typing import Any
 
 import msgspec
 
+from libs.spec import ResourceCandidate, Resources, ServiceSpec, decode_recorded_spec
+from libs.spec.model import INSTANCE_AWARE_POLICY, LOAD_BALANCING_POLICIES
+
 DEFAULT_INITIAL_DELAY_SECONDS = 1200.0
 DEFAULT_READINESS_TIMEOUT_SECONDS = 15.0
 DEFAULT_UPSCALE_DELAY_SECONDS = 300.0
 DEFAULT_DOWNSCALE_DELAY_SECONDS = 1200.0
 # SkyServe terminates a replica whose probes keep failing for this long.
 DEFAULT_PROBE_FAILURE_THRESHOLD_SECONDS = 180.0
+DEFAULT_ENDPOINT_PROBE_INTERVAL_SECONDS = 10.0
+DEFAULT_STREAM_TIMEOUT_SECONDS = 120.0
 DEFAULT_QPS_WINDOW_SECONDS = 60.0
 DEFAULT_DECISION_INTERVAL_SECONDS = 20.0
 
@@ -29,6 +37,9 @@ class ProbePolicy(msgspec.Struct, frozen=True, kw_only=True):
     initial_delay_seconds: float = DEFAULT_INITIAL_DELAY_SECONDS
     timeout_seconds: float = DEFAULT_READINESS_TIMEOUT_SECONDS
     failure_threshold_seconds: float = DEFAULT_PROBE_FAILURE_THRESHOLD_SECONDS
+    # The spec wrote consecutive_failure_threshold_timeout (else the prober's setting applies).
+    failure_threshold_from_spec: bool = False
+    interval_seconds: float = DEFAULT_ENDPOINT_PROBE_INTERVAL_SECONDS
 
     @property
     def method(self) -> str:
@@ -38,7 +49,10 @@ class ProbePolicy(msgspec.Struct, frozen=True, kw_only=True):
 class AutoscalePolicy(msgspec.Struct, frozen=True, kw_only=True):
     min_replicas: int = 1
     max_replicas: int = 1
+    # With instance_aware_least_load: {accelerator: QPS}; target_qps_per_replica is then the
+    # largest of them (SkyServe's upscaling unit).
     target_qps_per_replica: float | None = None
+    target_qps_per_accelerator: dict[str, float] = {}
     upscale_delay_seconds: float = DEFAULT_UPSCALE_DELAY_SECONDS
     downscale_delay_seconds: float = DEFAULT_DOWNSCALE_DELAY_SECONDS
     num_overprovision: int = 0
@@ -83,157 +97,179 @@ class ServicePolicy(msgspec.Struct, frozen=True, kw_only=True):
     spot_placer: str | None = None
     load_balancing_policy: str = "least_load"
     port: int = 8080
+    stream_timeout_seconds: float = DEFAULT_STREAM_TIMEOUT_SECONDS
 
 
 # --------------------------------------------------------------------------- readers
 
 
-def _section(spec: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    value = spec.get(key)
-    return value if isinstance(value, Mapping) else {}
+def _typed(spec: ServiceSpec | Mapping[str, Any]) -> ServiceSpec:
+    return spec if isinstance(spec, ServiceSpec) else decode_recorded_spec(spec)
 
 
-def _num(d: Mapping[str, Any], key: str, default: float) -> float:
-    value = d.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return default
-    return float(value)
+def _seconds(value: float, default: float, *, positive: bool = False) -> float:
+    ok = math.isfinite(value) and (value > 0 if positive else value >= 0)
+    return float(value) if ok else default
 
 
-def _opt_num(d: Mapping[str, Any], key: str) -> float | None:
-    value = d.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return None
-    return float(value)
+def _count(value: int) -> int:
+    return max(0, value)
 
 
-def _int(d: Mapping[str, Any], key: str, default: int) -> int:
-    value = d.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return default
-    return max(0, int(value))
-
-
-def _str(d: Mapping[str, Any], key: str) -> str | None:
-    value = d.get(key)
-    return value if isinstance(value, str) and value else None
-
-
-def _accelerators(value: object) -> list[dict[str, float] | None]:
-    """``{A100: 8, L4: 8}`` (a set of choices) -> one single-entry dict per choice."""
-    if isinstance(value, Mapping) and value:
-        out: list[dict[str, float] | None] = []
-        for name, count in value.items():
-            ok = isinstance(count, int | float) and not isinstance(count, bool)
-            out.append({str(name): float(count) if ok else 1.0})
-        return out
-    if isinstance(value, str) and value:
-        name, _, count = value.partition(":")
-        try:
-            return [{name: float(count) if count else 1.0}]
-        except ValueError:
-            return [{name: 1.0}]
-    return [None]
-
-
-def _size(value: object) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        return None
-    return str(value) or None
-
-
-def _requests(d: Mapping[str, Any]) -> list[ResourceRequest]:
-    ports = d.get("ports")
-    port_list = tuple(p for p in ports if isinstance(p, int)) if isinstance(ports, list) else ()
+def _candidate_requests(c: ResourceCandidate) -> list[ResourceRequest]:
+    """One request per accelerator choice (a recorded set ``{A100: 8, L4: 8}`` is expanded)."""
+    choices: list[dict[str, float] | None] = (
+        [{name: float(count)} for name, count in c.accelerators.items()] if c.accelerators else [None]
+    )
     return [
         ResourceRequest(
-            cloud=_str(d, "cloud"),
-            region=_str(d, "region"),
-            zone=_str(d, "zone"),
-            instance_type=_str(d, "instance_type"),
+            cloud=c.cloud or None,
+            region=c.region or None,
+            zone=c.zone or None,
+            instance_type=c.instance_type or None,
             accelerators=acc,
-            use_spot=d.get("use_spot") is True,
-            ports=port_list,
-            cpus=_size(d.get("cpus")),
-            memory=_size(d.get("memory")),
-            disk_size=_int(d, "disk_size", 0) or None,
+            use_spot=c.use_spot,
+            ports=tuple(c.ports),
+            cpus=c.cpus or None,
+            memory=c.memory or None,
+            disk_size=c.disk_size if c.disk_size and c.disk_size > 0 else None,
         )
-        for acc in _accelerators(d.get("accelerators"))
+        for acc in choices
     ]
 
 
-def resource_requests(resources: Mapping[str, Any]) -> tuple[ResourceRequest, ...]:
+def _accelerator_shorthand(value: object) -> object:
+    """``"A100:2"`` (a hand-written dict's shorthand) -> ``{"A100": 2}``; other values as they are."""
+    if isinstance(value, str) and value:
+        name, _, count = value.partition(":")
+        try:
+            return {name: float(count) if count else 1.0}
+        except ValueError:
+            return {name: 1.0}
+    if isinstance(value, Mapping):
+        ok = all(isinstance(v, int | float) and not isinstance(v, bool) for v in value.values())
+        return value if ok else {str(k): 1.0 for k in value}
+    return value
+
+
+def resource_requests(resources: Resources | Mapping[str, Any]) -> tuple[ResourceRequest, ...]:
     """The candidates: each ``any_of`` entry over the base fields, or the base alone."""
-    alternatives = resources.get("any_of")
-    base = {k: v for k, v in resources.items() if k not in ("any_of", "ordered")}
-    out: list[ResourceRequest] = []
-    if isinstance(alternatives, list) and alternatives:
-        for alt in alternatives:
-            if isinstance(alt, Mapping):
-                out.extend(_requests({**base, **alt}))
-    if not out:
-        out = _requests(base)
-    return tuple(out)
+    if not isinstance(resources, Resources):
+        raw = dict(resources)
+        if "accelerators" in raw:
+            raw["accelerators"] = _accelerator_shorthand(raw["accelerators"])
+        alternatives = raw.get("any_of")
+        if isinstance(alternatives, list):
+            base = {k: v for k, v in raw.items() if k not in ("any_of", "ordered")}
+            merged = [{**base, **alt} for alt in alternatives if isinstance(alt, Mapping)]
+            for alt in merged:
+                if "accelerators" in alt:
+                    alt["accelerators"] = _accelerator_shorthand(alt["accelerators"])
+            raw["any_of"] = merged
+        resources = decode_recorded_spec({"resources": raw}).resources
+    out = [r for c in resources.candidates() for r in _candidate_requests(c)]
+    return tuple(out) if out else (ResourceRequest(),)
 
 
 def probe_policy(
-    spec: Mapping[str, Any], *, failure_threshold_seconds: float = DEFAULT_PROBE_FAILURE_THRESHOLD_SECONDS
+    spec: ServiceSpec | Mapping[str, Any],
+    *,
+    failure_threshold_seconds: float = DEFAULT_PROBE_FAILURE_THRESHOLD_SECONDS,
 ) -> ProbePolicy:
-    svc = _section(spec, "service")
-    post_data = svc.get("post_data")
-    headers = svc.get("headers")
+    """``failure_threshold_seconds``: used unless the spec wrote its own."""
+    svc = _typed(spec).service
+    written = svc.consecutive_failure_threshold_timeout
+    from_spec = written is not None and math.isfinite(written) and written > 0
     return ProbePolicy(
-        path=_str(svc, "readiness_path") or "/",
-        post_data=dict(post_data) if isinstance(post_data, Mapping) else None,
-        headers={str(k): str(v) for k, v in headers.items()} if isinstance(headers, Mapping) else {},
-        initial_delay_seconds=_num(svc, "initial_delay_seconds", DEFAULT_INITIAL_DELAY_SECONDS),
-        timeout_seconds=_num(svc, "readiness_timeout_seconds", DEFAULT_READINESS_TIMEOUT_SECONDS),
-        failure_threshold_seconds=failure_threshold_seconds,
+        path=svc.readiness_path if svc.readiness_path.startswith("/") else "/",
+        post_data=svc.post_data,
+        headers=dict(svc.headers),
+        initial_delay_seconds=_seconds(svc.initial_delay_seconds, DEFAULT_INITIAL_DELAY_SECONDS),
+        timeout_seconds=_seconds(
+            svc.readiness_timeout_seconds, DEFAULT_READINESS_TIMEOUT_SECONDS, positive=True
+        ),
+        failure_threshold_seconds=(
+            float(written) if from_spec and written is not None else failure_threshold_seconds
+        ),
+        failure_threshold_from_spec=from_spec,
+        interval_seconds=_seconds(
+            svc.endpoint_probe_interval_seconds, DEFAULT_ENDPOINT_PROBE_INTERVAL_SECONDS, positive=True
+        ),
     )
 
 
+def _qps_targets(value: float | dict[str, float] | None) -> tuple[float | None, dict[str, float]]:
+    if isinstance(value, dict):
+        per = {k: float(v) for k, v in value.items() if math.isfinite(v) and v > 0}
+        return (max(per.values()) if per else None), per
+    if value is not None and math.isfinite(value) and value > 0:
+        return float(value), {}
+    return None, {}
+
+
 def autoscale_policy(
-    spec: Mapping[str, Any],
+    spec: ServiceSpec | Mapping[str, Any],
     *,
     window_seconds: float = DEFAULT_QPS_WINDOW_SECONDS,
     decision_interval_seconds: float = DEFAULT_DECISION_INTERVAL_SECONDS,
 ) -> AutoscalePolicy:
-    svc = _section(spec, "service")
-    res = _section(spec, "resources")
-    min_replicas = _int(svc, "min_replicas", 1)
-    max_replicas = max(min_replicas, _int(svc, "max_replicas", min_replicas))
-    qps = _opt_num(svc, "target_qps_per_replica")
-    use_spot = any(r.use_spot for r in resource_requests(res))
+    typed = _typed(spec)
+    svc = typed.service
+    min_replicas = _count(svc.min_replicas)
+    max_replicas = max(min_replicas, _count(svc.max_replicas))
+    qps, per_accelerator = _qps_targets(svc.target_qps_per_replica)
     return AutoscalePolicy(
         min_replicas=min_replicas,
         max_replicas=max_replicas,
-        target_qps_per_replica=qps if qps is not None and qps > 0 else None,
-        upscale_delay_seconds=_num(svc, "upscale_delay_seconds", DEFAULT_UPSCALE_DELAY_SECONDS),
-        downscale_delay_seconds=_num(svc, "downscale_delay_seconds", DEFAULT_DOWNSCALE_DELAY_SECONDS),
-        num_overprovision=_int(svc, "num_overprovision", 0),
-        base_ondemand_fallback_replicas=_int(svc, "base_ondemand_fallback_replicas", 0),
-        dynamic_ondemand_fallback=svc.get("dynamic_ondemand_fallback") is True,
-        use_spot=use_spot,
+        target_qps_per_replica=qps,
+        target_qps_per_accelerator=per_accelerator,
+        upscale_delay_seconds=_seconds(svc.upscale_delay_seconds, DEFAULT_UPSCALE_DELAY_SECONDS),
+        downscale_delay_seconds=_seconds(svc.downscale_delay_seconds, DEFAULT_DOWNSCALE_DELAY_SECONDS),
+        num_overprovision=_count(svc.num_overprovision),
+        base_ondemand_fallback_replicas=_count(svc.base_ondemand_fallback_replicas),
+        dynamic_ondemand_fallback=svc.dynamic_ondemand_fallback,
+        use_spot=any(r.use_spot for r in resource_requests(typed.resources)),
         window_seconds=window_seconds,
         decision_interval_seconds=decision_interval_seconds,
     )
 
 
-def service_policy(spec: Mapping[str, Any]) -> ServicePolicy:
-    svc = _section(spec, "service")
-    res = _section(spec, "resources")
-    requests = resource_requests(res)
-    lb = _str(svc, "load_balancing_policy")
+def service_policy(spec: ServiceSpec | Mapping[str, Any]) -> ServicePolicy:
+    typed = _typed(spec)
+    svc = typed.service
+    requests = resource_requests(typed.resources)
+    lb = svc.load_balancing_policy
+    autoscale = autoscale_policy(typed)
+    if lb == INSTANCE_AWARE_POLICY and not autoscale.target_qps_per_accelerator:
+        lb = "least_load"  # nothing to weigh replicas by
     return ServicePolicy(
-        probe=probe_policy(spec),
-        autoscale=autoscale_policy(spec),
+        probe=probe_policy(typed),
+        autoscale=autoscale,
         resources=requests,
-        ordered=res.get("ordered") is True,
+        ordered=typed.resources.ordered,
         use_spot=any(r.use_spot for r in requests),
-        spot_placer=_str(svc, "spot_placer"),
-        load_balancing_policy=lb if lb in ("least_load", "round_robin") else "least_load",
-        port=_int(svc, "ports", 8080),
+        spot_placer=svc.spot_placer or None,
+        load_balancing_policy=lb if lb in LOAD_BALANCING_POLICIES else "least_load",
+        port=svc.ports if 0 < svc.ports < 65536 else 8080,
+        stream_timeout_seconds=_seconds(
+            svc.stream_timeout_seconds, DEFAULT_STREAM_TIMEOUT_SECONDS, positive=True
+        ),
     )
+
+
+def target_qps_for(policy: AutoscalePolicy, accelerator: str | None) -> float:
+    """SkyServe's per-accelerator QPS lookup: exact key, else the key without its ``:count``,
+    else the smallest target (an unknown or CPU-only replica)."""
+    per = policy.target_qps_per_accelerator
+    if not per:
+        return policy.target_qps_per_replica or 1.0
+    if accelerator is not None:
+        if accelerator in per:
+            return per[accelerator]
+        for key, qps in per.items():
+            if key.split(":")[0] == accelerator:
+                return qps
+    return min(per.values())
 
 
 # --------------------------------------------------------------------------- shared arithmetic

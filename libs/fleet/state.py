@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 
 from libs.events.types import Placement
+from libs.spec import ServiceSpec, decode_recorded_spec
 
 from .policy import ServicePolicy
 
@@ -84,6 +85,8 @@ class VersionInfo(msgspec.Struct, frozen=True, kw_only=True):
     spec: dict[str, Any] = {}
     mode: str = "rolling"
     requested_at: float = 0.0
+    # ``spec`` decoded once by the fold (None only in a VersionInfo built by hand: see ``typed``).
+    decoded: ServiceSpec | None = None
     policy: ServicePolicy = ServicePolicy()
     first_ready_at: float | None = None
     # Failures that count toward giving up (not preemptions, not capacity), reset by READY.
@@ -92,6 +95,12 @@ class VersionInfo(msgspec.Struct, frozen=True, kw_only=True):
     retry_failures: int = 0
     last_failure_at: float | None = None
     failure_reason: str = ""
+
+
+    @property
+    def typed(self) -> ServiceSpec:
+        """The typed spec every reader uses (the provisioner's launch task, the policies)."""
+        return self.decoded if self.decoded is not None else decode_recorded_spec(self.spec)
 
 
 class ScaleInfo(msgspec.Struct, frozen=True, kw_only=True):

@@ -3,7 +3,8 @@
     load_spec(text, env_overrides=..., source=...) -> ServiceSpec
     load_spec_file(path, env_overrides=None)       -> ServiceSpec
     spec_to_dict(spec, include_secrets=False)      -> dict   (the JSON form events carry)
-    spec_from_dict(d)                              -> ServiceSpec
+    spec_from_dict(d)                              -> ServiceSpec (strict: must be valid)
+    decode_recorded_spec(d)                        -> ServiceSpec (lenient: a recorded event's spec)
     parse_env_overrides(["K=V", ...])              -> dict
 
 Every failure is a ``SpecError`` (see ``errors``) listing all problems by field path.
@@ -23,6 +24,7 @@ from .errors import (
 )
 from .model import ReadinessProbe, ResourceCandidate, Resources, ServiceSection, ServiceSpec, Tls
 from .parse import load_spec, load_spec_file
+from .recorded import decode_recorded_spec
 from .summary import describe_resources, describe_service
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "SpecSyntaxError",
     "SpecValidationError",
     "Tls",
+    "decode_recorded_spec",
     "describe_resources",
     "describe_service",
     "load_spec",

@@ -141,6 +141,22 @@ class Section:
             return None
         return check_int(self.data[name], self.at(name), self.issues, minimum=minimum, maximum=maximum)
 
+    def number(self, name: str, *, positive: bool = False) -> int | float | None:
+        """A finite number (seconds may be fractional): at least 0, or above 0 if ``positive``."""
+        if name not in self.data:
+            return None
+        value = self.data[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            self.issues.add(self.at(name), f"must be a number of seconds, got {describe(value)}")
+            return None
+        if positive and value <= 0:
+            self.issues.add(self.at(name), f"must be greater than 0, got {value}")
+            return None
+        if value < 0:
+            self.issues.add(self.at(name), f"must be at least 0, got {value}")
+            return None
+        return value
+
     def positive_number(self, name: str) -> float | None:
         if name not in self.data:
             return None

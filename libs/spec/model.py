@@ -16,8 +16,11 @@ DEFAULT_INITIAL_DELAY_SECONDS = 1200
 DEFAULT_READINESS_TIMEOUT_SECONDS = 15
 DEFAULT_UPSCALE_DELAY_SECONDS = 300
 DEFAULT_DOWNSCALE_DELAY_SECONDS = 1200
+DEFAULT_ENDPOINT_PROBE_INTERVAL_SECONDS = 10
+DEFAULT_STREAM_TIMEOUT_SECONDS = 120
 DEFAULT_LOAD_BALANCING_POLICY = "least_load"
-LOAD_BALANCING_POLICIES = ("round_robin", "least_load")
+INSTANCE_AWARE_POLICY = "instance_aware_least_load"
+LOAD_BALANCING_POLICIES = ("round_robin", "least_load", INSTANCE_AWARE_POLICY)
 SPOT_PLACERS = ("dynamic_fallback",)
 DISK_TIERS = ("low", "medium", "high", "ultra", "best")
 REDACTED = "<redacted>"
@@ -28,9 +31,12 @@ class ReadinessProbe(msgspec.Struct, frozen=True, kw_only=True):
 
     path: str
     post_data: dict[str, Any] | None
-    initial_delay_seconds: int
-    timeout_seconds: int
+    initial_delay_seconds: int | float
+    timeout_seconds: int | float
     headers: dict[str, str]
+    interval_seconds: int | float = DEFAULT_ENDPOINT_PROBE_INTERVAL_SECONDS
+    # None: not written; the prober's default (SkyServe's 180 s) applies.
+    failure_threshold_seconds: int | float | None = None
 
     def __repr__(self) -> str:  # header values are secrets
         headers = {k: REDACTED for k in self.headers}
@@ -47,23 +53,31 @@ class Tls(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ServiceSection(msgspec.Struct, frozen=True, kw_only=True):
-    """The ``service:`` section, flattened as SkyServe does. Fixed ``replicas: N`` is min=max=N."""
+    """The ``service:`` section, flattened as SkyServe does. Fixed ``replicas: N`` is min=max=N.
+
+    Durations are seconds, fractional where SkyServe's schema takes a number. A mapping
+    ``target_qps_per_replica`` ({accelerator: QPS}) goes with ``instance_aware_least_load``.
+    """
 
     readiness_path: str = "/"
-    initial_delay_seconds: int = DEFAULT_INITIAL_DELAY_SECONDS
-    readiness_timeout_seconds: int = DEFAULT_READINESS_TIMEOUT_SECONDS
+    initial_delay_seconds: int | float = DEFAULT_INITIAL_DELAY_SECONDS
+    readiness_timeout_seconds: int | float = DEFAULT_READINESS_TIMEOUT_SECONDS
+    endpoint_probe_interval_seconds: int | float = DEFAULT_ENDPOINT_PROBE_INTERVAL_SECONDS
+    consecutive_failure_threshold_timeout: int | float | None = None
     post_data: dict[str, Any] | None = None
     headers: dict[str, str] = {}
     min_replicas: int = 1
     max_replicas: int = 1
-    target_qps_per_replica: float | None = None
-    upscale_delay_seconds: int = DEFAULT_UPSCALE_DELAY_SECONDS
-    downscale_delay_seconds: int = DEFAULT_DOWNSCALE_DELAY_SECONDS
+    target_qps_per_replica: float | dict[str, float] | None = None
+    upscale_delay_seconds: int | float = DEFAULT_UPSCALE_DELAY_SECONDS
+    downscale_delay_seconds: int | float = DEFAULT_DOWNSCALE_DELAY_SECONDS
     num_overprovision: int = 0
     base_ondemand_fallback_replicas: int = 0
     dynamic_ondemand_fallback: bool = False
     spot_placer: str | None = None
     load_balancing_policy: str = DEFAULT_LOAD_BALANCING_POLICY
+    # load_balancer.stream_timeout_seconds: how long the router waits on a replica's response.
+    stream_timeout_seconds: int | float = DEFAULT_STREAM_TIMEOUT_SECONDS
     # The port the router forwards to: service.ports, else the single port of resources.ports.
     ports: int
     tls: Tls | None = None
@@ -83,6 +97,8 @@ class ServiceSection(msgspec.Struct, frozen=True, kw_only=True):
             initial_delay_seconds=self.initial_delay_seconds,
             timeout_seconds=self.readiness_timeout_seconds,
             headers=self.headers,
+            interval_seconds=self.endpoint_probe_interval_seconds,
+            failure_threshold_seconds=self.consecutive_failure_threshold_timeout,
         )
 
     @property

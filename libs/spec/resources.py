@@ -26,7 +26,6 @@ CLOUDS = (
     "paperspace", "cudo", "vsphere", "do", "nebius", "vast", "local",
 )  # fmt: skip
 _CLOUD_ALIASES = {"k8s": "kubernetes"}
-JOB_RECOVERY_STRATEGIES = ("FAILOVER", "EAGER_NEXT_REGION")
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)(\+?)$")
 
 
@@ -182,29 +181,15 @@ def _parse_size(value: object, path: str, issues: Issues) -> str | None:
 
 
 def _parse_job_recovery(sec: Section) -> dict[str, Any] | None:
-    keys = [k for k in ("job_recovery", "spot_recovery") if sec.has(k)]
-    if len(keys) == 2:
-        sec.issues.add(sec.at("spot_recovery"), "spot_recovery is the old name of job_recovery; use only one")
-        return None
-    if not keys:
-        return None
-    path, value = sec.at(keys[0]), sec.get(keys[0])
-    if isinstance(value, str):
-        value = {"strategy": value}
-    recovery = Section.of(value, path, sec.issues, ("strategy", "max_restarts_on_errors"))
-    if recovery is None:
-        return None
-    out: dict[str, Any] = {}
-    strategy = recovery.get("strategy")
-    if strategy is not None:
-        upper = strategy.upper() if isinstance(strategy, str) else strategy
-        if checked := check_str(upper, recovery.at("strategy"), sec.issues, choices=JOB_RECOVERY_STRATEGIES):
-            out["strategy"] = checked
-    if recovery.has("max_restarts_on_errors"):
-        restarts = recovery.integer("max_restarts_on_errors", minimum=0)
-        if restarts is not None:
-            out["max_restarts_on_errors"] = restarts
-    return out
+    """Refused, as ``sky serve up`` refuses it: a service replaces a preempted replica itself."""
+    for key in ("job_recovery", "spot_recovery"):
+        if sec.get(key) is not None:
+            sec.issues.add(
+                sec.at(key),
+                f"{key} is not supported for services (as in SkyServe): a preempted spot replica is "
+                "replaced by a new one (see replica_policy.dynamic_ondemand_fallback); remove it",
+            )
+    return None
 
 
 def _parse_image_id(value: object, path: str, issues: Issues) -> str | dict[str, str] | None:

@@ -1,8 +1,10 @@
 """Parsing the ``service:`` section into the flat fields of ``ServiceSection``.
 
-SkyServe's rules are kept (``replicas`` xor ``replica_policy``, autoscaling needs both
-``max_replicas`` and ``target_qps_per_replica``), plus stricter bounds on values SkyServe
-would accept but could never serve (negative delays, zero replicas without autoscaling).
+SkyServe 0.14.1's rules are kept (``replicas`` xor ``replica_policy``, autoscaling needs both
+``max_replicas`` and ``target_qps_per_replica``, a mapping ``target_qps_per_replica`` goes with
+``instance_aware_least_load`` and only with it, ``readiness_probe`` defaults to ``/``), plus
+stricter bounds where SkyServe accepts nonsense: negative counts or delays, a zero timeout or
+probe interval, a zero QPS target.
 """
 
 from __future__ import annotations
@@ -12,12 +14,21 @@ import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from .fields import Issues, Section, check_str, check_str_map, describe
-from .model import LOAD_BALANCING_POLICIES, SPOT_PLACERS, Tls
+from .fields import Issues, Section, check_str, check_str_map, describe, join
+from .model import INSTANCE_AWARE_POLICY, LOAD_BALANCING_POLICIES, SPOT_PLACERS, Tls
 from .ports import parse_single_port
 
-SERVICE_FIELDS = ("readiness_probe", "replicas", "replica_policy", "load_balancing_policy", "ports", "tls")
-PROBE_FIELDS = ("path", "post_data", "initial_delay_seconds", "timeout_seconds", "headers")
+SERVICE_FIELDS = (
+    "readiness_probe", "replicas", "workers", "replica_policy", "load_balancing_policy", "load_balancer",
+    "ports", "tls", "pool",
+)  # fmt: skip
+PROBE_FIELDS = (
+    "path", "post_data", "initial_delay_seconds", "timeout_seconds", "endpoint_probe_interval_seconds",
+    "consecutive_failure_threshold_timeout", "headers",
+)  # fmt: skip
+LOAD_BALANCER_FIELDS = ("stream_timeout_seconds",)
+# SkyServe's key pattern for a per-accelerator QPS target: "A100", "H100:1".
+_ACCELERATOR_KEY = re.compile(r"^[A-Z0-9]+(?::[0-9]+)?$")
 POLICY_FIELDS = (
     "min_replicas", "max_replicas", "target_qps_per_replica", "upscale_delay_seconds",
     "downscale_delay_seconds", "num_overprovision", "base_ondemand_fallback_replicas",
@@ -37,10 +48,18 @@ def parse_service(value: object, path: str, issues: Issues) -> ParsedService:
     if sec is None:
         return ParsedService({}, None)
     fields: dict[str, Any] = {}
+    if sec.has("pool"):
+        sec.issues.add(
+            sec.at("pool"), "a pool is SkyPilot's worker pool (`sky jobs pool`), not a service; remove it"
+        )
     fields.update(_parse_probe(sec))
     fields.update(_parse_replicas(sec))
     if (policy := sec.string("load_balancing_policy", choices=LOAD_BALANCING_POLICIES)) is not None:
         fields["load_balancing_policy"] = policy
+    lb = sec.section("load_balancer", LOAD_BALANCER_FIELDS)
+    if lb is not None and (stream := lb.number("stream_timeout_seconds", positive=True)) is not None:
+        fields["stream_timeout_seconds"] = stream
+    _check_instance_aware(sec, fields)
     if (tls := _parse_tls(sec)) is not None:
         fields["tls"] = tls
     port = parse_single_port(sec.get("ports"), sec.at("ports"), issues) if sec.has("ports") else None
@@ -50,8 +69,7 @@ def parse_service(value: object, path: str, issues: Issues) -> ParsedService:
 def _parse_probe(sec: Section) -> dict[str, Any]:
     at = sec.at("readiness_probe")
     if not sec.has("readiness_probe"):
-        sec.issues.add(at, "required: the HTTP path that answers 200 once a replica is ready, e.g. /health")
-        return {}
+        return {}  # SkyServe probes GET / by default
     value = sec.get("readiness_probe")
     if isinstance(value, str):
         path = _check_path(value, at, sec.issues)
@@ -66,10 +84,14 @@ def _parse_probe(sec: Section) -> dict[str, Any]:
         out["readiness_path"] = path
     if (post_data := _parse_post_data(probe)) is not None:
         out["post_data"] = post_data
-    if (delay := probe.integer("initial_delay_seconds", minimum=0)) is not None:
+    if (delay := probe.number("initial_delay_seconds")) is not None:
         out["initial_delay_seconds"] = delay
-    if (timeout := probe.integer("timeout_seconds", minimum=1)) is not None:
+    if (timeout := probe.number("timeout_seconds", positive=True)) is not None:
         out["readiness_timeout_seconds"] = timeout
+    if (interval := probe.number("endpoint_probe_interval_seconds", positive=True)) is not None:
+        out["endpoint_probe_interval_seconds"] = interval
+    if (threshold := probe.number("consecutive_failure_threshold_timeout", positive=True)) is not None:
+        out["consecutive_failure_threshold_timeout"] = threshold
     if probe.has("headers") and (headers := _parse_headers(probe)) is not None:
         out["headers"] = headers
     return out
@@ -131,13 +153,17 @@ def _parse_replicas(sec: Section) -> dict[str, Any]:
             "replica_policy sets autoscaling bounds",
         )
         return {}
-    if sec.has("replicas"):
-        at = sec.at("replicas")
-        if sec.get("replicas") == 0 and not isinstance(sec.get("replicas"), bool):
-            sec.issues.add(at, "must be at least 1; to scale to zero use replica_policy with min_replicas: 0")
-            return {}
-        count = sec.integer("replicas", minimum=1)
-        return {} if count is None else {"min_replicas": count, "max_replicas": count}
+    if sec.has("replicas") and sec.has("workers"):
+        sec.issues.add(sec.at("workers"), "workers is another name of replicas; use only replicas")
+        return {}
+    if sec.has("workers") and sec.has("replica_policy"):
+        sec.issues.add(sec.at("workers"), "workers (a fixed count) cannot be used with replica_policy")
+        return {}
+    for key in ("replicas", "workers"):
+        if sec.has(key):
+            # 0 is accepted (as by SkyServe): a service with no replica until an update adds some.
+            count = sec.integer(key, minimum=0)
+            return {} if count is None else {"min_replicas": count, "max_replicas": count}
     policy = sec.section("replica_policy", POLICY_FIELDS)
     if policy is None:
         return {}
@@ -151,14 +177,11 @@ def _parse_policy(policy: Section) -> dict[str, Any]:
         issues.add(policy.at("min_replicas"), "required in replica_policy")
     min_replicas = policy.integer("min_replicas", minimum=0)
     max_replicas = policy.integer("max_replicas", minimum=0)
-    qps = policy.positive_number("target_qps_per_replica")
-    counts = (
-        "upscale_delay_seconds",
-        "downscale_delay_seconds",
-        "num_overprovision",
-        "base_ondemand_fallback_replicas",
-    )
-    for name in counts:
+    qps = _parse_target_qps(policy)
+    for name in ("upscale_delay_seconds", "downscale_delay_seconds"):
+        if (seconds := policy.number(name)) is not None:
+            out[name] = seconds
+    for name in ("num_overprovision", "base_ondemand_fallback_replicas"):
         if (number := policy.integer(name, minimum=0)) is not None:
             out[name] = number
     if (dynamic := policy.boolean("dynamic_ondemand_fallback")) is not None:
@@ -181,11 +204,6 @@ def _parse_policy(policy: Section) -> dict[str, Any]:
             f"max_replicas ({upper}) above min_replicas ({min_replicas}) requires target_qps_per_replica "
             "to autoscale on",
         )
-    elif qps is None and upper == 0:
-        issues.add(
-            policy.at("min_replicas"),
-            "0 fixed replicas serve nothing; scaling to zero needs max_replicas and target_qps_per_replica",
-        )
     fallback = out.get("base_ondemand_fallback_replicas", 0)
     if fallback > upper:
         issues.add(
@@ -194,6 +212,46 @@ def _parse_policy(policy: Section) -> dict[str, Any]:
         )
     out.update(min_replicas=min_replicas, max_replicas=upper, target_qps_per_replica=qps)
     return out
+
+
+def _parse_target_qps(policy: Section) -> float | dict[str, float] | None:
+    """A number (QPS per replica) or {accelerator: QPS} for ``instance_aware_least_load``."""
+    at = policy.at("target_qps_per_replica")
+    value = policy.get("target_qps_per_replica")
+    if not isinstance(value, Mapping):
+        return policy.positive_number("target_qps_per_replica")
+    if not value:
+        policy.issues.add(at, "must name at least one accelerator, e.g. {A100: 10, L4: 2}")
+        return None
+    out: dict[str, float] = {}
+    for key, qps in value.items():
+        if not isinstance(key, str) or not _ACCELERATOR_KEY.match(key):
+            policy.issues.add(
+                at, f"keys must be accelerator names in capitals such as A100 or H100:1, got {describe(key)}"
+            )
+        elif isinstance(qps, bool) or not isinstance(qps, (int, float)) or not qps > 0:
+            policy.issues.add(join(at, key), f"must be a number greater than 0, got {describe(qps)}")
+        else:
+            out[key] = float(qps)
+    return out if len(out) == len(value) else None
+
+
+def _check_instance_aware(sec: Section, fields: dict[str, Any]) -> None:
+    if sec.issues.failed(sec.at("replica_policy"), sec.at("load_balancing_policy")):
+        return
+    per_accelerator = isinstance(fields.get("target_qps_per_replica"), dict)
+    instance_aware = fields.get("load_balancing_policy") == INSTANCE_AWARE_POLICY
+    if per_accelerator and not instance_aware:
+        sec.issues.add(
+            sec.at("replica_policy.target_qps_per_replica"),
+            f"a mapping of accelerator to QPS needs load_balancing_policy: {INSTANCE_AWARE_POLICY}",
+        )
+    elif instance_aware and not per_accelerator:
+        sec.issues.add(
+            sec.at("load_balancing_policy"),
+            f"{INSTANCE_AWARE_POLICY} needs replica_policy.target_qps_per_replica as a mapping of "
+            "accelerator to QPS, e.g. {A100: 10, L4: 2}",
+        )
 
 
 def _parse_tls(sec: Section) -> Tls | None:

@@ -32,6 +32,8 @@ def validate_spec(spec: ServiceSpec, *, known: Issues | None = None) -> list[Iss
 def _check_ports(spec: ServiceSpec, found: Issues) -> None:
     port = spec.service.ports
     candidates = spec.resources.candidates()
+    if any(not c.ports for c in candidates) and port and all(not c.ports for c in candidates):
+        return  # service.ports alone: the replicas listen on it (SkyServe opens it for them)
     if any(not c.ports for c in candidates):
         found.add(
             "resources.ports",
@@ -49,7 +51,15 @@ def _check_ports(spec: ServiceSpec, found: Issues) -> None:
 
 def _check_spot(spec: ServiceSpec, found: Issues) -> None:
     svc = spec.service
-    if all(c.use_spot for c in spec.resources.candidates()):
+    spot = [c.use_spot for c in spec.resources.candidates()]
+    if any(spot) and not all(spot):
+        found.add(
+            "resources.use_spot",
+            "candidates must all use spot or none (as in SkyServe); to mix spot and on-demand use "
+            f"{_POLICY}.base_ondemand_fallback_replicas or dynamic_ondemand_fallback",
+        )
+        return
+    if all(spot):
         return
     needs_spot = {
         "base_ondemand_fallback_replicas": svc.base_ondemand_fallback_replicas > 0,
@@ -66,8 +76,18 @@ def _check_service(spec: ServiceSpec, found: Issues) -> None:
     svc = spec.service
     if svc.min_replicas < 0 or svc.max_replicas < svc.min_replicas:
         found.add(f"{_POLICY}.max_replicas", "must be at least min_replicas, and min_replicas at least 0")
-    if svc.target_qps_per_replica is not None and not svc.target_qps_per_replica > 0:
+    qps = svc.target_qps_per_replica
+    targets = list(qps.values()) if isinstance(qps, dict) else [] if qps is None else [qps]
+    if (isinstance(qps, dict) and not qps) or any(not t > 0 for t in targets):
         found.add(f"{_POLICY}.target_qps_per_replica", "must be greater than 0")
+    timings = {
+        "readiness_probe.timeout_seconds": svc.readiness_timeout_seconds,
+        "readiness_probe.endpoint_probe_interval_seconds": svc.endpoint_probe_interval_seconds,
+        "load_balancer.stream_timeout_seconds": svc.stream_timeout_seconds,
+    }
+    for name, seconds in timings.items():
+        if not seconds > 0:
+            found.add(f"service.{name}", "must be greater than 0")
     if svc.load_balancing_policy not in LOAD_BALANCING_POLICIES:
         found.add("service.load_balancing_policy", f"must be one of {', '.join(LOAD_BALANCING_POLICIES)}")
     if svc.spot_placer is not None and svc.spot_placer not in SPOT_PLACERS:

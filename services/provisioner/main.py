@@ -130,7 +130,7 @@ class Provisioner:
             ])  # fmt: skip
         try:
             secrets = await load_secrets(self.host.store.pool, svc.name, r.version, self.host.settings.home)
-            task = launch_task(svc.name, r.replica_id, r.version, info.spec, secrets)
+            task = launch_task(svc.name, r.replica_id, r.version, info.typed, secrets)
             task = await self._with_bootstrap(r.placement.cloud, task)
             instance = await self.provider.launch(r.placement, task)
         except ProviderError as exc:

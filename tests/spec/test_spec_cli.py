@@ -56,7 +56,7 @@ def test_invalid_file_exits_1_with_fields_on_stderr(tmp_path: Path) -> None:
     result = runner.invoke(spec_app, ["check", str(path), "--json"])
     assert result.exit_code == 1
     assert result.stdout == ""
-    assert "service.replicas" in result.stderr and "at least 1" in result.stderr
+    assert "service.replicas" in result.stderr and "at least 0" in result.stderr
     assert "resources.cloud" in result.stderr and "did you mean gcp?" in result.stderr
 
 

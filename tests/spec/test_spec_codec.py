@@ -15,6 +15,7 @@ SERVICE_KEYS = {
     "min_replicas", "max_replicas", "target_qps_per_replica", "upscale_delay_seconds",
     "downscale_delay_seconds", "num_overprovision", "base_ondemand_fallback_replicas",
     "dynamic_ondemand_fallback", "spot_placer", "load_balancing_policy", "ports", "tls",
+    "endpoint_probe_interval_seconds", "consecutive_failure_threshold_timeout", "stream_timeout_seconds",
 }  # fmt: skip
 
 

