@@ -116,7 +116,8 @@ def test_logs_show_a_healthy_replicas_output(stack: Stack, chatbot: dict[str, An
 def test_events_tell_the_story(stack: Stack, chatbot: dict[str, Any]) -> None:
     r = stack.cli("events", "--service", NAME, timeout=30)
     assert r.returncode == 0, r.stderr
-    lines = r.stdout.splitlines()
+    header, *lines = r.stdout.splitlines()
+    assert header.split()[:2] == ["POSITION", "TIME"], header
     assert lines and all(f"  {NAME}  " in line for line in lines), r.stdout
     types = [line.split()[4] for line in lines]
     story = [
