@@ -41,6 +41,7 @@ from libs.events.tracking import prune
 from libs.fleet.projection import FLEET
 from libs.fleet.state import FleetState
 from libs.telemetry.handlers import instrument_handler, instrument_memory_handler
+from libs.telemetry.process import ConsumerGauges, start_process_metrics
 
 from .settings import Settings
 
@@ -123,6 +124,8 @@ class ServiceHost:
         handler = instrument_handler(self.name, cname, handler)  # causation, metrics, spans
         retries = Redeliverer(lambda: self.store, cname, handler)  # `stratus dead-letters retry`
         self.loop(1.0, retries.poll, name=f"{cname}: dead-letter retries")
+        gauges = ConsumerGauges(lambda: self.js, lambda: self.store, self.bus.stream, cname)
+        self.loop(5.0, gauges.sample, name=f"{cname}: metrics")
         self._add_consumer(
             cname,
             lambda: Consumer(
@@ -234,6 +237,7 @@ class ServiceHost:
                     self._failed(exc)
                     return
                 stack.push_async_callback(self._fleet.stop)
+                stack.callback(start_process_metrics(self.name, self.settings.home, self._fleet))
                 if on_started is not None:
                     await on_started()
                 log.info(

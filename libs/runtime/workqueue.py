@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from libs.events.causation import Cause, current_cause, using_cause
 from libs.events.outcomes import TRANSIENT_ERRORS
+from libs.telemetry.metrics import RECONCILE_SECONDS, RECONCILES
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +57,12 @@ class WorkQueue:
             self._waiting.discard(key)
             self._active.add(key)
             try:
-                with using_cause(self._causes.pop(key, None)):
+                with using_cause(self._causes.pop(key, None)), RECONCILE_SECONDS.time():
                     await self._reconcile(key)
                 self._failures.pop(key, None)
+                RECONCILES.labels("ok").inc()
             except TRANSIENT_ERRORS as exc:
+                RECONCILES.labels("error").inc()
                 n = self._failures[key] = self._failures.get(key, 0) + 1
                 delay = min(30.0, 0.2 * 2**n)
                 log.warning("reconcile %s failed (%r); retrying in %.1fs", key, exc, delay)

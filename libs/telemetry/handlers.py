@@ -1,28 +1,52 @@
 """Wrappers the service host puts around every consumer's handler.
 
 Each handled message runs with its event as the current cause (``libs.events.causation``), so
-whatever the handler appends records it as causation and inherits its correlation id.
+whatever the handler appends records it as causation and inherits its correlation id; it is
+counted and timed (``metrics.py``) and traced as a span linked to the trace the event carries
+(``tracing.py``).
 """
 
 from __future__ import annotations
+
+import time
 
 from libs.events.causation import caused_by
 from libs.events.consumer import Handler, MemoryHandler
 from libs.events.envelope import RecordedEvent
 from libs.events.store import Transaction
 
+from .metrics import HANDLED, HANDLER_SECONDS
+
 
 def instrument_handler(service: str, consumer: str, handler: Handler) -> Handler:
+    seconds = HANDLER_SECONDS.labels(consumer)
+
     async def handle(rec: RecordedEvent, tx: Transaction) -> None:
-        with caused_by(rec):
-            await handler(rec, tx)
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            with caused_by(rec):
+                await handler(rec, tx)
+            outcome = "ok"
+        finally:
+            seconds.observe(time.perf_counter() - started)
+            HANDLED.labels(consumer, rec.event_type, outcome).inc()
 
     return handle
 
 
 def instrument_memory_handler(service: str, consumer: str, handler: MemoryHandler) -> MemoryHandler:
+    seconds = HANDLER_SECONDS.labels(consumer)
+
     async def handle(rec: RecordedEvent) -> None:
-        with caused_by(rec):
-            await handler(rec)
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            with caused_by(rec):
+                await handler(rec)
+            outcome = "ok"
+        finally:
+            seconds.observe(time.perf_counter() - started)
+            HANDLED.labels(consumer, rec.event_type, outcome).inc()
 
     return handle

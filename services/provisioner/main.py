@@ -38,6 +38,8 @@ from libs.fleet.state import ReplicaState, ServiceState
 from libs.runtime.host import ServiceHost, run_main
 from libs.runtime.workqueue import WorkQueue
 from libs.secrets import load_secrets
+from libs.telemetry.metrics import LAUNCHES
+from libs.telemetry.usage import watch_usage
 
 from .cloud_checks import refresh_clouds
 from .cloud_logs import MIRROR_INTERVAL_SECONDS, LogMirror
@@ -148,6 +150,8 @@ class Provisioner:
                 service=svc.name, replica_id=r.replica_id, instance_id=instance.instance_id, url=instance.url,
                 placement=instance.placement,
             )  # fmt: skip
+        outcome = event.kind if isinstance(event, ReplicaLaunchFailed) else "launched"
+        LAUNCHES.labels(r.placement.cloud or "local", outcome).inc()
         await self.append(svc.name, r.replica_id, [event])
 
     async def _with_bootstrap(self, cloud: str, task: LaunchTask) -> LaunchTask:
@@ -256,6 +260,7 @@ def build(host: ServiceHost) -> Callable[[], Awaitable[None]]:
     local = LocalProvider(host.settings.provisioner_dir)
     provider = CloudRouter({"local": local})  # the clouds join once their credentials check out
     prov = Provisioner(host, provider)
+    watch_usage(lambda: host.fleet.state)  # /metrics: instance-hours and cost by cloud, spot/on-demand
     host.consumer(TYPES, prov.handle, options=ConsumerOptions(ack_wait=60, concurrency=4))
     host.loop(host.settings.monitor_interval, prov.monitor, name="monitor")
     host.loop(host.settings.resync_every(5.0), prov.resync, name="resync")

@@ -74,6 +74,7 @@ class Exchange(ExchangeBase):
 
     def response_head(self, status: int, reason: bytes, parts: list[bytes], mode: int) -> None:
         self.resp_started = True
+        self.status = status
         self.replay = None
         client = self.client
         ep = client.ep
@@ -124,6 +125,7 @@ class Exchange(ExchangeBase):
             self.client.resume(PAUSE_UPSTREAM)
         if self.state == DONE:
             return
+        self.client.ep.stats.upstream_error(self.replica)
         if self.resp_started:
             self._truncated()
             return
@@ -146,6 +148,7 @@ class Exchange(ExchangeBase):
             self.client.resume(PAUSE_UPSTREAM)
         if self.state == DONE:
             return
+        self.client.ep.stats.upstream_error(self.replica)
         log.warning("service %s: %s", self.client.pool.service, message)
         if self.resp_started:
             self._truncated()

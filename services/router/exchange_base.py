@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from time import perf_counter
 from typing import Protocol, cast
 
+from libs.telemetry.router_stats import EndpointStats
 from services.router.errors import HoldTimeout, NoReadyReplica, ProxyError, UpstreamFailed, UpstreamTimeout
 from services.router.flow import (
     ATTACHED,
@@ -46,6 +48,7 @@ class EndpointSide(Protocol):
     """What an exchange uses of its service endpoint."""
 
     hold_when_empty: bool
+    stats: EndpointStats
 
     @property
     def now(self) -> float: ...
@@ -135,7 +138,9 @@ class ExchangeBase:
         "req_complete",
         "resp_started",
         "reused",
+        "started",
         "state",
+        "status",
         "tried",
         "upstream",
     )
@@ -170,6 +175,8 @@ class ExchangeBase:
         self.deferred: ProxyError | None = None  # answer sent once the request body is read
         self.discarded = 0
         self.expect_continue = False
+        self.started = perf_counter()  # for the latency histogram
+        self.status = 0  # of the answer: the replica's, or the router's own error
 
     # -- routing -----------------------------------------------------------------
     def dispatch(self) -> None:
@@ -223,6 +230,7 @@ class ExchangeBase:
 
     def connect_failed(self, exc: BaseException) -> None:
         r = self.replica
+        self.client.ep.stats.upstream_error(r)
         if r is not None and isinstance(exc.__cause__, ConnectionRefusedError):
             r.upstream.close_idle()  # the replica is gone; its pooled connections are stale
         self.retry(stale=False, why=str(exc))
@@ -286,6 +294,7 @@ class ExchangeBase:
         )
         if stale:
             self.force_new = True
+        self.client.ep.stats.retries += 1
         self.start_on(nxt)
 
     def timed_out(self, timeout: float) -> None:
@@ -325,6 +334,7 @@ class ExchangeBase:
 
     def _answer_error(self, error: ProxyError, close: bool) -> None:
         client = self.client
+        self.status = error.status
         close = close or self.close_after or not self.keep_alive or not self.req_complete or client.ep.closing
         if client.transport is not None and not client.closed:
             answer = error_response(
@@ -380,9 +390,10 @@ class ExchangeBase:
 
     def _finish(self, close: bool) -> None:
         self.state = DONE
-        self._release_replica()
         client = self.client
         ep = client.ep
+        ep.stats.finished(self.replica, self.status, perf_counter() - self.started)
+        self._release_replica()
         if ep.waiting:
             ep.waiting.pop(self, None)
         client.exchange_done(self, close)

@@ -30,6 +30,7 @@ from libs.events.types import (
 from libs.fleet.state import ReplicaState, ServiceState
 from libs.fleet.status import serving_replicas
 from libs.runtime.host import ServiceHost, run_main
+from libs.telemetry.router_stats import watch_router
 
 from .options import EndpointOptions
 from .replicas import ReplicaPool
@@ -72,6 +73,7 @@ class RouterService:
         self.router_id = router_id
         self.advertise = advertise
         self.router = Router(host.settings.router_host)
+        watch_router(self.router)  # /metrics: requests, latency, in-flight... per service
         self.window_start = time.time()
         self._woken: dict[str, float] = {}  # service -> when ScaleFromZeroRequested was last sent
         self._drains: dict[tuple[str, int], asyncio.Task[None]] = {}  # replicas being watched

@@ -1,0 +1,54 @@
+"""Process-level telemetry of a service host: the /metrics server, the projection position, and
+per-consumer gauges sampled from JetStream and the dead-letter table."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import nats.errors
+from nats.js import JetStreamContext
+
+from libs.events.redelivery import open_dead_letters
+from libs.events.store import EventStore
+
+from .metrics import CONSUMER_LAG, DEAD_LETTERS, PROJECTION_POSITION
+from .serve import serve_metrics
+
+log = logging.getLogger(__name__)
+
+
+class Positioned(Protocol):
+    @property
+    def position(self) -> int: ...
+
+
+def start_process_metrics(component: str, home: Path, fleet: Positioned) -> Callable[[], None]:
+    """Serve /metrics and report the fleet projection's position; returns the stop function."""
+    PROJECTION_POSITION.labels("fleet").set_function(lambda: fleet.position)
+    url, stop = serve_metrics(component, home)
+    log.info("%s: metrics at %s", component, url)
+    return stop
+
+
+class ConsumerGauges:
+    """Samples a durable consumer's lag and open dead letters (``sample`` from a host loop)."""
+
+    def __init__(
+        self, js: Callable[[], JetStreamContext], store: Callable[[], EventStore], stream: str, consumer: str
+    ) -> None:
+        self._js = js
+        self._store = store
+        self.stream = stream
+        self.consumer = consumer
+
+    async def sample(self) -> None:
+        try:
+            info = await self._js().consumer_info(self.stream, self.consumer)
+        except nats.errors.Error as exc:  # not created yet, or the bus is away: try next time
+            log.debug("consumer %s: no info: %r", self.consumer, exc)
+        else:
+            CONSUMER_LAG.labels(self.consumer).set((info.num_pending or 0) + (info.num_ack_pending or 0))
+        DEAD_LETTERS.labels(self.consumer).set(await open_dead_letters(self._store().pool, self.consumer))
