@@ -32,6 +32,7 @@ from nats.js import JetStreamContext
 from libs.events.bus import BusConfig, connect_until_stopped, ensure_stream
 from libs.events.consumer import Consumer, ConsumerOptions, Handler, MemoryHandler
 from libs.events.errors import ProjectionFailed
+from libs.events.leases import Lease, instance_id
 from libs.events.lifecycle import Backoff, install_stop_signals, retry_connect, sleep_or_stop
 from libs.events.outcomes import TRANSIENT_ERRORS
 from libs.events.projection import LiveProjection
@@ -206,6 +207,14 @@ class ServiceHost:
     def task(self, body: Callable[[], Awaitable[None]]) -> None:
         self._tasks.append(body)
 
+    def leader(self, name: str | None = None) -> Lease:
+        """A lease this process keeps trying to hold (one leader among the service's instances):
+        check ``lease.leading`` before acting. Taken over within STRATUS_LEASE_TTL of a leader's
+        crash, partition or pause; released on stop."""
+        lease = _DeferredLease(self, name or self.name, instance_id(self.name))
+        self._tasks.append(lambda: lease.run(self.stop))
+        return lease
+
     # ------------------------------------------------------------------ running
 
     async def run(self, on_started: Callable[[], Awaitable[None]] | None = None) -> None:
@@ -270,6 +279,18 @@ class ServiceHost:
         log.critical("%s: stopping: %s", self.name, exc)
         self.exit_code = EXIT_PROJECTION_FAILED
         self.stop.set()
+
+
+class _DeferredLease(Lease):
+    """A Lease built before the store is connected: its pool is the host's once it runs."""
+
+    def __init__(self, host: ServiceHost, name: str, holder: str) -> None:
+        self._host = host
+        super().__init__(None, name, holder, ttl=host.settings.lease_ttl, renew=host.settings.lease_renew)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.pool = self._host.store.pool
+        await super().run(stop)
 
 
 def configure_logging(component: str, level: str) -> None:

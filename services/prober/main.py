@@ -5,6 +5,11 @@ facts on start, so a restarted prober resumes a replica's history instead of sta
 Only transitions and failures are recorded, never routine successes; likewise only transitions
 are logged at INFO, each probe at DEBUG (httpx's own per-request INFO lines are silenced).
 
+Several instances may run: one leads (a lease, ``ServiceHost.leader``) and probes, the others
+stand by and take over within STRATUS_LEASE_TTL, seeding their state from the projection.
+Each replica is probed by its own task, bounded by its probe timeout: one hanging replica never
+delays the others' rounds (it just skips rounds while its probe is in flight).
+
 Probe header values are secrets: events carry ``"<redacted>"``, the prober reads the values
 from the secrets store (libs.secrets) once per service version and sends them.
 """
@@ -55,8 +60,13 @@ class Prober:
         self.states: dict[tuple[str, int], ProbeState] = {}
         self.headers: dict[tuple[str, int], dict[str, str]] = {}  # (service, version) -> decrypted
         self.header_warnings: set[tuple[str, int]] = set()
+        self.lease = host.leader("prober")
+        self.inflight: dict[tuple[str, int], asyncio.Task[None]] = {}
 
     async def round(self) -> None:
+        if not self.lease.leading:
+            self.states.clear()  # a standby: the next leader seeds from the projection
+            return
         targets: list[tuple[ServiceState, ReplicaState]] = [
             (svc, r)
             for svc in self.host.fleet.state.services.values()
@@ -69,7 +79,32 @@ class Prober:
         versions = {(svc.name, r.version) for svc, r in targets}
         for vkey in [k for k in self.headers if k not in versions]:
             del self.headers[vkey]
-        await asyncio.gather(*(self._probe(svc, r) for svc, r in targets))
+        for svc, r in targets:
+            key = (svc.name, r.replica_id)
+            if key not in self.inflight:
+                task = asyncio.create_task(self._bounded(svc, r), name=f"probe-{svc.name}-{r.replica_id}")
+                self.inflight[key] = task
+                task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        for key, t in list(self.inflight.items()):
+            if t is task:
+                del self.inflight[key]
+
+    async def _bounded(self, svc: ServiceState, r: ReplicaState) -> None:
+        """One replica's probe, bounded by its timeout (plus slack for recording the result);
+        an error is logged here, never lost in a task nobody awaits."""
+        info = svc.versions.get(r.version)
+        timeout = (info.policy.probe if info is not None else ProbePolicy()).timeout_seconds + 15.0
+        try:
+            await asyncio.wait_for(self._probe(svc, r), timeout)
+        except TimeoutError:
+            log.warning("%s replica %s: probe still running after %.0fs; abandoned", svc.name,
+                        r.replica_id, timeout)  # fmt: skip
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s replica %s: probe failed", svc.name, r.replica_id)
 
     async def _probe(self, svc: ServiceState, r: ReplicaState) -> None:
         key = (svc.name, r.replica_id)
@@ -117,6 +152,9 @@ class Prober:
 
     async def close_on_stop(self) -> None:
         await self.host.stop.wait()
+        for task in list(self.inflight.values()):
+            task.cancel()
+        await asyncio.gather(*self.inflight.values(), return_exceptions=True)
         await self.http.aclose()
 
 
