@@ -62,3 +62,21 @@ def metrics_endpoints(home: Path) -> list[dict[str, Any]]:
         if isinstance(info, dict) and isinstance(info.get("pid"), int) and _alive(info["pid"]):
             out.append(info)
     return out
+
+
+def local_status(settings: Any, supervisor_pid: int, state: dict[str, Any]) -> dict[str, Any]:
+    """``stratus local status --json``: the supervisor's components and each one's /metrics."""
+    home: Path = settings.home
+    metrics = metrics_endpoints(home)
+    components = {}
+    for name, info in (state.get("components") or {}).items():
+        pid = info.get("pid")
+        up = isinstance(pid, int) and _alive(pid)
+        urls = [m["url"] for m in metrics if m["component"] == name and m["pid"] == pid]
+        components[name] = {
+            "pid": pid, "up": up, "restarts": info.get("restarts", 0), "metrics": urls[0] if urls else None,
+        }  # fmt: skip
+    return {
+        "supervisor_pid": supervisor_pid, "home": str(home), "api_url": settings.api_url,
+        "components": components, "metrics": metrics,
+    }  # fmt: skip

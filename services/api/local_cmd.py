@@ -16,6 +16,7 @@ import typer
 
 from libs.auth import token_file
 from libs.runtime.settings import Settings
+from libs.telemetry.serve import local_status
 
 local_app = typer.Typer(no_args_is_help=True, help="Run the whole Stratus stack on this machine.")
 
@@ -158,14 +159,21 @@ def _stop_local_replicas(settings: Settings) -> int:
 
 
 @local_app.command("status")
-def status() -> None:
-    """Show the stack's components, their pids and restarts."""
+def status(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Components, pids and /metrics URLs as JSON.")
+    ] = False,
+) -> None:
+    """Show the stack's components, their pids and restarts (and where each serves /metrics)."""
     settings = Settings.from_env()
     state = _state(settings.home)
     pid = supervisor_pid(settings.home)
     if state is None or pid is None:
         typer.echo(f"The Stratus stack is not running (home: {settings.home}).")
         raise typer.Exit(1)
+    if as_json:
+        typer.echo(json.dumps(local_status(settings, pid, state), indent=2))
+        return
     typer.echo(f"Supervisor pid {pid}, home {settings.home}, API {settings.api_url}")
     typer.echo(f"{'COMPONENT':<12} {'PID':<8} {'STATUS':<8} RESTARTS")
     comps = state.get("components", {})

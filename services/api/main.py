@@ -29,6 +29,7 @@ from libs.runtime.host import bus_config
 from libs.runtime.settings import DEFAULT_API_PORT, Settings
 from libs.secrets import ensure_schema, load_or_create_key
 from libs.secrets.endpoint import ensure_endpoint_schema
+from libs.telemetry.process import start_process_metrics
 
 from .app import create_app
 from .deps import ApiDeps, fleet_projection
@@ -76,6 +77,7 @@ async def serve(settings: Settings) -> None:
         await bootstrap_auth(store, settings)
         projection = LiveProjection(fleet_projection(), store)
         await projection.start()
+        stop_metrics = start_process_metrics("api", settings.home, projection)  # /metrics
         try:
             deps = ApiDeps(
                 store=store, projection=projection, settings=settings, secrets_schema_ready=True,
@@ -99,6 +101,7 @@ async def serve(settings: Settings) -> None:
             )
             await server.serve()
         finally:
+            stop_metrics()
             await projection.stop()
     finally:
         await nc.close()

@@ -1,0 +1,58 @@
+"""/metrics on the whole stack: every component says where it serves them
+(`stratus local status --json`), and the router counts one service's requests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.e2e.conftest import Stack
+
+ONE = """\
+service:
+  readiness_probe: /
+  replicas: 1
+resources:
+  ports: 8080
+  cpus: 1
+run: python -m http.server 8080
+"""
+
+
+def value(text: str, name: str, **labels: str) -> float:
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                total += s.value
+    return total
+
+
+def test_every_component_serves_metrics_and_the_router_counts_requests(stack: Stack, tmp_path: Path) -> None:
+    spec = tmp_path / "one.yaml"
+    spec.write_text(ONE)
+    r = stack.cli("up", str(spec), "-n", "metered", "-y", "--timeout", "120")
+    assert r.returncode == 0, r.stdout + r.stderr + stack.logs_tail()
+    svc = stack.wait("metered", lambda s: any(x["status"] == "READY" for x in s["replicas"]), what="READY")
+    with httpx.Client(timeout=10) as http:
+        for _ in range(5):
+            assert http.get(f"http://{svc['endpoint']}/").status_code == 200
+
+    status = json.loads(stack.cli("local", "status", "--json", check=True).stdout)
+    comps = status["components"]
+    for name in ("api", "scheduler", "provisioner", "prober", "autoscaler", "router"):
+        assert comps[name]["metrics"], (name, comps[name], status["metrics"])
+    with httpx.Client(timeout=10) as http:
+        router = http.get(comps["router"]["metrics"]).text
+        scheduler = http.get(comps["scheduler"]["metrics"]).text
+        provisioner = http.get(comps["provisioner"]["metrics"]).text
+    assert value(router, "stratus_router_requests_total", service="metered", status="200") == 5
+    assert value(scheduler, "stratus_reconciles_total", outcome="ok") >= 1
+    assert value(scheduler, "stratus_handled_messages_total", event_type="ServiceRequested") >= 1
+    assert value(scheduler, "stratus_projection_position", projection="fleet") > 0
+    assert value(provisioner, "stratus_launches_total", cloud="local", outcome="launched") >= 1
+    assert value(provisioner, "stratus_instance_hours", cloud="local", capacity="on_demand") > 0
+    assert stack.cli("down", "metered", "-y").returncode == 0
