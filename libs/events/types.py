@@ -141,10 +141,14 @@ class TrafficSwitched(Event, frozen=True, tag="TrafficSwitched"):
 
 
 class ReplicaProvisioningStarted(Event, frozen=True, tag="ReplicaProvisioningStarted"):
-    """The provisioner began launching a scheduled replica (PENDING -> PROVISIONING)."""
+    """The provisioner began launching a scheduled replica (PENDING -> PROVISIONING).
+
+    Also the claim of one provisioner instance (``claimed_by``, its lease's holder): appended
+    with an expected stream version, so only one instance launches a replica."""
 
     replica_id: int
     placement: Placement = Placement()
+    claimed_by: str = ""  # empty: recorded before claims existed
 
 
 class ReplicaLaunched(Event, frozen=True, tag="ReplicaLaunched"):

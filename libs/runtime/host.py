@@ -215,6 +215,14 @@ class ServiceHost:
         self._tasks.append(lambda: lease.run(self.stop))
         return lease
 
+    def instance_lease(self) -> Lease:
+        """A lease of this instance's own, named by its holder: others see it alive while it
+        is held (``libs.events.leases.live_holder``), e.g. to tell a live claim (claims.py)."""
+        holder = instance_id(self.name)
+        lease = _DeferredLease(self, holder, holder)
+        self._tasks.append(lambda: lease.run(self.stop))
+        return lease
+
     # ------------------------------------------------------------------ running
 
     async def run(self, on_started: Callable[[], Awaitable[None]] | None = None) -> None:

@@ -27,7 +27,6 @@ from libs.events.types import (
     ReplicaLaunched,
     ReplicaLaunchFailed,
     ReplicaProcessExited,
-    ReplicaProvisioningStarted,
     ReplicaScheduled,
     ReplicaTerminated,
     ReplicaTerminationRequested,
@@ -35,6 +34,7 @@ from libs.events.types import (
     replica_stream,
 )
 from libs.fleet.state import ReplicaState, ServiceState
+from libs.runtime.claims import Claims, has
 from libs.runtime.host import ServiceHost, run_main
 from libs.runtime.workqueue import WorkQueue
 from libs.secrets import load_secrets
@@ -85,11 +85,22 @@ class Provisioner:
         self._terminating: set[tuple[str, int]] = set()
         self._background: set[asyncio.Task[None]] = set()
         self.queue = WorkQueue(self.reconcile, workers=4)
+        # Several provisioners may run: a replica is launched by the one whose claim appended.
+        self.claims = Claims(lambda: host.store, host.instance_lease())
 
     async def append(self, service: str, replica_id: int, events: list[Event]) -> None:
         """Append, then wait until our own projection shows it (so the next reconcile does)."""
         result = await self.host.store.append(replica_stream(service, replica_id), events)
         await self.host.fleet.wait_for(result.last_position, 10.0)
+
+    async def _append_once(self, service: str, replica_id: int, event: Event) -> None:
+        """Append a fact another provisioner may have observed too: once (claims.append_once)."""
+        instance = getattr(event, "instance_id", None) or None
+        position = await self.claims.append_once(
+            service, replica_id, event, recorded=has(type(event), instance)
+        )
+        if position is not None:
+            await self.host.fleet.wait_for(position, 10.0)
 
     # ------------------------------------------------------------------ message-driven
 
@@ -126,10 +137,9 @@ class Provisioner:
         info = svc.versions.get(r.version)
         if info is None:
             return
-        if r.provisioning_at is None:
-            await self.append(svc.name, r.replica_id, [
-                ReplicaProvisioningStarted(service=svc.name, replica_id=r.replica_id, placement=r.placement)
-            ])  # fmt: skip
+        claim = await self.claims.claim(svc.name, r.replica_id, r.placement)
+        if claim is None:
+            return  # launched already, or another live provisioner is launching it
         try:
             secrets = await load_secrets(self.host.store.pool, svc.name, r.version, self.host.settings.home)
             task = launch_task(svc.name, r.replica_id, r.version, info.typed, secrets)
@@ -152,7 +162,9 @@ class Provisioner:
             )  # fmt: skip
         outcome = event.kind if isinstance(event, ReplicaLaunchFailed) else "launched"
         LAUNCHES.labels(r.placement.cloud or "local", outcome).inc()
-        await self.append(svc.name, r.replica_id, [event])
+        position = await self.claims.record(claim, event)
+        if position is not None:
+            await self.host.fleet.wait_for(position, 10.0)
 
     async def _with_bootstrap(self, cloud: str, task: LaunchTask) -> LaunchTask:
         """A cloud VM fetches its secrets with a one-time token: issue it just before the launch."""
@@ -192,10 +204,9 @@ class Provisioner:
                     await self.provider.terminate(r.instance_id, grace_seconds=10)
                 except ProviderError as exc:
                     error = str(exc)
-            await self.append(service, r.replica_id, [
-                ReplicaTerminated(service=service, replica_id=r.replica_id, instance_id=r.instance_id,
-                                  cleanup_error=error)
-            ])  # fmt: skip
+            await self._append_once(service, r.replica_id, ReplicaTerminated(
+                service=service, replica_id=r.replica_id, instance_id=r.instance_id, cleanup_error=error
+            ))  # fmt: skip
             log.info("terminated %s replica %s", service, r.replica_id)
         finally:
             self._terminating.discard(key)
@@ -247,7 +258,7 @@ class Provisioner:
                     )  # fmt: skip
                 if event is not None:
                     log.info("%s replica %s: %s", svc.name, r.replica_id, status.state)
-                    await self.append(svc.name, r.replica_id, [event])
+                    await self._append_once(svc.name, r.replica_id, event)
 
     async def close_on_stop(self) -> None:
         await self.host.stop.wait()
