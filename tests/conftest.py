@@ -19,6 +19,11 @@ from libs.events.store import EventStore
 from libs.servers.nats_server import NatsServer
 from libs.servers.postgres_server import PostgresServer
 
+# Tests talk only to loopback: the SDKs' credential chains must not probe the cloud metadata
+# address (169.254.169.254) when no credentials are configured. Subprocesses inherit these.
+os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+os.environ.setdefault("NO_GCE_CHECK", "true")
+
 
 @pytest.fixture(scope="session")
 def servers_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
