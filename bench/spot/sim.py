@@ -45,6 +45,7 @@ from libs.fleet.fold import fold_events
 from libs.fleet.state import FleetState, ServiceState
 from libs.fleet.status import ready_spot
 from libs.placement.spot_policy import StratusParams
+from libs.spec import load_spec, spec_to_dict
 from services.autoscaler.decide import AutoscalerState, decide
 from services.scheduler.plan import SchedulerConfig, plan, to_event
 
@@ -67,14 +68,20 @@ class Policy(msgspec.Struct, frozen=True, kw_only=True):
     params: StratusParams = StratusParams()
 
     def spec(self, target: int) -> dict[str, Any]:
-        service: dict[str, Any] = {"readiness_path": "/", "min_replicas": target}
+        """The normalized spec (``libs.spec``, as ``stratus up`` records it) of the service."""
+        policy = f"    min_replicas: {target}\n"
         if self.use_spot:
-            service |= {
-                "spot_placer": "dynamic_fallback",
-                "num_overprovision": self.num_overprovision,
-                "dynamic_ondemand_fallback": self.dynamic_ondemand_fallback,
-            }
-        return {"service": service, "resources": {"accelerators": "V100:1", "use_spot": self.use_spot}}
+            policy += (
+                f"    num_overprovision: {self.num_overprovision}\n"
+                f"    dynamic_ondemand_fallback: {str(self.dynamic_ondemand_fallback).lower()}\n"
+                "    spot_placer: dynamic_fallback\n"
+            )
+        text = (
+            "service:\n  readiness_probe: /\n  replica_policy:\n" + policy
+            + f"resources:\n  accelerators: V100:1\n  use_spot: {str(self.use_spot).lower()}\n  ports: 8080\n"
+            + "run: serve\n"
+        )  # fmt: skip
+        return spec_to_dict(load_spec(text))
 
 
 POLICIES: dict[str, Policy] = {
@@ -123,14 +130,14 @@ def simulate(
     target: int = 3,
     cold_start: int = 4,
     config: SchedulerConfig | None = None,
-    rounds: int | None = None,
+    rounds: int = 1,
 ) -> WindowResult:
-    """One window: ``ticks`` ticks of ``trace`` from ``offset`` under ``policy``; the scheduler
-    plans up to ``rounds`` times a tick (again after a failed launch; default: zones + 1)."""
+    """One window: ``ticks`` ticks of ``trace`` from ``offset`` under ``policy``. The scheduler
+    plans once a tick (the protocol retries a failed launch the next tick), or up to ``rounds``
+    times (again after a failed launch, as the event-driven scheduler would within 30 s)."""
     catalog = catalog_for(trace)
     cfg = config if config is not None else bench_config(catalog, policy)
     zone_index = {z.name: i for i, z in enumerate(trace.zones)}
-    rounds = rounds if rounds is not None else len(trace.zones) + 1
     caps = trace.capacities(offset, ticks)
     clouds = sorted({z.cloud for z in trace.zones})
     spec = policy.spec(target)
@@ -175,8 +182,7 @@ def simulate(
             if decision is not None:
                 fleet = _fold(fleet, [decision], now)
                 svc = fleet.services[SERVICE]
-        # A failed launch is a new fact: the scheduler reconciles again at once (seconds, in
-        # the running system), so it may try other zones within the tick.
+        # rounds > 1: a failed launch is a new fact and the scheduler reconciles again at once.
         for _ in range(rounds):
             actions = plan(svc, now, cfg, fleet.clouds)
             if not actions:
