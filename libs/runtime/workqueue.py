@@ -3,6 +3,11 @@
 Adding a key that is already waiting is a no-op, so a burst of events for one service costs one
 reconcile. A key is never reconciled by two workers at once; a key added while it is being
 reconciled runs again afterwards. Keys whose reconcile fails are retried with backoff.
+
+A worker never dies: a transient error (an outage) is logged as a warning; anything else (a
+bug, an error no one translated) is logged with its traceback. Both requeue the key with a
+per-key exponential backoff (0.2 s doubling, at most ``max_delay``), so a failing key is
+rate-limited and the other keys keep flowing.
 """
 
 from __future__ import annotations
@@ -11,16 +16,18 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from libs.events.causation import Cause, current_cause, using_cause
+from libs.events.causation import Cause, current_cause
 from libs.events.outcomes import TRANSIENT_ERRORS
-from libs.telemetry.metrics import RECONCILE_SECONDS, RECONCILES
 
 log = logging.getLogger(__name__)
 
 
 class WorkQueue:
-    def __init__(self, reconcile: Callable[[str], Awaitable[None]], *, workers: int = 4) -> None:
+    def __init__(
+        self, reconcile: Callable[[str], Awaitable[None]], *, workers: int = 4, max_delay: float = 30.0
+    ) -> None:
         self._reconcile = reconcile
+        self.max_delay = max_delay
         self._workers = workers
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._waiting: set[str] = set()
@@ -57,18 +64,28 @@ class WorkQueue:
             self._waiting.discard(key)
             self._active.add(key)
             try:
-                with using_cause(self._causes.pop(key, None)), RECONCILE_SECONDS.time():
-                    await self._reconcile(key)
+                await self._reconcile(key)
                 self._failures.pop(key, None)
-                RECONCILES.labels("ok").inc()
+            except asyncio.CancelledError:
+                raise
             except TRANSIENT_ERRORS as exc:
-                RECONCILES.labels("error").inc()
-                n = self._failures[key] = self._failures.get(key, 0) + 1
-                delay = min(30.0, 0.2 * 2**n)
+                delay = self._backoff(key)
                 log.warning("reconcile %s failed (%r); retrying in %.1fs", key, exc, delay)
+                self.add_after(key, delay)
+            except Exception:
+                delay = self._backoff(key)
+                log.exception("reconcile %s raised; retrying in %.1fs", key, delay)
                 self.add_after(key, delay)
             finally:
                 self._active.discard(key)
                 if key in self._again:
                     self._again.discard(key)
                     self.add(key)
+
+    def _backoff(self, key: str) -> float:
+        n = self._failures[key] = self._failures.get(key, 0) + 1
+        return float(min(self.max_delay, 0.2 * 2 ** (n - 1)))
+
+    def failures(self, key: str) -> int:
+        """Consecutive failed reconciles of ``key`` (0 after a success)."""
+        return self._failures.get(key, 0)
