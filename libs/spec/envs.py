@@ -7,13 +7,34 @@ come from ``--env``.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from .errors import EnvOverrideError, Issue
 from .fields import Issues, describe, join
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# SkyPilot's form of a reference: $NAME or ${NAME}.
+_REFERENCE = re.compile(r"\$\{?\b([a-zA-Z_][a-zA-Z0-9_]*)\b\}?")
+
+
+def substitute(value: Any, values: Mapping[str, str]) -> Any:
+    """``$NAME`` / ``${NAME}`` replaced by ``values[NAME]`` in every string of a YAML value, as
+    SkyPilot fills ``service``, ``file_mounts`` and ``workdir``; unknown names stay as written."""
+    if isinstance(value, str):
+        return _REFERENCE.sub(lambda m: values.get(m.group(1), m.group(0)), value)
+    if isinstance(value, Mapping):
+        return {substitute(k, values): substitute(v, values) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute(v, values) for v in value]
+    return value
+
+
+def references(value: Any) -> set[str]:
+    """The names referenced by ``$NAME`` / ``${NAME}`` anywhere in a YAML value."""
+    return set(_REFERENCE.findall(json.dumps(value, default=str)))
 
 
 def parse_env_overrides(items: Iterable[str]) -> dict[str, str]:

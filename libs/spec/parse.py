@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from .envs import parse_env_map, resolve_envs
+from .envs import parse_env_map, references, resolve_envs, substitute
 from .errors import Issue, SpecFileError, SpecValidationError
 from .fields import Issues, Section, describe, join
 from .model import Resources, ServiceSection, ServiceSpec
@@ -81,18 +81,19 @@ def _build(data: Mapping[Any, Any], overrides: Mapping[str, str], issues: Issues
         nodes = top.integer("num_nodes", minimum=1)
         if nodes is not None and nodes != 1:
             issues.add("num_nodes", f"must be 1: each service replica runs on a single node (got {nodes})")
-    if not top.has("service"):
-        issues.add("service", "required: a service YAML is a task YAML with a service section")
-        parsed = ParsedService({}, None)
-    else:
-        parsed = parse_service(top.get("service"), "service", issues)
-    resources = parse_resources(top.get("resources"), "resources", issues)
     envs, secrets = resolve_envs(
         parse_env_map(top.get("envs"), "envs", issues),
         parse_env_map(top.get("secrets"), "secrets", issues),
         overrides,
         issues,
     )
+    filled = _fill_in_envs(data, envs, secrets, issues)
+    if not top.has("service"):
+        issues.add("service", "required: a service YAML is a task YAML with a service section")
+        parsed = ParsedService({}, None)
+    else:
+        parsed = parse_service(filled.get("service"), "service", issues)
+    resources = parse_resources(top.get("resources"), "resources", issues)
     run = None
     if not top.has("run"):
         issues.add("run", "required: the command that starts the HTTP server")
@@ -112,9 +113,43 @@ def _build(data: Mapping[Any, Any], overrides: Mapping[str, str], issues: Issues
         secrets=secrets,
         setup=setup,
         run=run or "",
-        workdir=top.string("workdir") if top.get("workdir") is not None else None,
-        file_mounts=_file_mounts(top.get("file_mounts"), issues),
+        workdir=_workdir(filled.get("workdir"), issues),
+        file_mounts=_file_mounts(filled.get("file_mounts"), issues),
     )
+
+
+def _fill_in_envs(
+    data: Mapping[Any, Any], envs: Mapping[str, str], secrets: Mapping[str, str], issues: Issues
+) -> dict[str, Any]:
+    """``service``, ``file_mounts`` and ``workdir`` with ``$NAME`` filled in, as SkyPilot does.
+
+    A secret may fill readiness probe headers only (their values never enter the event log);
+    anywhere else it would be recorded in plain text, so it is refused.
+    """
+    filled = {key: substitute(data.get(key), envs) for key in ("service", "file_mounts", "workdir")}
+    service = filled["service"]
+    probe = service.get("readiness_probe") if isinstance(service, Mapping) else None
+    if isinstance(probe, Mapping) and isinstance(probe.get("headers"), Mapping):
+        service["readiness_probe"] = {**probe, "headers": substitute(probe["headers"], secrets)}
+    for key, value in filled.items():
+        if key == "service" and isinstance(value, Mapping) and isinstance(probe, Mapping):
+            value = {**value, "readiness_probe": {k: v for k, v in probe.items() if k != "headers"}}
+        for name in sorted(references(value) & secrets.keys()):
+            issues.add(
+                key,
+                f"references the secret {name}: only readiness_probe.headers may use a secret "
+                "(elsewhere its value would be recorded in plain text); use an env instead",
+            )
+    return filled
+
+
+def _workdir(value: object, issues: Issues) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        issues.add("workdir", f"must be a string (a local directory), got {describe(value)}")
+        return None
+    return value
 
 
 def _service_port(explicit: int | None, resources: Resources, issues: Issues) -> int:

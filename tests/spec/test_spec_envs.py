@@ -49,3 +49,39 @@ def test_override_names_are_checked_when_given_as_a_dict() -> None:
     with pytest.raises(SpecValidationError) as info:
         load_spec(variant(), env_overrides={"BAD NAME": "x"})
     assert info.value.issues[0].path == "--env"
+
+
+def test_envs_fill_service_file_mounts_and_workdir_as_skypilot_does() -> None:
+    text = """
+envs: {MODEL_NAME: llama, SIZE: "8"}
+secrets: {API_KEY: s3cret}
+service:
+  readiness_probe:
+    path: /v1/models/${MODEL_NAME}
+    post_data: {model: $MODEL_NAME, other: $UNKNOWN}
+    headers: {Authorization: Bearer $API_KEY}
+resources: {ports: 8080}
+workdir: ./models/$SIZE
+file_mounts:
+  /weights/llama-${SIZE}b: ./llama-${SIZE}b
+run: serve
+"""
+    spec = load_spec(text, env_overrides={"SIZE": "70"})
+    assert spec.service.readiness_path == "/v1/models/llama"
+    assert spec.service.post_data == {"model": "llama", "other": "$UNKNOWN"}
+    assert spec.service.headers == {"Authorization": "Bearer s3cret"}
+    assert spec.workdir == "./models/70" and spec.file_mounts == {"/weights/llama-70b": "./llama-70b"}
+
+
+def test_a_secret_outside_probe_headers_is_refused() -> None:
+    text = """
+secrets: {API_KEY: s3cret}
+service:
+  readiness_probe: {path: /, post_data: {key: $API_KEY}}
+resources: {ports: 8080}
+run: serve
+"""
+    with pytest.raises(SpecValidationError) as info:
+        load_spec(text)
+    assert [i.path for i in info.value.issues] == ["service"]
+    assert "API_KEY" in str(info.value) and "s3cret" not in str(info.value)
