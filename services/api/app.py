@@ -19,6 +19,7 @@ from .errors import install_error_handlers
 from .middleware import BodyGuard
 from .models import HealthOut
 from .routers import bootstrap, clouds, endpoint_keys, events, logs, replicas, services, tokens
+from .routers.asyncapi import build as build_asyncapi
 from .routers.dead_letters import build as build_dead_letters
 from .routers.replay import build as build_replay
 
@@ -61,6 +62,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
         endpoint_keys.build(deps),
         build_replay(deps),
         build_dead_letters(deps),
+        build_asyncapi(),
     ]
     for router in protected:
         app.include_router(router, dependencies=PROTECTED, responses=AUTH_ERRORS)
