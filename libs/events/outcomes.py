@@ -3,13 +3,17 @@
 One table for the relay and the consumers, so an outage is treated the same everywhere:
 
     transient   our TransientError tree, a stream conflict, lost or refused connections, timeouts,
-                serialization failures: retry with backoff (a consumer naks with a delay)
+                name resolution, serialization failures: retry with backoff (a consumer naks
+                with a delay). Not every ``OSError``: a missing file or a permission refused is
+                not an outage and is not retried quietly (it is "unexpected": logged with its
+                traceback, retried a few times, then given up).
     permanent   our PermanentError tree (poison, a handler's "never"): term and dead-letter
     unexpected  anything else, i.e. a bug: retried a few times, then treated as permanent
 """
 
 from __future__ import annotations
 
+import socket
 from typing import Literal
 
 import asyncpg
@@ -23,7 +27,9 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     TransientError,
     # Re-reading the stream on redelivery resolves it.
     ConcurrencyConflict,
-    OSError,  # also TimeoutError and nats.errors.TimeoutError
+    ConnectionError,  # refused, reset, aborted, broken pipe
+    TimeoutError,  # also asyncio's and nats.errors.TimeoutError's base
+    socket.gaierror,  # a name that does not resolve (yet: DNS during a restart)
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.OperatorInterventionError,  # admin shutdown, cannot connect now

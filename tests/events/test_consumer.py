@@ -223,6 +223,9 @@ def test_a_tracked_consumer_needs_a_store(nc: NATS) -> None:
         (PermanentError("never"), "permanent"),
         (EventDecodeError("X", "bad"), "permanent"),
         (KeyError("bug"), "unexpected"),
+        (PermissionError(13, "denied"), "unexpected"),  # not every OSError is an outage
+        (FileNotFoundError(2, "no such file"), "unexpected"),
+        (ConnectionRefusedError(111, "refused"), "transient"),
         (ZeroDivisionError(), "unexpected"),
     ],
 )
