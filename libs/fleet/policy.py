@@ -39,7 +39,8 @@ class ProbePolicy(msgspec.Struct, frozen=True, kw_only=True):
     failure_threshold_seconds: float = DEFAULT_PROBE_FAILURE_THRESHOLD_SECONDS
     # The spec wrote consecutive_failure_threshold_timeout (else the prober's setting applies).
     failure_threshold_from_spec: bool = False
-    interval_seconds: float = DEFAULT_ENDPOINT_PROBE_INTERVAL_SECONDS
+    # endpoint_probe_interval_seconds; None (a spec recorded before it existed): the prober's own.
+    interval_seconds: float | None = None
 
     @property
     def method(self) -> str:
@@ -192,8 +193,12 @@ def probe_policy(
             float(written) if from_spec and written is not None else failure_threshold_seconds
         ),
         failure_threshold_from_spec=from_spec,
-        interval_seconds=_seconds(
-            svc.endpoint_probe_interval_seconds, DEFAULT_ENDPOINT_PROBE_INTERVAL_SECONDS, positive=True
+        interval_seconds=(
+            None
+            if svc.endpoint_probe_interval_seconds is None
+            else _seconds(
+                svc.endpoint_probe_interval_seconds, DEFAULT_ENDPOINT_PROBE_INTERVAL_SECONDS, positive=True
+            )
         ),
     )
 

@@ -34,7 +34,7 @@ class ReadinessProbe(msgspec.Struct, frozen=True, kw_only=True):
     initial_delay_seconds: int | float
     timeout_seconds: int | float
     headers: dict[str, str]
-    interval_seconds: int | float = DEFAULT_ENDPOINT_PROBE_INTERVAL_SECONDS
+    interval_seconds: int | float | None = DEFAULT_ENDPOINT_PROBE_INTERVAL_SECONDS
     # None: not written; the prober's default (SkyServe's 180 s) applies.
     failure_threshold_seconds: int | float | None = None
 
@@ -62,7 +62,9 @@ class ServiceSection(msgspec.Struct, frozen=True, kw_only=True):
     readiness_path: str = "/"
     initial_delay_seconds: int | float = DEFAULT_INITIAL_DELAY_SECONDS
     readiness_timeout_seconds: int | float = DEFAULT_READINESS_TIMEOUT_SECONDS
-    endpoint_probe_interval_seconds: int | float = DEFAULT_ENDPOINT_PROBE_INTERVAL_SECONDS
+    # The parser always sets it (SkyServe's default 10 when omitted); None only in specs recorded
+    # before the field existed, which keep the prober's own interval.
+    endpoint_probe_interval_seconds: int | float | None = None
     consecutive_failure_threshold_timeout: int | float | None = None
     post_data: dict[str, Any] | None = None
     headers: dict[str, str] = {}

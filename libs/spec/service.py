@@ -15,7 +15,13 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from .fields import Issues, Section, check_str, check_str_map, describe, join
-from .model import INSTANCE_AWARE_POLICY, LOAD_BALANCING_POLICIES, SPOT_PLACERS, Tls
+from .model import (
+    DEFAULT_ENDPOINT_PROBE_INTERVAL_SECONDS,
+    INSTANCE_AWARE_POLICY,
+    LOAD_BALANCING_POLICIES,
+    SPOT_PLACERS,
+    Tls,
+)
 from .ports import parse_single_port
 
 SERVICE_FIELDS = (
@@ -53,6 +59,7 @@ def parse_service(value: object, path: str, issues: Issues) -> ParsedService:
             sec.at("pool"), "a pool is SkyPilot's worker pool (`sky jobs pool`), not a service; remove it"
         )
     fields.update(_parse_probe(sec))
+    fields.setdefault("endpoint_probe_interval_seconds", DEFAULT_ENDPOINT_PROBE_INTERVAL_SECONDS)
     fields.update(_parse_replicas(sec))
     if (policy := sec.string("load_balancing_policy", choices=LOAD_BALANCING_POLICIES)) is not None:
         fields["load_balancing_policy"] = policy

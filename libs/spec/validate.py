@@ -86,7 +86,7 @@ def _check_service(spec: ServiceSpec, found: Issues) -> None:
         "load_balancer.stream_timeout_seconds": svc.stream_timeout_seconds,
     }
     for name, seconds in timings.items():
-        if not seconds > 0:
+        if seconds is not None and not seconds > 0:
             found.add(f"service.{name}", "must be greater than 0")
     if svc.load_balancing_policy not in LOAD_BALANCING_POLICIES:
         found.add("service.load_balancing_policy", f"must be one of {', '.join(LOAD_BALANCING_POLICIES)}")

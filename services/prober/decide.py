@@ -49,6 +49,19 @@ class ProbeState(msgspec.Struct, frozen=True, kw_only=True):
     failed: bool = False  # ReplicaFailed emitted: stop probing
 
 
+def probe_due(state: ProbeState, policy: ProbePolicy, now: float, round_seconds: float) -> bool:
+    """Whether a replica is probed in the round at ``now``: every ``interval_seconds`` of its
+    version (SkyServe's ``endpoint_probe_interval_seconds``; the prober's round when the spec
+    predates it). Until first READY it is probed every round, so startup is seen at once."""
+    if state.last_probe_at is None:
+        return True
+    interval = policy.interval_seconds if policy.interval_seconds is not None else round_seconds
+    if not state.ever_ready:
+        interval = min(interval, round_seconds)
+    # Half a round of slack: a round that starts a little early must not skip a whole interval.
+    return now - state.last_probe_at >= interval - round_seconds / 2
+
+
 def classify_status(status_code: int) -> ProbeResult:
     """Only 2xx is success."""
     if 200 <= status_code < 300:

@@ -29,7 +29,7 @@ from libs.fleet.state import ReplicaState, ServiceState
 from libs.runtime.host import ServiceHost, run_main
 from libs.secrets import REDACTED, SecretsError, load_probe_headers
 
-from .decide import ProbeState, decide
+from .decide import ProbeState, decide, probe_due
 from .http_probe import HttpProber
 
 log = logging.getLogger("stratus.prober")
@@ -53,9 +53,10 @@ def seed_state(svc: ServiceState, r: ReplicaState) -> ProbeState:
 
 
 class Prober:
-    def __init__(self, host: ServiceHost, failure_threshold: float) -> None:
+    def __init__(self, host: ServiceHost, failure_threshold: float, round_seconds: float = 1.0) -> None:
         self.host = host
         self.failure_threshold = failure_threshold
+        self.round_seconds = round_seconds
         self.http = HttpProber()
         self.states: dict[tuple[str, int], ProbeState] = {}
         self.headers: dict[tuple[str, int], dict[str, str]] = {}  # (service, version) -> decrypted
@@ -79,9 +80,11 @@ class Prober:
         versions = {(svc.name, r.version) for svc, r in targets}
         for vkey in [k for k in self.headers if k not in versions]:
             del self.headers[vkey]
+        now = time.time()
         for svc, r in targets:
             key = (svc.name, r.replica_id)
-            if key not in self.inflight:
+            due = probe_due(self._state(svc, r), self._policy(svc, r), now, self.round_seconds)
+            if due and key not in self.inflight:
                 task = asyncio.create_task(self._bounded(svc, r), name=f"probe-{svc.name}-{r.replica_id}")
                 self.inflight[key] = task
                 task.add_done_callback(self._forget)
@@ -106,13 +109,22 @@ class Prober:
         except Exception:
             log.exception("%s replica %s: probe failed", svc.name, r.replica_id)
 
+    def _state(self, svc: ServiceState, r: ReplicaState) -> ProbeState:
+        return self.states.get((svc.name, r.replica_id)) or seed_state(svc, r)
+
+    def _policy(self, svc: ServiceState, r: ReplicaState) -> ProbePolicy:
+        """The probe policy decoded once, when the version was folded; the failure threshold is
+        the prober's setting unless the spec wrote consecutive_failure_threshold_timeout."""
+        info = svc.versions.get(r.version)
+        decoded = info.policy.probe if info is not None else ProbePolicy()
+        if decoded.failure_threshold_from_spec:
+            return decoded
+        return msgspec.structs.replace(decoded, failure_threshold_seconds=self.failure_threshold)
+
     async def _probe(self, svc: ServiceState, r: ReplicaState) -> None:
         key = (svc.name, r.replica_id)
-        state = self.states.get(key) or seed_state(svc, r)
-        info = svc.versions.get(r.version)
-        # The probe policy decoded once, when the version was folded; only the threshold is ours.
-        decoded = info.policy.probe if info is not None else ProbePolicy()
-        policy = msgspec.structs.replace(decoded, failure_threshold_seconds=self.failure_threshold)
+        state = self._state(svc, r)
+        policy = self._policy(svc, r)
         headers = await self._headers(svc.name, r.version, policy)
         result = await self.http.probe(r.url, policy, headers)
         new, events = decide(state, result, time.time(), policy)
@@ -161,7 +173,7 @@ class Prober:
 def build(host: ServiceHost) -> Callable[[], Awaitable[None]] | None:
     # httpx logs every request at INFO; the prober's own DEBUG line per probe replaces it.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    prober = Prober(host, host.settings.probe_failure_threshold)
+    prober = Prober(host, host.settings.probe_failure_threshold, host.settings.probe_interval)
     host.loop(host.settings.probe_interval, prober.round, name="probe")
     host.task(prober.close_on_stop)
     return None
