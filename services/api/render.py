@@ -12,7 +12,9 @@ from datetime import datetime
 from typing import Any
 
 SERVICE_COLUMNS = ("NAME", "VERSION", "UPTIME", "STATUS", "REPLICAS", "ENDPOINT")
-REPLICA_COLUMNS = ("SERVICE_NAME", "ID", "VERSION", "IP", "LAUNCHED", "RESOURCES", "STATUS", "REGION")
+REPLICA_COLUMNS = (
+    "SERVICE_NAME", "ID", "VERSION", "IP", "LAUNCHED", "RESOURCES", "STATUS", "REGION", "HOURLY_PRICE",
+)  # fmt: skip
 
 _UNITS = (("w", 7 * 86400), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
 
@@ -65,11 +67,40 @@ def parse_time(value: object) -> datetime | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def endpoint_text(endpoint: object) -> str:
-    """``http://127.0.0.1:30001`` -> ``127.0.0.1:30001`` (SkyServe shows host:port)."""
+def is_tls(service: Mapping[str, Any]) -> bool:
+    """The endpoint serves HTTPS: the latest spec has ``service.tls`` (what the router reads)."""
+    section = (service.get("spec") or {}).get("service")
+    return isinstance(section, Mapping) and bool(section.get("tls"))
+
+
+def endpoint_text(endpoint: object, *, tls: bool = False) -> str:
+    """SkyServe shows ``host:port`` for HTTP and ``https://host:port`` for a TLS endpoint."""
     if not isinstance(endpoint, str) or not endpoint:
         return "-"
-    return endpoint.removeprefix("http://")
+    bare = endpoint.removeprefix("http://").removeprefix("https://")
+    return f"https://{bare}" if tls else bare
+
+
+def endpoint_url(service: Mapping[str, Any]) -> str:
+    """The endpoint with its scheme (``status -v``): ``http://host:port`` or ``https://host:port``."""
+    shown = endpoint_text(service.get("endpoint"), tls=is_tls(service))
+    return shown if shown == "-" or shown.startswith("https://") else f"http://{shown}"
+
+
+def price_text(price: object) -> str:
+    """An hourly price as ``show-gpus`` prints it (``$ 1.487``); ``-`` when unknown or free."""
+    if isinstance(price, bool) or not isinstance(price, int | float) or price <= 0:
+        return "-"
+    return f"$ {price:.3f}"
+
+
+def region_text(replica: Mapping[str, Any]) -> str:
+    """``us-east-1 (use1-az4)``; an Azure zone number reads ``eastus (zone 2)``; ``-`` if none."""
+    region, zone = replica.get("region") or "", replica.get("zone") or ""
+    if not zone:
+        return region or "-"
+    zone_text = f"zone {zone}" if zone.isdigit() else zone
+    return f"{region} ({zone_text})" if region else zone_text
 
 
 def _versions(service: Mapping[str, Any]) -> str:
@@ -87,7 +118,7 @@ def services_table(services: Sequence[Mapping[str, Any]]) -> str:
             readable_duration(s.get("uptime_seconds")),
             str(s["status"]),
             f"{s.get('replicas_ready', 0)}/{s.get('replicas_total', 0)}",
-            endpoint_text(s.get("endpoint")),
+            endpoint_text(s.get("endpoint"), tls=is_tls(s)),
         )
         for s in services
     ]
@@ -107,7 +138,8 @@ def replicas_table(services: Sequence[Mapping[str, Any]], now: datetime) -> str:
                     readable_ago(parse_time(r.get("launched_at")), now),
                     r.get("resources") or "-",
                     str(r["status"]),
-                    r.get("region") or "-",
+                    region_text(r),
+                    price_text(r.get("price_per_hour")),
                 )
             )
     if not rows:
@@ -133,6 +165,20 @@ def policy_text(auto: Mapping[str, Any]) -> str:
     return text + ("; " + ", ".join(extras) if extras else "")
 
 
+def _replica_details(replicas: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Per replica: why it is where it is (the scheduler's placement reason) and its status reason."""
+    lines = []
+    for r in replicas:
+        notes = []
+        if r.get("placement_reason"):
+            notes.append(f"placed: {r['placement_reason']}")
+        if r.get("status_reason"):
+            notes.append(f"{r['status']}: {r['status_reason']}")
+        if notes:
+            lines.append(f"  Replica {r['replica_id']}:" + "".join(f"\n    {n}" for n in notes))
+    return lines
+
+
 def details(services: Sequence[Mapping[str, Any]], now: datetime) -> str:
     """The ``status -v`` section: policy, replica counts, the last scale decision, versions."""
     blocks = []
@@ -154,7 +200,8 @@ def details(services: Sequence[Mapping[str, Any]], now: datetime) -> str:
             if auto.get("last_decision_reason"):
                 when = readable_ago(parse_time(auto.get("last_decision_at")), now)
                 lines.append(f"  Last scale:  {auto['last_decision_reason']} ({when})")
-        lines.append(f"  Endpoint:    {s.get('endpoint') or '-'}")
+        lines.append(f"  Endpoint:    {endpoint_url(s)}")
+        lines += _replica_details(s.get("replicas", []))
         blocks.append("\n".join(lines))
     return "Service Details\n" + "\n".join(blocks)
 

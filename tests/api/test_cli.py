@@ -86,12 +86,13 @@ async def test_status_shows_skyserve_tables(live: Live) -> None:
         "RESOURCES",
         "STATUS",
         "REGION",
+        "HOURLY_PRICE",
     ]
     replica = lines[i + 2]
     assert replica[column_of(header, "IP") :].startswith("10.0.0.121")
     assert replica[column_of(header, "RESOURCES") :].startswith("1x GCP([Spot]{'L4': 1})")
     assert replica[column_of(header, "STATUS") :].startswith("READY")
-    assert replica.endswith("us-east4")
+    assert replica[column_of(header, "REGION") :].startswith("us-east4 (us-east4-a)")
     assert "a few secs ago" in replica
 
 

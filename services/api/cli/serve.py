@@ -168,7 +168,7 @@ def status(
             svc = client.get_service(names[0])
             if not svc.get("endpoint"):
                 fail(f"service {names[0]!r} has no endpoint yet (status {svc['status']})")
-            typer.echo(render.endpoint_text(svc["endpoint"]))
+            typer.echo(render.endpoint_text(svc["endpoint"], tls=render.is_tls(svc)))
             return
         listing = client.list_services(names or None, include_terminated=all_)
     services: list[dict[str, Any]] = listing["services"]
