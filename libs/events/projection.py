@@ -343,3 +343,31 @@ class LiveProjection(Generic[S]):
                 log.critical("live projection stopped at position %d: %s", self.position, exc,
                              exc_info=not isinstance(exc, ProjectionFailed))  # fmt: skip
                 return
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """What ``/healthz`` says of a live projection."""
+
+    healthy: bool
+    position: int
+    lag: int  # log positions not folded yet
+    skipped: int  # rows of unknown types passed over
+    failure: str  # why it stopped ("" while healthy)
+
+
+async def projection_health(live: object) -> Health:
+    """The health of a ``LiveProjection`` (or anything with ``position``; the rest defaults)."""
+    position = int(getattr(live, "position", 0))
+    failure = getattr(live, "failure", None)
+    lag_of = getattr(live, "lag", None)
+    lag = 0
+    if callable(lag_of):
+        try:
+            lag = int(await lag_of())
+        except TRANSIENT_ERRORS:
+            lag = -1  # the store cannot say now
+    return Health(
+        healthy=failure is None, position=position, lag=lag,
+        skipped=int(getattr(live, "skipped", 0)), failure=str(failure) if failure is not None else "",
+    )  # fmt: skip

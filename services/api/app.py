@@ -7,9 +7,10 @@ by default, so a new router is protected unless it is deliberately added to ``UN
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Response
 from fastapi.middleware.cors import CORSMiddleware
 
+from libs.events.projection import projection_health
 from libs.telemetry.asgi import RequestCause
 
 from .auth import AUTH_ERRORS, PROTECTED
@@ -69,8 +70,14 @@ def create_app(deps: ApiDeps) -> FastAPI:
     app.include_router(bootstrap.build(deps))
 
     @app.get("/healthz", tags=["health"], summary="Liveness, and how far the projection has read the log")
-    async def healthz() -> HealthOut:
-        return HealthOut(status="ok", position=deps.projection.position)
+    async def healthz(response: Response) -> HealthOut:
+        h = await projection_health(deps.projection)
+        if not h.healthy:
+            response.status_code = 503  # a known event it cannot fold: this process must restart
+        return HealthOut(
+            status="ok" if h.healthy else "failing", position=h.position, lag=h.lag, skipped=h.skipped,
+            failure=h.failure,
+        )  # fmt: skip
 
     origins = [o.strip() for o in deps.settings.api_cors_origins.split(",") if o.strip()]
     if origins:  # no CORS headers at all unless configured

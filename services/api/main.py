@@ -75,7 +75,7 @@ async def serve(settings: Settings) -> None:
         await ensure_schema(store.pool)
         await ensure_endpoint_schema(store.pool)
         await bootstrap_auth(store, settings)
-        projection = LiveProjection(fleet_projection(), store)
+        projection = LiveProjection(fleet_projection(), store, snapshot_interval=settings.snapshot_interval)
         await projection.start()
         stop_metrics = start_process_metrics("api", settings.home, projection)  # /metrics
         try:

@@ -168,5 +168,8 @@ class EventPageOut(BaseModel):
 
 
 class HealthOut(BaseModel):
-    status: Literal["ok"]
+    status: Literal["ok", "failing"]
     position: int
+    lag: int = Field(0, description="Log positions the projection has not folded yet (-1: unknown).")
+    skipped: int = Field(0, description="Events of types this version does not know, passed over.")
+    failure: str = Field("", description="Why the projection stopped (status failing, HTTP 503).")
