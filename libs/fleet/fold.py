@@ -60,6 +60,8 @@ from .status import PREEMPTED, REPLACED_STATUSES, TERMINATED, describe_failure, 
 # Failed replicas kept for display once terminated (newest kept); cleanup failures always kept.
 MAX_FAILED_KEPT = 10
 MAX_ZONE_EVENTS = 32
+
+
 def _version_info(version: int, spec: dict[str, Any], mode: str, at: float) -> VersionInfo:
     """The spec is decoded once, here (leniently: a recorded event never stops the fold)."""
     decoded = decode_recorded_spec(spec)

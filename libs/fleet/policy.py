@@ -277,6 +277,16 @@ def target_qps_for(policy: AutoscalePolicy, accelerator: str | None) -> float:
     return min(per.values())
 
 
+def replica_capacities(
+    policy: AutoscalePolicy, accelerators: Mapping[int, Mapping[str, float]]
+) -> dict[int, float]:
+    """replica id -> target QPS of its accelerator (its placement's first), for
+    ``instance_aware_least_load``; empty when the service has no per-accelerator targets."""
+    if not policy.target_qps_per_accelerator:
+        return {}
+    return {rid: target_qps_for(policy, next(iter(acc), None)) for rid, acc in accelerators.items()}
+
+
 # --------------------------------------------------------------------------- shared arithmetic
 
 

@@ -96,7 +96,6 @@ class VersionInfo(msgspec.Struct, frozen=True, kw_only=True):
     last_failure_at: float | None = None
     failure_reason: str = ""
 
-
     @property
     def typed(self) -> ServiceSpec:
         """The typed spec every reader uses (the provisioner's launch task, the policies)."""

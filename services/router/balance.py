@@ -8,6 +8,10 @@ keeps only its own rotation counter; it never touches the candidates.
   robin (each call takes the next of the least-loaded candidates, by a
   rotating counter), so equally loaded replicas alternate.
 - ``round_robin``: each candidate in turn, regardless of load.
+- ``instance_aware_least_load`` (SkyServe 0.14.1): in-flight requests divided by the replica's
+  target QPS (its accelerator's ``target_qps_per_replica``, set by :meth:`set_capacities`; 1.0
+  when unknown, as SkyServe), so a replica rated 10 QPS takes five times the load of one
+  rated 2; ties are broken round robin like ``least_load``.
 """
 
 from __future__ import annotations
@@ -83,9 +87,34 @@ class LeastLoad:
         raise AssertionError("unreachable")
 
 
-POLICIES: dict[str, type[RoundRobin] | type[LeastLoad]] = {
+class InstanceAwareLeastLoad:
+    __slots__ = ("_capacity", "_next")
+    name = "instance_aware_least_load"
+
+    def __init__(self) -> None:
+        self._next = 0
+        self._capacity: dict[int, float] = {}
+
+    def set_capacities(self, capacity: dict[int, float]) -> None:
+        """replica id -> its target QPS (values <= 0 count as 1.0)."""
+        self._capacity = {rid: qps if qps > 0 else 1.0 for rid, qps in capacity.items()}
+
+    def choose(self, candidates: Sequence[T]) -> T | None:
+        n = len(candidates)
+        if n <= 1:
+            return candidates[0] if n else None
+        turn = self._next
+        self._next = turn + 1 if turn < 1 << 30 else 0
+        loads = [c.in_flight / self._capacity.get(getattr(c, "replica_id", -1), 1.0) for c in candidates]
+        least = min(loads)
+        tied = [c for c, load in zip(candidates, loads, strict=True) if load == least]
+        return tied[turn % len(tied)]
+
+
+POLICIES: dict[str, type[RoundRobin] | type[LeastLoad] | type[InstanceAwareLeastLoad]] = {
     LeastLoad.name: LeastLoad,
     RoundRobin.name: RoundRobin,
+    InstanceAwareLeastLoad.name: InstanceAwareLeastLoad,
 }
 DEFAULT_POLICY = LeastLoad.name
 

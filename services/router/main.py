@@ -27,6 +27,7 @@ from libs.events.types import (
     replica_stream,
     service_stream,
 )
+from libs.fleet.policy import replica_capacities
 from libs.fleet.state import ReplicaState, ServiceState
 from libs.fleet.status import serving_replicas
 from libs.runtime.host import ServiceHost, run_main
@@ -94,6 +95,7 @@ class RouterService:
             head_timeout=self.host.settings.router_head_timeout,
             body_timeout=self.host.settings.router_body_timeout,
             client_idle_timeout=self.host.settings.router_idle_timeout,
+            response_timeout=svc.policy.stream_timeout_seconds,  # load_balancer.stream_timeout_seconds
             on_hold=self._on_hold,
         )  # fmt: skip
 
@@ -159,6 +161,9 @@ class RouterService:
             self.router.pool(name).set_policy(policy)
             # An update may turn scale-to-zero on or off (min_replicas 0).
             self.router.endpoint(name).hold_when_empty = svc.policy.autoscale.min_replicas == 0
+            self.router.endpoint(name).response_timeout = svc.policy.stream_timeout_seconds
+        accelerators = {rid: r.placement.accelerators for rid, r in svc.replicas.items()}
+        self.router.pool(name).set_capacities(replica_capacities(svc.policy.autoscale, accelerators))
         ep = self.router.endpoint(name)
         endpoint = f"{self.advertise}:{ep.port}"
         if svc.endpoint != endpoint:

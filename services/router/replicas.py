@@ -24,7 +24,7 @@ import enum
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from services.router.balance import DEFAULT_POLICY, Policy, make_policy
+from services.router.balance import DEFAULT_POLICY, InstanceAwareLeastLoad, Policy, make_policy
 from services.router.upstream import UpstreamAddress, UpstreamPool
 
 
@@ -121,6 +121,11 @@ class ReplicaPool:
         """Switch the load-balancing policy (None: the default, ``least_load``)."""
         if (name or DEFAULT_POLICY) != self._policy.name:
             self._policy = make_policy(name)
+
+    def set_capacities(self, capacity: dict[int, float]) -> None:
+        """replica id -> target QPS, for ``instance_aware_least_load`` (ignored by the others)."""
+        if isinstance(self._policy, InstanceAwareLeastLoad):
+            self._policy.set_capacities(capacity)
 
     @property
     def policy(self) -> str:
