@@ -217,6 +217,11 @@ def simulate(
                 ready += t - run.since >= cold_start
             ready_sum += ready
             available += ready >= target
+    if launches == 0 and target > 0:
+        raise RuntimeError(
+            f"no replica was launched in {ticks} ticks of {trace.name} under {policy.name}: "
+            f"{svc.placement_wait or 'the scheduler planned nothing'}"
+        )
     return WindowResult(
         cost=spot_ticks * SPOT_PRICE + od_ticks * ON_DEMAND_PRICE,
         spot_ticks=spot_ticks,
