@@ -9,7 +9,8 @@ store for every event it appends) fills whatever the caller left unset. An expli
 - causation id: the event being handled when the append was made, or the API request's id;
 - correlation id: the id of the user action at the root of the chain (the request's id),
   inherited unchanged by everything it causes;
-- trace: the W3C trace context of the span the cause was handled in (see ``libs.telemetry``).
+- trace: the W3C trace context of the span the append was made in (``libs.telemetry.tracing``),
+  else the cause's.
 
 ``causation_chain(store, event_id)`` walks the chain back, from an event to its root.
 """
@@ -24,6 +25,8 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import msgspec
+
+from libs.telemetry.tracing import current_carrier
 
 from .envelope import NewEvent, RecordedEvent
 
@@ -76,17 +79,19 @@ def with_trace(cause: Cause | None, trace: dict[str, str]) -> Cause:
 
 
 def stamp(new: NewEvent) -> NewEvent:
-    """``new`` with the current cause filling the metadata it left unset."""
+    """``new`` with the current cause filling the metadata it left unset; its trace context is
+    the current span's (the append's), else the cause's."""
     cause = _current.get()
-    if cause is None:
-        return new
     updates: dict[str, object] = {}
-    if new.causation_id is None and cause.causation_id is not None:
-        updates["causation_id"] = cause.causation_id
-    if new.correlation_id is None and cause.correlation_id is not None:
-        updates["correlation_id"] = cause.correlation_id
-    if not new.trace and cause.trace:
-        updates["trace"] = dict(cause.trace)
+    if not new.trace:
+        trace = current_carrier() or (cause.trace if cause is not None else {})
+        if trace:
+            updates["trace"] = dict(trace)
+    if cause is not None:
+        if new.causation_id is None and cause.causation_id is not None:
+            updates["causation_id"] = cause.causation_id
+        if new.correlation_id is None and cause.correlation_id is not None:
+            updates["correlation_id"] = cause.correlation_id
     return msgspec.structs.replace(new, **updates) if updates else new
 
 

@@ -43,6 +43,7 @@ from libs.fleet.projection import FLEET
 from libs.fleet.state import FleetState
 from libs.telemetry.handlers import instrument_handler, instrument_memory_handler
 from libs.telemetry.process import ConsumerGauges, start_process_metrics
+from libs.telemetry.tracing import setup_tracing
 
 from .settings import Settings
 
@@ -318,6 +319,7 @@ def run_main(
     """
     settings = Settings.from_env()
     configure_logging(name, settings.log_level)
+    setup_tracing(name)  # OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set; off otherwise
 
     async def main() -> int:
         host = ServiceHost(name, settings)

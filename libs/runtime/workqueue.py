@@ -16,8 +16,10 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from libs.events.causation import Cause, current_cause
+from libs.events.causation import Cause, current_cause, using_cause, with_trace
 from libs.events.outcomes import TRANSIENT_ERRORS
+from libs.telemetry.metrics import RECONCILE_SECONDS, RECONCILES
+from libs.telemetry.tracing import current_carrier, reconcile_span
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,7 @@ class WorkQueue:
     def add(self, key: str) -> None:
         # The reconcile's appends carry what woke it last (the event being handled, if any).
         if (cause := current_cause()) is not None:
-            self._causes[key] = cause
+            self._causes[key] = with_trace(cause, current_carrier() or cause.trace)
         if key in self._active:
             self._again.add(key)
         elif key not in self._waiting:
@@ -63,16 +65,25 @@ class WorkQueue:
             key = await self._queue.get()
             self._waiting.discard(key)
             self._active.add(key)
+            cause = self._causes.pop(key, None)  # appends carry it; the span is its child
             try:
-                await self._reconcile(key)
+                with (
+                    using_cause(cause),
+                    reconcile_span(key, cause.trace if cause else None),
+                    RECONCILE_SECONDS.time(),
+                ):
+                    await self._reconcile(key)
                 self._failures.pop(key, None)
+                RECONCILES.labels("ok").inc()
             except asyncio.CancelledError:
                 raise
             except TRANSIENT_ERRORS as exc:
+                RECONCILES.labels("error").inc()
                 delay = self._backoff(key)
                 log.warning("reconcile %s failed (%r); retrying in %.1fs", key, exc, delay)
                 self.add_after(key, delay)
             except Exception:
+                RECONCILES.labels("error").inc()
                 delay = self._backoff(key)
                 log.exception("reconcile %s raised; retrying in %.1fs", key, delay)
                 self.add_after(key, delay)

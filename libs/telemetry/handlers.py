@@ -9,6 +9,9 @@ counted and timed (``metrics.py``) and traced as a span linked to the trace the 
 from __future__ import annotations
 
 import time
+from contextlib import AbstractContextManager
+
+from opentelemetry.trace import Span, SpanKind
 
 from libs.events.causation import caused_by
 from libs.events.consumer import Handler, MemoryHandler
@@ -16,6 +19,19 @@ from libs.events.envelope import RecordedEvent
 from libs.events.store import Transaction
 
 from .metrics import HANDLED, HANDLER_SECONDS
+from .tracing import extract, tracer
+
+
+def _span(consumer: str, rec: RecordedEvent) -> AbstractContextManager[Span]:
+    """A consumer span, child of the span that appended the event (its trace context)."""
+    return tracer().start_as_current_span(
+        f"handle {rec.event_type}", context=extract(rec.trace), kind=SpanKind.CONSUMER,
+        attributes={
+            "messaging.system": "nats", "messaging.consumer.group.name": consumer,
+            "stratus.event_type": rec.event_type, "stratus.position": rec.position,
+            "stratus.service": rec.event.service,
+        },
+    )  # fmt: skip
 
 
 def instrument_handler(service: str, consumer: str, handler: Handler) -> Handler:
@@ -25,7 +41,7 @@ def instrument_handler(service: str, consumer: str, handler: Handler) -> Handler
         started = time.perf_counter()
         outcome = "error"
         try:
-            with caused_by(rec):
+            with _span(consumer, rec), caused_by(rec):
                 await handler(rec, tx)
             outcome = "ok"
         finally:
@@ -42,7 +58,7 @@ def instrument_memory_handler(service: str, consumer: str, handler: MemoryHandle
         started = time.perf_counter()
         outcome = "error"
         try:
-            with caused_by(rec):
+            with _span(consumer, rec), caused_by(rec):
                 await handler(rec)
             outcome = "ok"
         finally:

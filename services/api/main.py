@@ -30,6 +30,7 @@ from libs.runtime.settings import DEFAULT_API_PORT, Settings
 from libs.secrets import ensure_schema, load_or_create_key
 from libs.secrets.endpoint import ensure_endpoint_schema
 from libs.telemetry.process import start_process_metrics
+from libs.telemetry.tracing import setup_tracing
 
 from .app import create_app
 from .deps import ApiDeps, fleet_projection
@@ -133,6 +134,7 @@ def tls_settings(settings: Settings, argv: Sequence[str] | None = None) -> Setti
 
 def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_tracing("api")  # OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set; off otherwise
     settings = tls_settings(Settings.from_env(), argv)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(settings))

@@ -1,0 +1,111 @@
+"""One trace for one `up`: the API request span, the scheduler handling ServiceRequested (a real
+service host on a real relay, NATS and Postgres), its reconcile, and the events it appended all
+carry one trace id, each span the child of the one before (in-memory exporter)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+
+import nats.errors
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from libs.events.bus import connect
+from libs.events.relay import Relay, RelayOptions
+from libs.events.types import ReplicaScheduled
+from libs.runtime.host import ServiceHost, bus_config
+from services.scheduler.main import build as build_scheduler
+from tests.api.conftest import SERVICE_YAML, Api
+from tests.events.helpers import eventually
+
+_EXPORTER = InMemorySpanExporter()
+
+
+@pytest.fixture(scope="module")
+def spans() -> Iterator[InMemorySpanExporter]:
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):  # the global provider can be set once
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
+    yield _EXPORTER
+
+
+def _parent(span: ReadableSpan) -> int | None:
+    return span.parent.span_id if span.parent is not None else None
+
+
+def _ancestors(span: ReadableSpan, by_id: dict[int, ReadableSpan]) -> list[int]:
+    out: list[int] = []
+    parent = _parent(span)
+    while parent is not None and parent not in out:
+        out.append(parent)
+        parent = _parent(by_id[parent]) if parent in by_id else None
+    return out
+
+
+@pytest.mark.timeout(120)
+async def test_one_up_is_one_connected_trace(api: Api, spans: InMemorySpanExporter) -> None:
+    spans.clear()
+    settings = api.settings
+    host = ServiceHost("scheduler", settings)
+    on_started = build_scheduler(host)
+    relay_nc = await connect(settings.nats_url, name="relay")
+    relay = Relay(api.store, relay_nc, bus_config(settings), RelayOptions(name="trace", poll_interval=0.2))
+    stop = asyncio.Event()
+    started = asyncio.Event()
+
+    async def started_then() -> None:
+        await on_started()
+        started.set()
+
+    tasks = [asyncio.create_task(host.run(started_then)), asyncio.create_task(relay.run(stop))]
+    try:
+        await asyncio.wait_for(started.wait(), 30)
+        r = await api.http.post("/v1/services", json={"name": "traced", "yaml": SERVICE_YAML})
+        assert r.status_code == 201, r.text
+
+        async def scheduled() -> bool:
+            recs = await api.store.read_all(types=["ReplicaScheduled"])
+            return len([x for x in recs if x.event.service == "traced"]) == 2
+
+        await eventually(scheduled, within=30)
+    finally:
+        host.stop.set()
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 30)
+        with contextlib.suppress(nats.errors.Error):
+            await relay_nc.jetstream().delete_stream(bus_config(settings).stream)
+        await relay_nc.close()
+
+    done = spans.get_finished_spans()
+    (request,) = [s for s in done if s.name == "POST /v1/services"]
+    trace_id = request.context.trace_id
+    handled = [s for s in done if s.name == "handle ServiceRequested" and s.context.trace_id == trace_id]
+    by_id = {s.context.span_id: s for s in done if s.context.trace_id == trace_id}
+    # (FastAPI's own spans, e.g. fastapi.endpoint, may sit between the request and the append.)
+    assert len(handled) == 1 and request.context.span_id in _ancestors(handled[0], by_id)
+    reconciles = [s for s in done if s.name == "reconcile" and _parent(s) == handled[0].context.span_id]
+    assert reconciles and all(s.attributes["stratus.service"] == "traced" for s in reconciles)
+    # The events the reconcile appended carry its context: the next process continues the trace.
+    recs = [x for x in await api.store.read_all(types=["ReplicaScheduled"]) if x.event.service == "traced"]
+    assert all(isinstance(x.event, ReplicaScheduled) for x in recs)
+    span_ids = {s.context.span_id for s in reconciles}
+    for rec in recs:
+        _version, tid, sid, _flags = rec.trace["traceparent"].split("-")
+        assert int(tid, 16) == trace_id and int(sid, 16) in span_ids
+    requested = await api.store.read_all(types=["ServiceRequested"])
+    assert int(requested[0].trace["traceparent"].split("-")[1], 16) == trace_id
+
+
+def test_tracing_is_off_unless_asked_and_says_why_it_cannot_export(caplog: pytest.LogCaptureFixture) -> None:
+    from libs.telemetry.tracing import setup_tracing
+
+    assert setup_tracing("api", env={}) is None
+    assert setup_tracing("api", env={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}) is None
+    assert "opentelemetry-exporter-otlp-proto-http is not installed" in caplog.text
