@@ -4,6 +4,11 @@
 detached). NATS and Postgres are the embedded ones unless ``NATS_URL`` / ``DATABASE_URL``
 name servers to use. Ports chosen on first start are kept in ``<home>/run/stack.json`` so a
 restart finds the same data at the same address.
+
+``STRATUS_INSTANCES=N`` (``stratus local up --instances N``) runs N of each service and of the
+relay, named ``scheduler-1`` ... ``scheduler-N`` (just ``scheduler`` when N is 1). Instance i > 1
+of the API serves on STRATUS_API_URL's port + i - 1; each router gets its own id (``-i``) and
+they share each endpoint's port (SO_REUSEPORT). What makes that safe is in docs/ha.md.
 """
 
 from __future__ import annotations
@@ -11,7 +16,9 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import socket
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from libs.servers.nats_server import nats_server_binary
 from libs.servers.ports import free_port
@@ -59,10 +66,36 @@ def build_components(settings: Settings) -> tuple[list[Component], dict[str, str
     # The relay publishes where the services consume: the stream and prefix of STRATUS_BUS_PREFIX.
     bus = bus_config(settings)
     relay = python_module("libs.events", "relay", "--stream", bus.stream, "--prefix", bus.prefix)
-    components.append(Component("relay", relay, env=dict(env)))
+    n = settings.instances
+    for i in range(1, n + 1):
+        components.append(Component(_named("relay", i, n), relay, env=dict(env)))
     for name in SERVICES:
-        components.append(Component(name, python_module(f"services.{name}.main"), env=dict(env)))
+        for i in range(1, n + 1):
+            components.append(
+                Component(
+                    _named(name, i, n), python_module(f"services.{name}.main"),
+                    env={**env, **_instance_env(settings, name, i, n)},
+                )
+            )  # fmt: skip
     return components, env
+
+
+def _named(name: str, i: int, n: int) -> str:
+    return name if n == 1 else f"{name}-{i}"
+
+
+def _instance_env(settings: Settings, service: str, i: int, n: int) -> dict[str, str]:
+    """What differs between instances of one service (nothing when there is one)."""
+    if n == 1:
+        return {}
+    out = {"STRATUS_INSTANCES": str(n)}
+    if service == "api" and i > 1:
+        url = urlsplit(settings.api_url)
+        port = (url.port or 80) + i - 1
+        out["STRATUS_API_URL"] = urlunsplit((url.scheme, f"{url.hostname}:{port}", url.path, "", ""))
+    if service == "router":
+        out["STRATUS_ROUTER_ID"] = f"{settings.router_id or 'router-' + socket.gethostname()}-{i}"
+    return out
 
 
 def main() -> None:

@@ -82,6 +82,9 @@ def up(
     name: Annotated[str | None, typer.Option("-n", "--service-name", help="Service name.")] = None,
     env: Annotated[list[str] | None, typer.Option("--env", help="KEY=VALUE override (repeatable).")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the stack.")] = 180.0,
+    instances: Annotated[
+        int | None, typer.Option(min=1, help="Instances of each service and of the relay (docs/ha.md).")
+    ] = None,
 ) -> None:
     """Start NATS, Postgres and the six services (if not running), then deploy FILE."""
     settings = Settings.from_env()
@@ -89,9 +92,12 @@ def up(
     if supervisor_pid(home) is None:
         (home / "logs").mkdir(parents=True, exist_ok=True)
         log = open(home / "logs" / "supervisor.log", "ab")  # noqa: SIM115 - handed to the child
+        child_env = {**os.environ, "STRATUS_HOME": str(home)}
+        if instances is not None:
+            child_env["STRATUS_INSTANCES"] = str(instances)
         subprocess.Popen(
             [sys.executable, "-m", "libs.runtime.stack"], stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True, env={**os.environ, "STRATUS_HOME": str(home)},
+            stdin=subprocess.DEVNULL, start_new_session=True, env=child_env,
         )  # fmt: skip
         log.close()
         typer.echo(f"Starting the Stratus stack in {home} ...")

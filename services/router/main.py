@@ -82,6 +82,9 @@ class RouterService:
         # later, and a sync in between (resync, any event of the service) must not record it again.
         self._reported: set[tuple[str, int]] = set()
         self.security = EndpointSecurity(lambda: host.store.pool, host.settings.home)
+        # Shared endpoints: every router serves the port recorded in EndpointAssigned (the
+        # first router to assign one wins; the others move to it) instead of re-assigning.
+        self.shared = host.settings.instances > 1
 
     def _options(self, svc: ServiceState) -> EndpointOptions:
         scale_to_zero = svc.policy.autoscale.min_replicas == 0
@@ -97,6 +100,8 @@ class RouterService:
             client_idle_timeout=self.host.settings.router_idle_timeout,
             response_timeout=svc.policy.stream_timeout_seconds,  # load_balancer.stream_timeout_seconds
             on_hold=self._on_hold,
+            # Several routers on one host (STRATUS_INSTANCES > 1) share each endpoint's port.
+            reuse_port=self.shared,
         )  # fmt: skip
 
     async def _on_hold(self, service: str) -> None:
@@ -148,6 +153,10 @@ class RouterService:
             turned = "on" if wants_tls(svc) else "off"
             log.info("%s: TLS turned %s by an update: reopening the endpoint", name, turned)
             await self.router.remove_service(name, grace=5.0)
+        recorded = endpoint_port(svc.endpoint) if svc.endpoint else 0
+        if self.shared and name in self.router and recorded and recorded != self.router.endpoint(name).port:
+            log.info("%s: moving to the shared endpoint port %d", name, recorded)
+            await self.router.remove_service(name, grace=5.0)
         if name not in self.router:
             ok, tls = await self.security.tls_context(name, svc)
             if not ok:
@@ -166,7 +175,7 @@ class RouterService:
         self.router.pool(name).set_capacities(replica_capacities(svc.policy.autoscale, accelerators))
         ep = self.router.endpoint(name)
         endpoint = f"{self.advertise}:{ep.port}"
-        if svc.endpoint != endpoint:
+        if svc.endpoint != endpoint and not (self.shared and recorded):
             res = await self.host.store.append(
                 service_stream(name),
                 [EndpointAssigned(service=name, endpoint=endpoint, router_id=self.router_id)],
