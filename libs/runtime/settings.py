@@ -34,6 +34,9 @@ Policy
     STRATUS_MAX_CONCURRENT_LAUNCHES   scheduler: replicas launching at once; default 4
     STRATUS_RETRY_BACKOFF_SECONDS     scheduler: first delay before relaunching after a
                                       retryable launch failure; default 5
+    STRATUS_SPOT_POLICY               scheduler: the ``spot_placer: dynamic_fallback`` policy,
+                                      stratus (default), skyserve (SpotHedge) or round_robin
+                                      (libs/placement/spot_policy.py)
     STRATUS_PROBE_FAILURE_THRESHOLD   prober: seconds of failing probes before a replica has
                                       failed; default 180
     STRATUS_QPS_WINDOW                autoscaler: seconds of request counts one decision reads; 60
@@ -130,6 +133,7 @@ ENV_VARS: dict[str, str] = {
     "drain_seconds": "STRATUS_DRAIN_SECONDS",
     "max_concurrent_launches": "STRATUS_MAX_CONCURRENT_LAUNCHES",
     "retry_backoff_seconds": "STRATUS_RETRY_BACKOFF_SECONDS",
+    "spot_policy": "STRATUS_SPOT_POLICY",
     "probe_failure_threshold": "STRATUS_PROBE_FAILURE_THRESHOLD",
     "qps_window": "STRATUS_QPS_WINDOW",
     "hold_queue": "STRATUS_HOLD_QUEUE",
@@ -165,6 +169,8 @@ ENV_VARS: dict[str, str] = {
     "instances": "STRATUS_INSTANCES",
 }
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# libs.placement.spot_policy.SPOT_POLICIES (not imported: runtime depends on no decision code).
+SPOT_POLICIES = ("stratus", "skyserve", "round_robin")
 
 
 def _home_default() -> Path:
@@ -191,6 +197,7 @@ class Settings:
     drain_seconds: float = 30.0
     max_concurrent_launches: int = 4
     retry_backoff_seconds: float = 5.0
+    spot_policy: str = "stratus"
     probe_failure_threshold: float = 180.0
     qps_window: float = 60.0
     hold_queue: int = 1000
@@ -244,6 +251,10 @@ class Settings:
         if level not in LOG_LEVELS:
             raise SettingsError(f"{ENV_VARS['log_level']}={level!r}: not one of {', '.join(LOG_LEVELS)}")
         values["log_level"] = level
+        if values.get("spot_policy", "stratus") not in SPOT_POLICIES:
+            raise SettingsError(
+                f"STRATUS_SPOT_POLICY={values['spot_policy']!r}: not one of {', '.join(SPOT_POLICIES)}"
+            )
         if values.get("cloud_address", "public") not in ("public", "private"):
             raise SettingsError(f"STRATUS_CLOUD_ADDRESS={values['cloud_address']!r}: not public or private")
         home = Path(env.get("STRATUS_HOME") or Path.home() / ".stratus")

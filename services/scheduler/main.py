@@ -97,6 +97,7 @@ def build(host: ServiceHost) -> Callable[[], Awaitable[None]]:
         max_concurrent_launches=host.settings.max_concurrent_launches,
         drain_seconds=host.settings.drain_seconds,
         retry_backoff_seconds=host.settings.retry_backoff_seconds,
+        spot_policy=host.settings.spot_policy,
         # The refreshed catalog under STRATUS_HOME (`stratus catalog refresh`), else the shipped one.
         catalog=load_catalog(host.settings.home).offers,
     )

@@ -190,3 +190,15 @@ def test_plan_uses_the_configured_spot_policy() -> None:
     strat = plan(svc, T0 + 510, SchedulerConfig(catalog=CATALOG, spot_policy=STRATUS), fleet_clouds)
     kinds = sorted(a.placement.use_spot for a in strat if isinstance(a, ScheduleReplica))
     assert kinds == [True]  # spot replacement expected in a quiet zone: no on-demand yet
+
+
+def test_settings_know_the_same_spot_policies() -> None:
+    from libs.placement.spot_policy import SPOT_POLICIES
+    from libs.runtime.settings import SPOT_POLICIES as SETTINGS_CHOICES
+    from libs.runtime.settings import Settings, SettingsError
+
+    assert SETTINGS_CHOICES == SPOT_POLICIES
+    assert Settings.from_env({"STRATUS_SPOT_POLICY": "skyserve"}).spot_policy == "skyserve"
+    assert Settings.from_env({}).spot_policy == "stratus"
+    with pytest.raises(SettingsError, match="STRATUS_SPOT_POLICY='x': not one of stratus, skyserve"):
+        Settings.from_env({"STRATUS_SPOT_POLICY": "x"})
