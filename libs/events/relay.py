@@ -13,6 +13,10 @@
   partition or SIGSTOP; a deposed leader stops publishing before its lease expires (its own
   clock), and a late offset write cannot move the offset back (``GREATEST``).
 - ``republish(from_position)`` publishes again what JetStream lost (Postgres is the truth).
+  The leader does it by itself when it finds the stream gone (a NATS server's store removed):
+  it recreates the stream and republishes every position above the lowest tracking floor of
+  the tracked consumers (below it, every consumer has handled everything: tracking.py), up to
+  its offset, then carries on. Consumers de-duplicate by position.
 
 Order: JetStream stores a batch in publish order. After a failed batch the relay resends from the
 first unacked position; if a later message of that batch had already been stored, it stays
@@ -25,7 +29,6 @@ Run it: ``python -m libs.events relay`` (see ``__main__.py``) or ``await Relay(.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Sequence
@@ -33,6 +36,7 @@ from dataclasses import dataclass
 
 import asyncpg
 import nats.errors
+import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.js.api import PubAck
 
@@ -115,11 +119,14 @@ class Relay:
         try:
             while not stop.is_set():
                 try:
+                    lost_stream = await self._stream_missing()
                     await ensure_stream(self.js, self.bus)
                     conn = await self._lead(stop)
                     if conn is None:
                         return
                     try:
+                        if lost_stream:
+                            await self._recover_stream()
                         await self._follow(conn, stop, backoff)
                     finally:
                         await _close_quietly(conn)
@@ -142,6 +149,31 @@ class Relay:
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise StoreUnavailable(f"relay {self.options.name}: cannot connect: {exc!r}") from exc
         return conn
+
+    async def _stream_missing(self) -> bool:
+        try:
+            await self.js.stream_info(self.bus.stream)
+        except nats.js.errors.NotFoundError:
+            return True
+        except (nats.errors.Error, OSError) as exc:
+            raise BusUnavailable(f"cannot read stream {self.bus.stream}: {exc!r}") from exc
+        return False
+
+    async def _recover_stream(self) -> None:
+        """The stream was gone: publish again what a consumer may not have handled yet."""
+        offset = await self.offset()
+        if offset == 0:
+            return
+        floor = await self.store.pool.fetchval(
+            "SELECT coalesce(min(position), 0) FROM stratus_tracking_floor"
+        )
+        start = int(floor or 0) + 1
+        log.warning(
+            "relay %s: stream %s was lost; republishing positions %d..%d from Postgres",
+            self.options.name, self.bus.stream, start, offset,
+        )  # fmt: skip
+        n = await self.republish(start, offset)
+        log.info("relay %s: republished %d events", self.options.name, n)
 
     async def _follow(self, conn: asyncpg.Connection, stop: asyncio.Event, backoff: Backoff) -> None:
         wake = asyncio.Event()
@@ -170,8 +202,9 @@ class Relay:
                         self.options.name, acked, rows[-1].position, acked + 1, delay,
                     )  # fmt: skip
                     await wait_any(stop, lost, self.lease.lost, seconds=delay)
-                    with contextlib.suppress(BusUnavailable):
-                        await ensure_stream(self.js, self.bus)  # the stream itself may be gone
+                    if await self._stream_missing():
+                        await ensure_stream(self.js, self.bus)
+                        await self._recover_stream()
                     continue
                 backoff.reset()
                 if len(rows) == self.options.batch_size:

@@ -187,3 +187,30 @@ def test_cli_needs_a_database_url() -> None:
         timeout=30, check=False,
     )  # fmt: skip
     assert done.returncode == 2 and "DATABASE_URL" in done.stderr
+
+
+async def test_a_lost_stream_is_recreated_and_refilled_above_the_lowest_tracking_floor(
+    store: EventStore, nc: NATS, js: JetStreamContext, bus: BusConfig
+) -> None:
+    from libs.events.tracking import init_floor
+
+    await append_many(store, 20)
+    await init_floor(store.pool, "some-consumer", 12)  # it handled everything up to 12
+    relay = Relay(store, nc, bus, fast(poll_interval=0.2))
+    async with running(relay):
+        await eventually(lambda: caught_up(relay, store))
+        await js.delete_stream(bus.stream)  # NATS lost its store
+        await append_many(store, 1)  # the next publish finds no stream
+
+        async def refilled() -> bool:
+            try:
+                info = await js.stream_info(bus.stream)
+            except Exception:
+                return False
+            return bool(info.state.messages == 21 - 12)
+
+        await eventually(refilled, within=20)
+    positions = [
+        int(m.headers["Stratus-Position"]) for m in await stream_messages(js, bus.stream) if m.headers
+    ]
+    assert sorted(positions) == list(range(13, 22))
