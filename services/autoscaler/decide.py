@@ -3,9 +3,18 @@
     qps      = requests in the last ``window_seconds`` (all routers summed) / window
     wanted   = clip(ceil(qps / target_qps_per_replica), min_replicas, max_replicas)
                + num_overprovision
-    target   moves up only after ``wanted`` stayed above it for ``upscale_delay_seconds``,
-             down only after it stayed below for ``downscale_delay_seconds``; from a target
-             of 0, any demand (qps, queued requests, ScaleFromZeroRequested) scales up at once.
+    target   moves up only once ``wanted`` stayed above it for ``upscale_delay_seconds``,
+             down only once it stayed below for ``downscale_delay_seconds``, counted as
+             SkyServe counts: in decision ticks, the move happens on tick
+             ``int(delay / decision_interval)`` of the streak (the first tick is 1), i.e. after
+             ``(ticks - 1) * interval`` seconds; from a target of 0, any demand (qps, queued
+             requests, ScaleFromZeroRequested) scales up at once.
+    update   a new version resets the streak and re-targets at once within its bounds, as
+             SkyServe's ``update_version`` (``reset_for_update``).
+    instance_aware_least_load: with ``target_qps_per_accelerator`` the raw target is
+             SkyServe's instance-aware one (``instance_aware_target``): the live replicas'
+             capacities summed by accelerator; above it, one more replica per largest target;
+             below it, the fewest READY replicas (largest first) whose capacity exceeds qps.
     split    spot / on-demand with base and dynamic on-demand fallback (``split_spot_on_demand``)
 
 The whole hysteresis (direction candidate and since when) lives in ``AutoscalerState``, so a
@@ -15,12 +24,18 @@ restarted autoscaler that reloads it makes the same decisions (SkyServe loses it
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 
 from libs.events.types import QpsSampled, ScaleDecided
-from libs.fleet.policy import DEFAULT_QPS_WINDOW_SECONDS, AutoscalePolicy, split_spot_on_demand
+from libs.fleet.policy import (
+    DEFAULT_QPS_WINDOW_SECONDS,
+    AutoscalePolicy,
+    split_spot_on_demand,
+    target_qps_for,
+)
 
 
 class QpsSample(msgspec.Struct, frozen=True, kw_only=True):
@@ -49,6 +64,49 @@ class AutoscalerState(msgspec.Struct, frozen=True, kw_only=True):
     candidate_since: float | None = None
     last_evaluated_at: float | None = None
     wake_requested_at: float | None = None
+    # A new version was requested: the next decision re-targets at once (SkyServe's update_version).
+    retarget: bool = False
+
+
+class LiveReplica(msgspec.Struct, frozen=True):
+    """A replica of the latest version that is PROVISIONING, STARTING or READY."""
+
+    accelerator: str | None
+    ready: bool
+
+
+def reset_for_update(state: AutoscalerState) -> AutoscalerState:
+    """A new version: forget the hysteresis streak and decide at once, within the new bounds."""
+    return msgspec.structs.replace(
+        state, candidate_target=None, candidate_since=None, last_evaluated_at=None, retarget=True
+    )
+
+
+def required_hold(delay: float, interval: float) -> float:
+    """Seconds a streak lasts before it moves the target: SkyServe's counter reaches its
+    threshold ``int(delay / interval)`` on that tick of the streak (the first counts 1)."""
+    if interval <= 0:
+        return delay
+    ticks = int(delay / interval + 1e-9)
+    return max(ticks - 1, 0) * interval
+
+
+def instance_aware_target(policy: AutoscalePolicy, qps: float, live: Sequence[LiveReplica]) -> int:
+    """SkyServe 0.14.1's InstanceAwareRequestRateAutoscaler raw target (before clipping)."""
+    per = policy.target_qps_per_accelerator
+    capacity = sum(target_qps_for(policy, r.accelerator) for r in live)
+    if capacity <= 0:
+        return policy.min_replicas
+    if qps >= capacity:
+        return len(live) + math.ceil((qps - capacity) / max(per.values()) - 1e-9)
+    ready = sorted((target_qps_for(policy, r.accelerator) for r in live if r.ready), reverse=True)
+    count, total = 0, 0.0
+    for target in ready or [max(per.values())]:
+        count += 1
+        total += target
+        if total > qps:
+            break
+    return count
 
 
 def _prune(samples: tuple[QpsSample, ...], horizon: float) -> tuple[QpsSample, ...]:
@@ -105,9 +163,15 @@ def _fmt(x: float) -> str:
 
 
 def decide(
-    policy: AutoscalePolicy, state: AutoscalerState, now: float, *, ready_spot: int = 0
+    policy: AutoscalePolicy,
+    state: AutoscalerState,
+    now: float,
+    *,
+    ready_spot: int = 0,
+    live: Sequence[LiveReplica] = (),
 ) -> tuple[AutoscalerState, ScaleDecided | None]:
-    """Evaluate at ``now``. ``ready_spot``: READY spot replicas (for dynamic fallback)."""
+    """Evaluate at ``now``. ``ready_spot``: READY spot replicas (for dynamic fallback);
+    ``live``: the latest version's live replicas (for per-accelerator targets)."""
     if not policy.autoscales or policy.target_qps_per_replica is None:
         return state, None  # fixed-replica services never get decisions
     window = policy.window_seconds
@@ -126,12 +190,17 @@ def decide(
 
     qps = requests / window if window > 0 else 0.0
     per = policy.target_qps_per_replica
-    raw = math.ceil(qps / per - 1e-9) if qps > 0 else 0
     lo, hi = policy.min_replicas, policy.max_replicas
+    if policy.target_qps_per_accelerator:
+        raw = instance_aware_target(policy, qps, live)
+        capacity = sum(target_qps_for(policy, r.accelerator) for r in live)
+        base = f"qps {qps:.1f} over {_fmt(window)}s, {len(live)} replicas rated {_fmt(capacity)} qps = {raw}"
+    else:
+        raw = math.ceil(qps / per - 1e-9) if qps > 0 else 0
+        base = f"qps {qps:.1f} over {_fmt(window)}s / target {float(per)} per replica = {raw}"
     clipped = max(lo, min(hi, raw))
     ov = policy.num_overprovision
     wanted = clipped + ov
-    base = f"qps {qps:.1f} over {_fmt(window)}s / target {float(per)} per replica = {raw}"
     if clipped != raw:
         base += f", clipped to [{lo}, {hi}] = {clipped}"
     if ov:
@@ -153,6 +222,9 @@ def decide(
         else:
             why = f"scale from zero: {queued or 'a'} request(s) waiting with no replica"
         cand = since = None
+    elif state.retarget:
+        new, why = wanted, f"new version: {base}"
+        cand = since = None
     elif not (lo + ov <= cur <= hi + ov):
         new, why = wanted, f"bounds now [{lo}, {hi}] + {ov} overprovision: {base}"
         cand = since = None
@@ -169,11 +241,15 @@ def decide(
         held = now - since
         delay = policy.upscale_delay_seconds if up else policy.downscale_delay_seconds
         word = "upscale" if up else "downscale"
-        if held >= delay:
-            new, why = wanted, f"{base}, held {_fmt(held)}s >= {word} delay {_fmt(delay)}s"
+        need = required_hold(delay, policy.decision_interval_seconds)
+        rule = f"{word} delay {_fmt(delay)}s"
+        if need != delay:  # counted in decision ticks, as SkyServe counts
+            rule += f" ({_fmt(need)}s: tick {int(need / policy.decision_interval_seconds) + 1} of the streak)"
+        if held >= need:
+            new, why = wanted, f"{base}, held {_fmt(held)}s >= {rule}"
             cand = since = None
         else:
-            why = f"{base}, held {_fmt(held)}s < {word} delay {_fmt(delay)}s"
+            why = f"{base}, held {_fmt(held)}s < {rule}"
 
     assert new is not None
     spot, on_demand = split_spot_on_demand(policy, new, ready_spot)
@@ -184,6 +260,7 @@ def decide(
         candidate_since=since,
         last_evaluated_at=now,
         wake_requested_at=None if new > 0 else state.wake_requested_at,
+        retarget=False,
     )
     if (new, spot, on_demand) == (cur, state.spot, state.on_demand):
         return next_state, None

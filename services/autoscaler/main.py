@@ -13,18 +13,46 @@ from collections.abc import Awaitable, Callable
 
 from libs.events.envelope import RecordedEvent
 from libs.events.store import Transaction
-from libs.events.types import QpsSampled, ScaleFromZeroRequested, ServiceTerminated, service_stream
+from libs.events.types import (
+    QpsSampled,
+    ScaleFromZeroRequested,
+    ServiceTerminated,
+    ServiceUpdateRequested,
+    service_stream,
+)
 from libs.fleet.policy import autoscale_policy
 from libs.fleet.state import ServiceState
-from libs.fleet.status import ready_spot
+from libs.fleet.status import PROVISIONING, READY, STARTING, ready_spot, replica_status
 from libs.runtime.host import ServiceHost, run_main
 
-from .decide import AutoscalerState, decide, record_sample, request_scale_from_zero
+from .decide import (
+    AutoscalerState,
+    LiveReplica,
+    decide,
+    record_sample,
+    request_scale_from_zero,
+    reset_for_update,
+)
 from .store import delete_state, ensure_schema, load_state, save_state
 
 log = logging.getLogger("stratus.autoscaler")
 
-TYPES = [QpsSampled.__name__, ScaleFromZeroRequested.__name__, ServiceTerminated.__name__]
+TYPES = [
+    QpsSampled.__name__,
+    ScaleFromZeroRequested.__name__,
+    ServiceTerminated.__name__,
+    ServiceUpdateRequested.__name__,
+]
+
+
+def live_replicas(svc: ServiceState) -> list[LiveReplica]:
+    """The latest version's PROVISIONING, STARTING or READY replicas (per-accelerator targets)."""
+    out = []
+    for r in svc.replicas.values():
+        status = replica_status(r)
+        if r.version == svc.latest_version and status in (PROVISIONING, STARTING, READY):
+            out.append(LiveReplica(next(iter(r.placement.accelerators), None), status == READY))
+    return out
 
 
 class Autoscaler:
@@ -35,7 +63,7 @@ class Autoscaler:
 
     def _policy(self, svc: ServiceState):  # type: ignore[no-untyped-def]
         return autoscale_policy(
-            svc.latest.spec, window_seconds=self.window, decision_interval_seconds=self.interval
+            svc.latest.typed, window_seconds=self.window, decision_interval_seconds=self.interval
         )
 
     async def handle(self, rec: RecordedEvent, tx: Transaction) -> None:
@@ -55,11 +83,15 @@ class Autoscaler:
             state = record_sample(state, event, window_seconds=policy.window_seconds)
         elif isinstance(event, ScaleFromZeroRequested):
             state = request_scale_from_zero(state, rec.occurred_at.timestamp())
+        elif isinstance(event, ServiceUpdateRequested):
+            state = reset_for_update(state)  # SkyServe's update_version: no streak, re-target now
         await self._decide(tx, svc, state)
 
     async def _decide(self, tx: Transaction, svc: ServiceState, state: AutoscalerState) -> None:
         policy = self._policy(svc)
-        new, decision = decide(policy, state, time.time(), ready_spot=ready_spot(svc))
+        new, decision = decide(
+            policy, state, time.time(), ready_spot=ready_spot(svc), live=live_replicas(svc)
+        )
         await save_state(tx.conn, new)
         if decision is not None:
             log.info("%s: %s", svc.name, decision.reason)

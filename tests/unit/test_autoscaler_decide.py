@@ -81,7 +81,7 @@ CASES: list[tuple[str, AutoscalePolicy, int, list[Step], list[int | None]]] = [
     ("zero delay is immediate", replace(P, upscale_delay_seconds=0), 1,
      [(100, 12)], [3]),
     ("decision interval rate-limits",
-     replace(P, decision_interval_seconds=20), 1,
+     replace(P, upscale_delay_seconds=40, decision_interval_seconds=20), 1,
      [(100, 12), (105, None), (119, None), (120, None)], [None, None, None, 3]),
 ]  # fmt: skip
 
