@@ -21,6 +21,8 @@ from .middleware import BodyGuard
 from .models import HealthOut
 from .routers import bootstrap, clouds, endpoint_keys, events, logs, replicas, services, tokens
 from .routers.asyncapi import build as build_asyncapi
+from .routers.dashboard import build as build_dashboard
+from .routers.dashboard import build_page as build_dashboard_page
 from .routers.dead_letters import build as build_dead_letters
 from .routers.replay import build as build_replay
 
@@ -64,10 +66,12 @@ def create_app(deps: ApiDeps) -> FastAPI:
         build_replay(deps),
         build_dead_letters(deps),
         build_asyncapi(),
+        build_dashboard(deps),
     ]
     for router in protected:
         app.include_router(router, dependencies=PROTECTED, responses=AUTH_ERRORS)
     app.include_router(bootstrap.build(deps))
+    app.include_router(build_dashboard_page())  # a static page; its data routes need a token
 
     @app.get("/healthz", tags=["health"], summary="Liveness, and how far the projection has read the log")
     async def healthz(response: Response) -> HealthOut:
