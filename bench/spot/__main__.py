@@ -39,7 +39,9 @@ def _offsets(text: str) -> list[int]:
     try:
         values = [int(x) for x in text.split(",") if x.strip()]
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"--offsets wants comma-separated tick numbers, got {text!r}") from exc
+        raise argparse.ArgumentTypeError(
+            f"--offsets wants comma-separated tick numbers, got {text!r}"
+        ) from exc
     if not values or any(v < 0 for v in values):
         raise argparse.ArgumentTypeError(f"--offsets wants tick numbers >= 0, got {text!r}")
     return values
@@ -125,7 +127,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         sims = [_sim_job(j) for j in sim_jobs]
         sim_seconds = time.perf_counter() - started
         opts = [_opt_job(j) for j in opt_jobs]
-    out = aggregate(traces, plan, sims, opts, target=args.target, cold_start=args.cold_start, ticks=args.ticks,
+    out = aggregate(traces, plan, sims, opts, target=args.target, cold_start=args.cold_start,
+                    ticks=args.ticks,
                     protocol=not args.offsets and not args.windows)  # fmt: skip
     out["seconds"] = {"simulation": round(sim_seconds, 2), "total": round(time.perf_counter() - started, 2)}
     if OPTIMUM in chosen and args.no_optimum:

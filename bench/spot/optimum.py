@@ -46,9 +46,7 @@ def _quiet_highs(highspy: Any) -> Any:
     return h
 
 
-def solve(
-    caps: list[list[int]], *, target: int, cold_start: int, time_limit: float = 60.0
-) -> float:
+def solve(caps: list[list[int]], *, target: int, cold_start: int, time_limit: float = 60.0) -> float:
     """The minimal cost of the window whose per-tick zone capacities are ``caps``."""
     highspy = _highs()
     import numpy as np
@@ -56,6 +54,7 @@ def solve(
     ticks = len(caps)
     zones = len(caps[0]) if caps else 0
     top = target + 1
+
     # Column layout: n[z, t], r[z, t] for each zone, then o[t], q[t].
     def n(z: int, t: int) -> int:
         return (2 * z) * ticks + t
@@ -111,7 +110,8 @@ def solve(
     h.changeColsCost(cols, np.arange(cols, dtype=np.int32), cost)
     # Only the allocations are integers: given integer n and o, the best READY counts are
     # their minima over the cold start, integers too, so r and q may stay continuous.
-    integer = np.array([c for z in range(zones) for c in range(n(z, 0), n(z, 0) + ticks)] + list(range(o0, q0)),
+    spot_cols = [c for z in range(zones) for c in range(n(z, 0), n(z, 0) + ticks)]
+    integer = np.array(spot_cols + list(range(o0, q0)),
                        dtype=np.int32)  # fmt: skip
     h.changeColsIntegrality(len(integer), integer, np.full(len(integer), highspy.HighsVarType.kInteger))
     h.addRows(

@@ -23,8 +23,8 @@ def aggregate(
 ) -> dict[str, Any]:
     """``protocol``: the windows are PROTOCOL.md's, so the paper's figures apply."""
     by: dict[tuple[str, str], dict[int, WindowResult]] = {}
-    for trace, policy, offset, result in sims:
-        by.setdefault((trace, policy), {})[offset] = result
+    for name, policy, offset, result in sims:
+        by.setdefault((name, policy), {})[offset] = result
     notes: list[str] = []
     out: dict[str, Any] = {}
     for trace in traces:
@@ -65,10 +65,19 @@ def aggregate(
             policies["optimum"] = entry
         ordered = {k: policies[k] for k in ORDER if k in policies}
         ordered |= {k: v for k, v in policies.items() if k not in ordered}
-        out[trace.name] = {"zones": [z.name for z in trace.zones], "offsets": plan[trace.name], "policies": ordered}
+        out[trace.name] = {
+            "zones": [z.name for z in trace.zones],
+            "offsets": plan[trace.name],
+            "policies": ordered,
+        }
     return {
-        "setup": {"tick_seconds": TICK_SECONDS, "ticks": ticks, "target": target, "cold_start_ticks": cold_start,
-                  "protocol_windows": protocol},  # fmt: skip
+        "setup": {
+            "tick_seconds": TICK_SECONDS,
+            "ticks": ticks,
+            "target": target,
+            "cold_start_ticks": cold_start,
+            "protocol_windows": protocol,
+        },
         "traces": out,
         "notes": notes,
     }
@@ -87,10 +96,13 @@ def render_table(out: dict[str, Any]) -> str:
         for policy, e in trace["policies"].items():
             paper = e.get("paper")
             ptext = f"{_fig(paper['cost_ratio'], 3)} / {_fig(paper['availability'], 4)}" if paper else ""
+            cost, avail = _fig(e["cost_ratio"], 3), _fig(e["availability"], 4)
+            ready, spot = _fig(e.get("mean_ready"), 2), _fig(e.get("mean_spot"), 2)
+            od = _fig(e.get("mean_on_demand"), 2)
             lines.append(
-                f"{name:<22} {policy:<12} {_fig(e['cost_ratio'], 3):>6} {_fig(e['availability'], 4):>7} {ptext:>15} "
-                f"{_fig(e.get('mean_ready'), 2):>6} {_fig(e.get('mean_spot'), 2):>5} {_fig(e.get('mean_on_demand'), 2):>5} "
-                f"{e.get('launches', '-'):>7} {e.get('launch_failures', '-'):>7} {e.get('preemptions', '-'):>7} "
+                f"{name:<22} {policy:<12} {cost:>6} {avail:>7} {ptext:>15} {ready:>6} {spot:>5} {od:>5} "
+                f"{e.get('launches', '-'):>7} {e.get('launch_failures', '-'):>7} "
+                f"{e.get('preemptions', '-'):>7} "
                 f"{e['windows']:>4}"
             )  # fmt: skip
     lines.append(f"simulation {out['seconds']['simulation']}s, total {out['seconds']['total']}s")

@@ -165,7 +165,9 @@ def simulate(
             excess = len(rids) - cap[zone]
             if excess > 0:
                 for rid in sorted(rids, key=lambda r: (running[r].since, r))[-excess:]:
-                    events.append(Preempted(service=SERVICE, replica_id=rid, placement=svc.replicas[rid].placement))
+                    events.append(
+                        Preempted(service=SERVICE, replica_id=rid, placement=svc.replicas[rid].placement)
+                    )
                     del running[rid]
                     preemptions += 1
         # 2. cold start.

@@ -36,13 +36,21 @@ PROTOCOL: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
         (684, 559, 629, 192, 835, 763, 707, 359, 9, 723),
     ),
 }  # fmt: skip
+
+
 # PROTOCOL.md's reference results: (cost ratio, availability); the optimum's cost only.
+def _paper(
+    rr: tuple[float, float], sky: tuple[float, float], opt: float
+) -> dict[str, tuple[float, float | None]]:
+    return {"ondemand": (1.0, 1.0), "round_robin": rr, "skyserve": sky, "optimum": (opt, None)}
+
+
 PAPER: dict[str, dict[str, tuple[float, float | None]]] = {
-    "AWS1": {"ondemand": (1.0, 1.0), "round_robin": (0.300, 0.8801), "skyserve": (0.514, 0.9922), "optimum": (0.407, None)},
-    "AWS2": {"ondemand": (1.0, 1.0), "round_robin": (0.270, 0.7741), "skyserve": (0.573, 0.9758), "optimum": (0.480, None)},
-    "AWS3": {"ondemand": (1.0, 1.0), "round_robin": (0.330, 0.9814), "skyserve": (0.456, 0.9971), "optimum": (0.340, None)},
-    "GCP1": {"ondemand": (1.0, 1.0), "round_robin": (0.332, 0.9875), "skyserve": (0.462, 0.9983), "optimum": (0.336, None)},
-}  # fmt: skip
+    "AWS1": _paper((0.300, 0.8801), (0.514, 0.9922), 0.407),
+    "AWS2": _paper((0.270, 0.7741), (0.573, 0.9758), 0.480),
+    "AWS3": _paper((0.330, 0.9814), (0.456, 0.9971), 0.340),
+    "GCP1": _paper((0.332, 0.9875), (0.462, 0.9983), 0.336),
+}
 
 _GCP_ZONE = re.compile(r"^[a-z]+-[a-z]+\d+-[a-z]$")
 
@@ -83,7 +91,9 @@ def _zone_of(path: Path) -> tuple[str, str, str]:
         return name, "gcp", name.rsplit("-", 1)[0]
     if re.match(r"^[a-z]{2}-[a-z]+-\d[a-z]$", name):
         return name, "aws", name[:-1]
-    raise TraceError(f"{path}: the file name does not start with a zone name (us-east-1a_..., us-central1-b_...)")
+    raise TraceError(
+        f"{path}: the file name does not start with a zone name (us-east-1a_..., us-central1-b_...)"
+    )
 
 
 def load_zone_file(path: Path) -> tuple[str, str, str, float, list[int]]:
@@ -134,7 +144,10 @@ def load_traces(root: Path) -> list[Trace]:
     traces = [load_trace(f) for f in folders]
     names = [t.name for t in traces]
     if len(set(names)) != len(names):  # nested sets: name them by their relative path
-        traces = [msgspec.structs.replace(t, name=str(f.relative_to(root))) for t, f in zip(traces, folders, strict=True)]
+        traces = [
+            msgspec.structs.replace(t, name=str(f.relative_to(root)))
+            for t, f in zip(traces, folders, strict=True)
+        ]
     return traces
 
 

@@ -85,7 +85,7 @@ class SchedulerConfig(msgspec.Struct, frozen=True, kw_only=True):
     zone_memory_seconds: float = 1800.0
     # How long a capacity (zone, instance type) or quota (region) failure blocks its location.
     blocked_retry_seconds: float = 600.0
-    # The dynamic_fallback spot placer's policy (libs.placement.spot_policy): stratus | skyserve | round_robin.
+    # The dynamic_fallback spot placer's policy (libs.placement.spot_policy): stratus, skyserve, round_robin.
     spot_policy: str = DEFAULT_SPOT_POLICY
     spot_params: StratusParams = StratusParams()
     catalog: tuple[Offer, ...] = msgspec.field(default_factory=shipped_offers)
@@ -222,7 +222,8 @@ class _Planner:
     def spot_zones(self, version: int) -> list[ZoneKey]:
         info = self.service.versions.get(version)
         resources = (info.policy if info is not None else self.service.policy).resources
-        return spot_zones(resources, self.config.catalog, self.clouds.usable if self.clouds is not None else ())
+        usable = self.clouds.usable if self.clouds is not None else ()
+        return spot_zones(resources, self.config.catalog, usable)
 
     def launch(self, version: int, use_spot: bool, count: int) -> None:
         if count <= 0 or self.budget <= 0 or not self.can_launch(version):

@@ -30,10 +30,14 @@ from libs.placement.spot_policy import (
     zone_view,
 )
 from libs.spec import load_spec, spec_to_dict
-from services.scheduler.plan import ScheduleReplica, SchedulerConfig, plan
+from services.scheduler.plan import SchedulerConfig, ScheduleReplica, plan
 
 T0 = 1_700_000_000.0
-ZONES = [("aws", "us-east-1", "us-east-1a"), ("aws", "us-east-1", "us-east-1b"), ("aws", "us-east-1", "us-east-1c")]
+ZONES = [
+    ("aws", "us-east-1", "us-east-1a"),
+    ("aws", "us-east-1", "us-east-1b"),
+    ("aws", "us-east-1", "us-east-1c"),
+]
 CATALOG = tuple(
     Offer(cloud=c, region=r, zone=z, instance_type="p3.2xlarge", accelerator="V100", accelerator_count=1.0,
           price=3.0, spot_price=1.0)
@@ -97,7 +101,10 @@ def test_skyserve_preemptive_zones_reset_when_none_is_left(failed: list[int], pr
 
 def test_capacity_failures_count_on_demand_ones_do_not() -> None:
     c, r, z = ZONES[1]
-    events = [failure(0, T0, "capacity"), ZoneEvent(cloud=c, region=r, zone=z, kind="preempted", use_spot=False, at=T0)]
+    events = [
+        failure(0, T0, "capacity"),
+        ZoneEvent(cloud=c, region=r, zone=z, kind="preempted", use_spot=False, at=T0),
+    ]
     assert skyserve_preemptive(ZONES, events) == {ZONES[0]}
 
 
@@ -112,7 +119,7 @@ def test_round_robin_cycles_by_replica_id_without_spread() -> None:
 
 
 def test_stratus_zone_view_avoids_a_recent_failure_and_weighs_old_ones_less() -> None:
-    svc = service(running(1, 0, T0) + [(Preempted(service="s", replica_id=1), T0 + 1000)])
+    svc = service([*running(1, 0, T0), (Preempted(service="s", replica_id=1), T0 + 1000)])
     view = zone_view(STRATUS, svc, ZONES, T0 + 1100, 2, StratusParams(cooldown=600.0))
     assert view.avoid == frozenset({ZONES[0]})
     assert view.score[ZONES[0]] > view.score[ZONES[1]] == view.score[ZONES[2]] == 0.0
