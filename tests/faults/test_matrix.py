@@ -1,0 +1,295 @@
+"""The fault matrix: two instances of every service and of the relay, a service kept at 2 or 3
+READY replicas by `update`, bounded traffic through its endpoint, and in turn: kill -9 of one
+instance of each service, of the relay leader, of nats-server (restarted, then restarted with its
+store removed), SIGSTOP of the prober leader for longer than its lease, and the whole control
+plane frozen. After each:
+
+- convergence: the latest version has the wanted READY replicas within 30 s;
+- 0 duplicate launches: no replica id scheduled, launched or terminated twice; the replica
+  processes running are exactly the launched, not terminated ones;
+- 0 events lost: the relay's offset reaches the head of the log, and every event of a tracked
+  consumer's types is handled (tracked, or below its floor) or dead-lettered (none are);
+- 0 applied twice: every event's effects above are once;
+- the endpoint kept answering: every request of the traffic got a 200 (a router being killed
+  may drop the connections it holds: those are retried once by the client, and counted).
+
+Postgres is the machine's shared server: it is not killed here (see docs/ha.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from services.autoscaler.main import TYPES as AUTOSCALER_TYPES
+from services.provisioner.main import TYPES as PROVISIONER_TYPES
+from services.scheduler.main import TYPES as SCHEDULER_TYPES
+from tests.e2e.conftest import Stack
+from tests.e2e.scaling import alive, running_instances, service_yaml, site
+
+from .conftest import LEASE_TTL
+
+pytestmark = pytest.mark.timeout(900)
+
+NAME = "fm"
+CONVERGE = 30.0
+TRACKED = {"scheduler": SCHEDULER_TYPES, "provisioner": PROVISIONER_TYPES, "autoscaler": AUTOSCALER_TYPES}
+
+
+def db(stack: Stack) -> str:
+    return stack.env["DATABASE_URL"]
+
+
+def query(stack: Stack, sql: str, *args: Any) -> list[asyncpg.Record]:
+    async def run() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(db(stack))
+        try:
+            return list(await conn.fetch(sql, *args))
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+def leader_pid(stack: Stack, lease: str) -> int:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        rows = query(stack, "SELECT holder FROM stratus_leases WHERE name = $1 AND expires_at > now()", lease)
+        if rows:
+            return int(rows[0][0].split(":")[1])  # kind@host:pid:suffix
+        time.sleep(0.2)
+    raise AssertionError(f"no live holder of lease {lease}")
+
+
+def component_of(stack: Stack, pid: int) -> str:
+    for name, info in stack.supervisor_state()["components"].items():
+        if info.get("pid") == pid:
+            return str(name)
+    raise AssertionError(f"pid {pid} is no component")
+
+
+class Traffic:
+    """A request every 0.1 s through the endpoint, in a thread; each failure kept."""
+
+    def __init__(self, url: str) -> None:
+        import threading
+
+        self.url = url
+        self.ok = 0
+        self.retried = 0
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Traffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            for attempt in (1, 2):
+                try:
+                    with httpx.Client(timeout=10) as client:  # a new connection each time
+                        r = client.get(self.url)
+                    if r.status_code == 200 and "fault-matrix" in r.text:
+                        self.ok += 1
+                    else:
+                        self.failures.append(f"{r.status_code}: {r.text[:200]}")
+                    break
+                except httpx.TransportError as exc:
+                    if attempt == 2:
+                        self.failures.append(repr(exc))
+                    else:
+                        self.retried += 1
+
+
+def second_api(stack: Stack) -> str:
+    scheme, _, rest = stack.api_url.partition("://")
+    host, _, port = rest.partition(":")
+    return f"{scheme}://{host}:{int(port.split('/')[0]) + 1}"
+
+
+def ready_latest(svc: dict[str, Any]) -> int:
+    latest = max((r["version"] for r in svc["replicas"]), default=0)
+    return sum(1 for r in svc["replicas"] if r["status"] == "READY" and r["version"] == latest)
+
+
+def settled(want: int) -> Callable[[dict[str, Any]], bool]:
+    def test(svc: dict[str, Any]) -> bool:
+        return ready_latest(svc) == want and len(alive(svc)) == want
+
+    return test
+
+
+def check_invariants(stack: Stack) -> None:
+    events = stack.events(NAME)
+    for kind in ("ReplicaScheduled", "ReplicaLaunched", "ReplicaTerminated"):
+        counts = Counter(e["data"]["replica_id"] for e in events if e["type"] == kind)
+        assert all(n == 1 for n in counts.values()), f"{kind} twice for a replica: {counts}"
+    scale = [e for e in events if e["type"] == "ScaleDecided"]
+    pairs = Counter((e["data"].get("target"), e["occurred_at"]) for e in scale)
+    assert all(n == 1 for n in pairs.values()), f"a ScaleDecided recorded twice: {pairs}"
+    # The replica processes are exactly the launched replicas not terminated.
+    launched = {
+        e["data"]["replica_id"]: e["data"]["instance_id"] for e in events if e["type"] == "ReplicaLaunched"
+    }
+    ended = {e["data"]["replica_id"] for e in events if e["type"] == "ReplicaTerminated"}
+    expected = {iid for rid, iid in launched.items() if rid not in ended}
+    deadline = time.monotonic() + 15
+    while (running := running_instances(stack, NAME)) != expected and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert running == expected, f"running {running}, launched and not terminated {expected}"
+
+
+# Events of a consumer's types, up to the head, neither tracked, below its floor nor dead-lettered.
+GAPS = """
+SELECT e.position, e.event_type FROM stratus_events e
+WHERE e.event_type = ANY($2::text[]) AND e.position <= $3
+  AND e.position > coalesce((SELECT position FROM stratus_tracking_floor WHERE consumer = $1), 0)
+  AND NOT EXISTS (SELECT 1 FROM stratus_tracking t WHERE t.consumer = $1 AND t.position = e.position)
+  AND NOT EXISTS (SELECT 1 FROM stratus_dead_letters d WHERE d.consumer = $1 AND d.position = e.position)
+"""
+
+
+def check_nothing_lost(stack: Stack) -> None:
+    deadline = time.monotonic() + CONVERGE
+    head = offset = -1
+    while time.monotonic() < deadline:
+        head = query(stack, "SELECT max(position) FROM stratus_events")[0][0]
+        offset = query(stack, "SELECT coalesce(max(position), 0) FROM stratus_relay_offsets")[0][0]
+        if offset >= head:
+            break
+        time.sleep(0.3)
+    assert offset >= head, f"the relay stopped at {offset} of {head}"
+    for consumer, types in TRACKED.items():
+        gaps: list[asyncpg.Record] = []
+        while time.monotonic() < deadline + CONVERGE:
+            gaps = query(stack, GAPS, consumer, list(types), head)
+            if not gaps:
+                break
+            time.sleep(0.5)
+        assert not gaps, f"{consumer}: events not handled: {[tuple(g) for g in gaps][:10]}"
+    dead = query(stack, "SELECT consumer, position, reason FROM stratus_dead_letters")
+    assert not dead, [tuple(d) for d in dead]
+
+
+# --------------------------------------------------------------------------- faults
+
+
+def kill(stack: Stack, component: str) -> None:
+    stack.kill_component(component)
+
+
+def kill_leader(lease: str) -> Callable[[Stack], None]:
+    def fault(stack: Stack) -> None:
+        kill(stack, component_of(stack, leader_pid(stack, lease)))
+
+    return fault
+
+
+def stop_longer_than_lease(stack: Stack) -> None:
+    pid = leader_pid(stack, "prober")
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        deadline = time.monotonic() + 4 * LEASE_TTL + 5
+        while time.monotonic() < deadline:  # the standby takes over while it is stopped
+            if leader_pid(stack, "prober") != pid:
+                break
+            time.sleep(0.2)
+        assert leader_pid(stack, "prober") != pid, "the standby prober did not take over"
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def restart_nats(stack: Stack) -> None:
+    kill(stack, "nats")
+
+
+def wipe_nats(stack: Stack) -> None:
+    """nats-server loses its store: killed, its directory removed, restarted empty."""
+    import shutil
+
+    pid = stack.component_pid("nats")
+    os.kill(pid, signal.SIGSTOP)  # hold it while its store goes
+    shutil.rmtree(Path(stack.home) / "nats", ignore_errors=True)
+    os.kill(pid, signal.SIGCONT)
+    kill(stack, "nats")
+
+
+def freeze_control_plane(stack: Stack) -> None:
+    """Everything but the routers stopped for 6 s: the endpoint must keep answering."""
+    names = [n for n in stack.supervisor_state()["components"] if not n.startswith(("router", "postgres"))]
+    pids = [stack.component_pid(n) for n in names]
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    time.sleep(6)  # the fault's duration itself, not a synchronisation
+    for pid in pids:
+        os.kill(pid, signal.SIGCONT)
+
+
+CASES: list[tuple[str, Callable[[Stack], None]]] = [
+    ("api-1", lambda s: kill(s, "api-1")),
+    ("scheduler-1", lambda s: kill(s, "scheduler-1")),
+    ("provisioner-1", lambda s: kill(s, "provisioner-1")),
+    ("provisioner-2", lambda s: kill(s, "provisioner-2")),
+    ("prober-leader", kill_leader("prober")),
+    ("autoscaler-1", lambda s: kill(s, "autoscaler-1")),
+    ("router-1", lambda s: kill(s, "router-1")),
+    ("relay-leader", kill_leader("relay:default")),
+    ("prober-sigstop", stop_longer_than_lease),
+    ("nats-restart", restart_nats),
+    ("nats-store-lost", wipe_nats),
+    ("control-plane-frozen", freeze_control_plane),
+]
+
+
+@pytest.fixture(scope="module")
+def deployed(ha_stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    tmp = tmp_path_factory.mktemp("fm")
+    workdir = site(tmp, "site", "fault-matrix")
+    spec = service_yaml(tmp / "fm.yaml", workdir, replicas=2, initial_delay=20)
+    r = ha_stack.cli("up", str(spec), "-n", NAME, "-y", "--detach", timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    svc = ha_stack.wait(NAME, settled(2), timeout=120, what="2 READY replicas")
+    return {"tmp": tmp, "workdir": workdir, "endpoint": svc["endpoint"], "replicas": 2}
+
+
+@pytest.mark.parametrize("fault", [f for _, f in CASES], ids=[n for n, _ in CASES])
+def test_fault(
+    ha_stack: Stack, deployed: dict[str, Any], fault: Callable[[Stack], None], request: pytest.FixtureRequest
+) -> None:
+    want = 3 if deployed["replicas"] == 2 else 2
+    spec = service_yaml(
+        deployed["tmp"] / f"fm-{want}.yaml", deployed["workdir"], replicas=want, initial_delay=20
+    )
+    with Traffic(f"http://{deployed['endpoint']}/") as traffic:
+        fault(ha_stack)
+        started = time.monotonic()
+        # Through the second API instance: the first may be the one just killed.
+        r = ha_stack.cli("--api-url", second_api(ha_stack), "update", NAME, str(spec), "-y", timeout=60)
+        assert r.returncode == 0, r.stdout + r.stderr
+        ha_stack.wait(NAME, settled(want), timeout=CONVERGE + 30, what=f"{want} READY replicas")
+        took = time.monotonic() - started
+    deployed["replicas"] = want
+    assert took <= CONVERGE + 15, f"converged in {took:.1f}s"  # the update's own rollout included
+    assert traffic.ok > 0 and not traffic.failures, (traffic.ok, traffic.failures[:5])
+    print(
+        f"\nfault-matrix {request.node.callspec.id}: {want} READY in {took:.1f}s after the fault;"
+        f" {traffic.ok} requests answered, {traffic.retried} retried on a new connection"
+    )
+    check_invariants(ha_stack)
+    check_nothing_lost(ha_stack)
