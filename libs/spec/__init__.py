@@ -6,6 +6,8 @@
     spec_from_dict(d)                              -> ServiceSpec (strict: must be valid)
     decode_recorded_spec(d)                        -> ServiceSpec (lenient: a recorded event's spec)
     parse_env_overrides(["K=V", ...])              -> dict
+    parse_env_file(text)                           -> dict   (a dotenv file, ``--env-file``)
+    apply_overrides(text, resources=..., secrets=...) -> text (``--cloud``, ``--gpus``, ``--secret``)
 
 Every failure is a ``SpecError`` (see ``errors``) listing all problems by field path.
 """
@@ -13,7 +15,7 @@ Every failure is a ``SpecError`` (see ``errors``) listing all problems by field 
 from __future__ import annotations
 
 from .codec import spec_from_dict, spec_to_dict
-from .envs import parse_env_overrides
+from .envs import parse_env_file, parse_env_overrides
 from .errors import (
     EnvOverrideError,
     Issue,
@@ -23,7 +25,8 @@ from .errors import (
     SpecValidationError,
 )
 from .model import ReadinessProbe, ResourceCandidate, Resources, ServiceSection, ServiceSpec, Tls
-from .parse import load_spec, load_spec_file
+from .overrides import apply_overrides
+from .parse import load_spec, load_spec_file, read_spec_text
 from .recorded import decode_recorded_spec
 from .summary import describe_resources, describe_service
 
@@ -40,12 +43,15 @@ __all__ = [
     "SpecSyntaxError",
     "SpecValidationError",
     "Tls",
+    "apply_overrides",
     "decode_recorded_spec",
     "describe_resources",
     "describe_service",
     "load_spec",
     "load_spec_file",
+    "parse_env_file",
     "parse_env_overrides",
+    "read_spec_text",
     "spec_from_dict",
     "spec_to_dict",
 ]

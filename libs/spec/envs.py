@@ -54,6 +54,31 @@ def parse_env_overrides(items: Iterable[str]) -> dict[str, str]:
     return out
 
 
+def parse_env_file(text: str, source: str = "<env file>") -> dict[str, str]:
+    """A dotenv file, as SkyPilot's ``--env-file`` reads it: ``KEY=VALUE`` lines, ``#``
+    comments, an optional ``export``, values optionally in single or double quotes."""
+    out: dict[str, str] = {}
+    problems: list[Issue] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        line = line.removeprefix("export ").lstrip()
+        key, sep, value = line.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not ENV_NAME.match(key):
+            problems.append(Issue(f"line {number}", f"expected KEY=VALUE, got {raw.strip()[:40]!r}"))
+            continue
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        elif " #" in value:
+            value = value.split(" #", 1)[0].rstrip()
+        out[key] = value
+    if problems:
+        raise EnvOverrideError(problems, source=source)
+    return out
+
+
 def parse_env_map(value: object, path: str, issues: Issues) -> dict[str, str | None]:
     if value is None:
         return {}

@@ -57,6 +57,11 @@ def load_spec(
 def load_spec_file(
     path: str | os.PathLike[str], env_overrides: Mapping[str, str] | None = None
 ) -> ServiceSpec:
+    return load_spec(read_spec_text(path), env_overrides=env_overrides, source=os.fspath(path))
+
+
+def read_spec_text(path: str | os.PathLike[str]) -> str:
+    """A YAML file's text; a ``SpecFileError`` says why it cannot be read."""
     source = os.fspath(path)
     try:
         with open(source, encoding="utf-8") as f:
@@ -69,7 +74,7 @@ def load_spec_file(
         raise SpecFileError([Issue("", f"is not UTF-8 text: {exc.reason}")], source=source) from exc
     except OSError as exc:
         raise SpecFileError([Issue("", f"cannot be read: {exc.strerror}")], source=source) from exc
-    return load_spec(text, env_overrides=env_overrides, source=source)
+    return text
 
 
 def _build(data: Mapping[Any, Any], overrides: Mapping[str, str], issues: Issues) -> ServiceSpec:

@@ -115,7 +115,7 @@ def test_rolling_update_under_traffic(ustack: Stack, tmp_path: Path) -> None:
     load = Load(f"{url}/", rate=10, seconds=90).start()
     time.sleep(1)
     t0 = time.monotonic()
-    r = stack.cli("update", "roll", str(v2), "--mode", "rolling", "-y", check=True)
+    r = stack.cli("update", "roll", str(v2), "--mode", "rolling", "-y", "--async", check=True)
     assert "version 2 requested (rolling)" in r.stdout, r.stdout
     mixed: list[list[int]] = []
 
@@ -207,7 +207,7 @@ def test_blue_green_update_switches_when_ready(ustack: Stack, tmp_path: Path) ->
     load = Load(f"{url}/", rate=10, seconds=90).start()
     time.sleep(1)
     t0, asked = time.monotonic(), time.time()
-    stack.cli("update", "bg", str(v2), "--mode", "blue_green", "-y", check=True)
+    stack.cli("update", "bg", str(v2), "--mode", "blue_green", "-y", "--async", check=True)
     seen_waiting = []
 
     def done(s: dict[str, Any]) -> bool:
@@ -283,7 +283,7 @@ def test_broken_update_keeps_the_old_version_serving(ustack: Stack, tmp_path: Pa
     load = Load(url, rate=8, seconds=120).start()
     try:
         t0 = time.monotonic()
-        stack.cli("update", "broken", str(v2), "--mode", "rolling", "-y", check=True)
+        stack.cli("update", "broken", str(v2), "--mode", "rolling", "-y", "--async", check=True)
         svc = stack.wait(
             "broken",
             lambda s: "version 2 failed" in (s["status_reason"] or ""),
@@ -302,7 +302,7 @@ def test_broken_update_keeps_the_old_version_serving(ustack: Stack, tmp_path: Pa
         assert {r["replica_id"] for r in ready(svc, 1)} == old
 
         t0 = time.monotonic()
-        stack.cli("update", "broken", str(v3), "--mode", "blue_green", "-y", check=True)
+        stack.cli("update", "broken", str(v3), "--mode", "blue_green", "-y", "--async", check=True)
         svc = stack.wait(
             "broken",
             lambda s: "version 3 failed" in (s["status_reason"] or ""),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import time
 from datetime import UTC, datetime
@@ -14,18 +15,23 @@ import typer
 from .. import render
 from ..cli_keys import tls_pems
 from ..client import ApiRequestError, StratusClient
-from .common import (
-    EnvOpt,
-    YesOpt,
-    api_errors,
-    default_name,
-    fail,
-    read_spec,
-    resolve_env,
-    sentence,
-    show_plan,
-    state_of,
+from .common import EnvOpt, YesOpt, api_errors, default_name, fail, sentence, show_plan, state_of
+from .overrides import (
+    AsyncOpt,
+    CloudOpt,
+    CpusOpt,
+    EnvFileOpt,
+    GpusOpt,
+    MemoryOpt,
+    PortsOpt,
+    RegionOpt,
+    SecretOpt,
+    SpotOpt,
+    TaskOverrides,
+    ZoneOpt,
+    prepare,
 )
+from .waiting import wait_for_version
 
 FAILED_SERVICE_STATUSES = frozenset({"FAILED", "FAILED_CLEANUP", "TERMINATED", "SHUTTING_DOWN"})
 
@@ -45,6 +51,17 @@ def up(
         ),
     ] = None,
     env: EnvOpt = None,
+    cloud: CloudOpt = None,
+    region: RegionOpt = None,
+    zone: ZoneOpt = None,
+    gpus: GpusOpt = None,
+    cpus: CpusOpt = None,
+    memory: MemoryOpt = None,
+    use_spot: SpotOpt = None,
+    ports: PortsOpt = None,
+    env_file: EnvFileOpt = None,
+    secret: SecretOpt = None,
+    async_: AsyncOpt = False,
     yes: YesOpt = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the endpoint to be READY.")] = 1800.0,
     detach: Annotated[bool, typer.Option("--detach", help="Do not wait for READY.")] = False,
@@ -55,8 +72,9 @@ def up(
     as_json: Annotated[bool, typer.Option("--json", help="With --dry-run: print the plan as JSON.")] = False,
 ) -> None:
     """Deploy a service: show the plan, then follow it until its endpoint is READY or it failed."""
-    overrides = resolve_env(env)
-    text, yaml_name = read_spec(file, overrides)
+    task = TaskOverrides(cloud, region, zone, gpus, cpus, memory, use_spot, ports, env, env_file, secret)
+    text, yaml_name, overrides = prepare(file, task)
+    detach = detach or async_
     tls = tls_pems(file, text, overrides)  # service.tls files are read here, not by the API
     name = service_name or yaml_name or default_name(file)
     with api_errors(), state_of(ctx).client() as client:
@@ -125,11 +143,25 @@ def update(
         ),
     ] = UpdateMode.rolling,
     env: EnvOpt = None,
+    cloud: CloudOpt = None,
+    region: RegionOpt = None,
+    zone: ZoneOpt = None,
+    gpus: GpusOpt = None,
+    cpus: CpusOpt = None,
+    memory: MemoryOpt = None,
+    use_spot: SpotOpt = None,
+    ports: PortsOpt = None,
+    env_file: EnvFileOpt = None,
+    secret: SecretOpt = None,
+    async_: AsyncOpt = False,
     yes: YesOpt = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the new version.")] = 1800.0,
+    poll_interval: Annotated[float, typer.Option(hidden=True)] = 1.0,
 ) -> None:
-    """Update a service to a new version of its YAML."""
-    overrides = resolve_env(env)
-    text, _ = read_spec(file, overrides)
+    """Update a service to a new version of its YAML, then follow it until that version serves
+    (--async: return once requested)."""
+    task = TaskOverrides(cloud, region, zone, gpus, cpus, memory, use_spot, ports, env, env_file, secret)
+    text, _, overrides = prepare(file, task)
     tls = tls_pems(file, text, overrides)
     with api_errors(), state_of(ctx).client() as client:
         plan = client.update_service(
@@ -141,10 +173,11 @@ def update(
         plan = client.update_service(
             service_name, yaml_text=text, env=overrides, mode=mode.value, dry_run=False, tls=tls
         )
-        typer.echo(
-            f"Update of {service_name!r} to version {plan['version']} requested ({mode.value}). "
-            f"`stratus status {service_name}` shows its progress."
-        )
+        typer.echo(f"Update of {service_name!r} to version {plan['version']} requested ({mode.value}).")
+        if async_:
+            typer.echo(f"Follow it with `stratus status {service_name}`.")
+            return
+        wait_for_version(client, service_name, plan["version"], timeout=timeout, poll_interval=poll_interval)
 
 
 def status(
@@ -152,7 +185,9 @@ def status(
     service_names: Annotated[
         list[str] | None, typer.Argument(help="Services to show (default: all).")
     ] = None,
-    endpoint: Annotated[bool, typer.Option("--endpoint", help="Print only the service's endpoint.")] = False,
+    endpoint: Annotated[
+        bool, typer.Option("--endpoint", help="Print only the service's endpoint (--endpoint [PORT] NAME).")
+    ] = False,
     verbose: Annotated[
         bool, typer.Option("-v", "--verbose", help="Also policy, scaling and versions.")
     ] = False,
@@ -161,14 +196,21 @@ def status(
 ) -> None:
     """Show services and their replicas (as `sky serve status`)."""
     names = list(service_names or [])
+    port = None
+    if endpoint and len(names) == 2 and names[0].isdigit():  # the docs' `--endpoint PORT NAME`
+        port, names = int(names[0]), names[1:]
     if endpoint and len(names) != 1:
-        fail("--endpoint needs exactly one service name: stratus status --endpoint NAME")
+        fail("--endpoint needs exactly one service name: stratus status --endpoint [PORT] NAME")
     with api_errors(), state_of(ctx).client() as client:
         if endpoint:
             svc = client.get_service(names[0])
             if not svc.get("endpoint"):
                 fail(f"service {names[0]!r} has no endpoint yet (status {svc['status']})")
-            typer.echo(render.endpoint_text(svc["endpoint"], tls=render.is_tls(svc)))
+            shown = render.endpoint_text(svc["endpoint"], tls=render.is_tls(svc))
+            served = (svc.get("spec") or {}).get("service", {}).get("ports")
+            if port is not None and port != served:
+                fail(f"service {names[0]!r} serves its replicas' port {served} only (service.ports): {shown}")
+            typer.echo(shown)
             return
         listing = client.list_services(names or None, include_terminated=all_)
     services: list[dict[str, Any]] = listing["services"]
@@ -185,7 +227,9 @@ def status(
 
 def down(
     ctx: typer.Context,
-    service_names: Annotated[list[str] | None, typer.Argument(help="Services to tear down.")] = None,
+    service_names: Annotated[
+        list[str] | None, typer.Argument(help="Services (or glob patterns, e.g. 'llm-*') to tear down.")
+    ] = None,
     all_: Annotated[bool, typer.Option("-a", "--all", help="Tear down every service.")] = False,
     purge: Annotated[
         bool, typer.Option("-p", "--purge", help="Forget services or replicas even if their cleanup failed.")
@@ -217,6 +261,13 @@ def down(
             if not names:
                 typer.echo("No service to terminate.")
                 return
+        elif any(_is_glob(n) for n in names):  # `down 'llm-*'`, as sky serve down
+            known = [s["name"] for s in client.list_services()["services"]]
+            matched = {n: [k for k in known if fnmatch.fnmatchcase(k, n)] for n in names}
+            missing = [n for n, hits in matched.items() if not hits]
+            if missing:
+                fail("; ".join(f"no service matches {n!r}" for n in missing) + "; nothing was torn down")
+            names = sorted({k for hits in matched.values() for k in hits})
         else:
             found = {s["name"] for s in client.list_services(names)["services"]}
             missing = [n for n in names if n not in found]
@@ -239,6 +290,10 @@ def down(
                 errors += 1
     if errors:
         raise typer.Exit(1)
+
+
+def _is_glob(name: str) -> bool:
+    return any(c in name for c in "*?[")
 
 
 def register(app: typer.Typer) -> None:
