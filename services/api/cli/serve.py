@@ -113,7 +113,7 @@ def wait_until_ready(client: StratusClient, name: str, *, timeout: float, poll_i
                 typer.echo(line)
                 last = line
             if status == "READY" and svc.get("endpoint"):
-                typer.echo(f"Service {name!r} is READY.\nEndpoint: {svc['endpoint']}")
+                typer.echo(f"Service {name!r} is READY.\nEndpoint: {render.endpoint_url(svc)}")
                 return
             if status in FAILED_SERVICE_STATUSES:
                 fail(

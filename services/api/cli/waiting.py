@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 
+from .. import render
 from ..client import StratusClient
 from .common import fail
 
@@ -45,7 +46,8 @@ def wait_for_version(
                 typer.echo(line)
                 last = line
             if done:
-                typer.echo(f"Service {name!r} serves version {version}.\nEndpoint: {svc.get('endpoint')}")
+                endpoint = render.endpoint_url(svc)
+                typer.echo(f"Service {name!r} serves version {version}.\nEndpoint: {endpoint}")
                 return
             if svc["status"] in STOPPED or f"version {version} failed" in reason:
                 fail(
