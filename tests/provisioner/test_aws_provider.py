@@ -307,7 +307,7 @@ async def test_an_unreachable_endpoint_is_transient_and_bad_placements_are_named
     with pytest.raises(TransientError, match="cannot reach"):
         await dead.launch(placement(), task(svc))
     live = make_provider(aws)
-    with pytest.raises(LaunchError, match="not a zone of us-east-1"):
+    with pytest.raises(CapacityError, match="not a zone of us-east-1"):
         await live.launch(placement("usw2-az9"), task(svc))
     with pytest.raises(LaunchError, match="needs a region"):
         await live.launch(Placement(cloud="aws", region="local", instance_type="g5.xlarge"), task(svc))

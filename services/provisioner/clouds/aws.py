@@ -47,7 +47,7 @@ from .aws_requests import (
 )
 from .aws_states import instance_status
 from .base import CloudCheck, Instance, InstanceState, InstanceStatus, LaunchTask, Provider
-from .errors import InstanceNotFound, LaunchError, ProviderError
+from .errors import CapacityError, InstanceNotFound, LaunchError, ProviderError
 from .images import aws_default_image
 from .startup import DEFAULT_LOG_PORT, encode_user_data, render_startup_script
 
@@ -129,8 +129,11 @@ class AwsProvider(Provider):
         try:
             return self._zones[region][zone]
         except KeyError:
-            raise LaunchError(
-                f"zone {zone!r} is not a zone of {region} (known: {sorted(self._zones[region])})"
+            # Not offered to this account (e.g. a Local Zone it has not opted in to): a capacity
+            # failure, so the scheduler blocks this location and fails over, not a permanent error.
+            raise CapacityError(
+                f"zone {zone!r} is not a zone of {region} this account can use "
+                f"(known: {sorted(self._zones[region])}; Local Zones need an opt-in)"
             ) from None
 
     async def _image(self, region: str, task: LaunchTask) -> Image:

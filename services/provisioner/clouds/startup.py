@@ -15,8 +15,9 @@
    STRATUS_* twins, their output appended to ``$STRATUS_ROOT/replica.log``; ``status`` says
    ``setup``, ``running`` or ``exited <code>``.
 
-The control plane reads the log with the log token ``libs.bootstrap.log_token`` derives (the API
-and provisioner share the key; nothing stores it). Inline files are bounded by the cloud's
+The control plane reads the log with the replica's log token: random per launch, stored
+encrypted under the service's data key (``libs.bootstrap.log_token_for``), handed to the VM only
+in the bootstrap answer. Inline files are bounded by the cloud's
 user-data limit (``USER_DATA_LIMITS``): too big is a ``LaunchError`` naming the limit.
 """
 
