@@ -197,6 +197,8 @@ class StatusReport(NamedTuple):
 CONTROLLER_INIT = "CONTROLLER_INIT"
 REPLICA_INIT = "REPLICA_INIT"
 NO_REPLICA = "NO_REPLICA"
+# In a FAILED service's reason when it no longer launches (the CLI stops waiting on it).
+GAVE_UP = "stopped launching"
 
 
 def _last_failure(service: ServiceState, version: int | None = None) -> str:
@@ -218,10 +220,16 @@ def service_status(
     READY               a READY replica of a version that receives traffic
     FAILED              no version may launch: the latest gave up after
                         ``max_consecutive_failures`` failures without ever being READY
+                        (the reason says ``stopped launching``, ``GAVE_UP``)
     CONTROLLER_INIT     no endpoint assigned yet
+    FAILED              SkyServe's rule: a replica failed and none is READY; the reason says
+                        what Stratus does about it (retrying, what is starting)
     REPLICA_INIT        some replica is alive (PENDING..NOT_READY)
-    NO_REPLICA          nothing alive (scaled to zero, or waiting to retry)
+    NO_REPLICA          nothing alive (scaled to zero, or waiting to launch)
     ==================  ===================================================================
+
+    SkyServe's CONTROLLER_FAILED (its controller or load-balancer process died) has no
+    counterpart: Stratus's components serve every service and are restarted independently.
     """
     replicas = sorted(service.replicas.values(), key=lambda r: r.replica_id)
     statuses = [(r, replica_status(r)) for r in replicas]
@@ -264,7 +272,7 @@ def service_status(
         return StatusReport(
             FAILED,
             f"{last.failure_reason}; {last.consecutive_failures} consecutive failures and no replica ever "
-            "READY, stopped launching (fix the spec and `stratus update`, or `stratus down`)",
+            f"READY, {GAVE_UP} (fix the spec and `stratus update`, or `stratus down`)",
         )
     if service.endpoint is None:
         return StatusReport(CONTROLLER_INIT, "waiting for a router to assign the endpoint")
@@ -273,11 +281,17 @@ def service_status(
     info = service.versions.get(version)
     if failure and info is not None and info.consecutive_failures + info.retry_failures > 0:
         notes.append(f"last failure: {failure} (retrying)")
+    counts: dict[str, int] = {}
+    for _, s in alive_statuses:
+        counts[s] = counts.get(s, 0) + 1
+    summary = ", ".join(f"{n} {s}" for s, n in counts.items())
+    failed = [r for r, s in statuses if s in FAILED_STATUSES]
+    if failed:  # SkyServe: at least one replica failed and none is READY
+        doing = f"retrying ({summary})" if summary else "retrying"
+        head = f"{len(failed)} replica(s) failed, none READY; last: {describe_failure(failed[-1])}; {doing}"
+        kept = [n for n in notes if not n.startswith("last failure")]  # already in head
+        return StatusReport(FAILED, "; ".join([head, *kept]))
     if alive_statuses:
-        counts: dict[str, int] = {}
-        for _, s in alive_statuses:
-            counts[s] = counts.get(s, 0) + 1
-        summary = ", ".join(f"{n} {s}" for s, n in counts.items())
         return StatusReport(REPLICA_INIT, "; ".join([f"0 of {target} replicas READY ({summary})", *notes]))
     if target == 0:
         return StatusReport(NO_REPLICA, "; ".join(["scaled to zero; the next request scales it up", *notes]))

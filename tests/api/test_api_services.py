@@ -155,7 +155,8 @@ async def test_invalid_spec_is_422_naming_each_field(api: Api) -> None:
     assert r.status_code == 422 and "invalid YAML" in r.json()["message"]
 
     r = await api.http.post(
-        "/v1/services", json={"name": "bad", "spec": {"service": {"replicas": 1}, "run": "x"}}
+        "/v1/services",
+        json={"name": "bad", "spec": {"service": {"replicas": 1, "readiness_probe": "health"}, "run": "x"}},
     )
     assert r.status_code == 422
     assert {i["field"] for i in r.json()["issues"]} >= {"service.readiness_probe", "resources.ports"}

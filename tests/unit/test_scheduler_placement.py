@@ -119,7 +119,7 @@ def test_all_blocked_waits_with_a_reason_then_retries_after_the_block() -> None:
     # Recorded, the reason shows in the service status, and is not recorded twice.
     folded = fold_events([(to_event(NAME, wait), NOW)], FleetState(services={NAME: svc})).services[NAME]
     status = service_status(folded)
-    assert status.status == "NO_REPLICA" and "cannot place a replica: every offer (3) failed" in status.reason
+    assert status.status == "FAILED" and "cannot place a replica: every offer (3) failed" in status.reason
     assert plan(folded, NOW + 1, CONFIG, ALL) == []
     # The first block (replica 1's failure, recorded at t=12 by the builder) ends at 612.
     assert wait.retry_at == 612.0

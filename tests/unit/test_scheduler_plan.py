@@ -237,7 +237,9 @@ def test_gave_up_until_update() -> None:
     # `stratus update` with a fixed spec: the new version launches (failures were version 1's).
     fixed = build(spec(1), FAILS, extra=_done(1, 2, 3), updates=[(2, "rolling", spec(1))])
     assert summary(plan(fixed, NOW, NO_BACKOFF)) == [("S", 4, 2, False)]
-    assert service_status(fixed).status == "NO_REPLICA"
+    # Version 1's failed replicas are still shown, none READY: SkyServe's FAILED, no longer given up.
+    fixed_status = service_status(fixed)
+    assert fixed_status.status == "FAILED" and "stopped launching" not in fixed_status.reason
 
 
 def test_to_event_round_trip() -> None:

@@ -12,6 +12,8 @@ from typing import Annotated, Any
 
 import typer
 
+from libs.fleet.status import GAVE_UP
+
 from .. import render
 from ..cli_keys import tls_pems
 from ..client import ApiRequestError, StratusClient
@@ -115,7 +117,8 @@ def wait_until_ready(client: StratusClient, name: str, *, timeout: float, poll_i
             if status == "READY" and svc.get("endpoint"):
                 typer.echo(f"Service {name!r} is READY.\nEndpoint: {render.endpoint_url(svc)}")
                 return
-            if status in FAILED_SERVICE_STATUSES:
+            # SkyServe's FAILED also covers a failure Stratus is retrying: wait unless it gave up.
+            if status in FAILED_SERVICE_STATUSES and (status != "FAILED" or GAVE_UP in reason):
                 fail(
                     f"service {name!r} is {status}: {reason or 'no reason recorded'}\n"
                     f"hint: `stratus status {name} -v` and `stratus logs {name} REPLICA_ID` show more"
