@@ -74,12 +74,15 @@ def render_why(body: dict[str, Any]) -> str:
     lines += [_event_line(e) for e in body["history"]]
     lines.append("")
     lines.append("Caused by (newest first):")
-    lines += [_event_line(e) for e in body["chain"]]
+    for i, e in enumerate(body["chain"]):
+        lines.append(_event_line(e))
+        if i == body.get("inferred_after"):
+            lines.append("  (no recorded cause: a periodic resync; below: the last change of intent)")
     if body.get("root_request_id"):
         who = f" by {body['principal']}" if body.get("principal") else ""
         lines.append(f"  <- API request {body['root_request_id']}{who}")
     else:
-        lines.append("  <- (no recorded request: a periodic resync or an event from before causation ids)")
+        lines.append("  <- (no recorded request: an event from before causation ids)")
     return "\n".join(lines)
 
 

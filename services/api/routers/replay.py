@@ -9,6 +9,7 @@ autoscaler's target and its last decision.
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Annotated
 
@@ -50,6 +51,11 @@ class WhyOut(BaseModel):
         description="The API request at the root of the chain (its causation id), if it came from one."
     )
     principal: str | None = Field(description="Who made that request (the API token's label).")
+    inferred_after: int | None = Field(
+        default=None,
+        description="Set when chain[i] recorded no cause (a reconcile run by a periodic resync): "
+        "chain[i + 1] is then the service's last change of intent before it, not a recorded cause.",
+    )
 
 
 async def replay_state(
@@ -71,6 +77,23 @@ async def replay_state(
     if last:
         when = await store.pool.fetchval("SELECT occurred_at FROM stratus_events WHERE position = $1", last)
     return state, last, when
+
+
+# What makes a reconciler add or replace replicas: the user's intent, the autoscaler's decisions,
+# and the loss of a replica.
+INTENT_TYPES = [
+    "ServiceRequested", "ServiceUpdateRequested", "ScaleDecided", "Preempted", "ReplicaFailed",
+    "ReplicaProcessExited", "ReplicaTerminationRequested",
+]  # fmt: skip
+
+
+async def _last_intent(deps: ApiDeps, service: str, before: int) -> uuid.UUID | None:
+    found: uuid.UUID | None = await deps.store.pool.fetchval(
+        "SELECT event_id FROM stratus_events WHERE position < $1 AND event_type = ANY($2::text[])"
+        " AND payload->>'service' = $3 ORDER BY position DESC LIMIT 1",
+        before, INTENT_TYPES, service,
+    )  # fmt: skip
+    return found
 
 
 def _chain_out(chain: list[RecordedEvent]) -> tuple[list[EventOut], str | None, str | None]:
@@ -125,10 +148,18 @@ def build(deps: ApiDeps) -> APIRouter:
             commands.find_replica(svc, replica_id)  # raises the helpful 404
             raise NotFound(f"replica {replica_id} of {name!r} has no recorded events")
         chain = await causation_chain(deps.store, history[0].event_id)
+        inferred_after = None
+        if chain and chain[-1].causation_id is None:
+            # A level-triggered reconcile run by a periodic resync records no cause: the replica
+            # exists because of the last change of intent before it. Say so, and walk on from it.
+            intent = await _last_intent(deps, name, chain[-1].position)
+            if intent is not None:
+                inferred_after = len(chain) - 1
+                chain += await causation_chain(deps.store, intent)
         outs, request, principal = _chain_out(chain)
         return WhyOut(
             service=name, replica_id=replica_id, history=[event_out(r) for r in history], chain=outs,
-            root_request_id=request, principal=principal,
+            root_request_id=request, principal=principal, inferred_after=inferred_after,
         )  # fmt: skip
 
     return router
