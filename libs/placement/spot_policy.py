@@ -8,20 +8,24 @@ and its replicas (where they run, when they became READY). No trace, no future.
 Policies (``SchedulerConfig.spot_policy``):
 
 ``stratus`` (the default)
-    Zones: spread first (fewest of our spot replicas), then the zone with the lowest
-    *recent trouble* (preemptions and capacity failures, each weighing
-    ``exp(-age / zone_memory)``), a zone that failed within ``cooldown`` seconds is avoided
-    while some other zone has not. Counts: spot ``min_replicas + num_overprovision`` (the
-    buffer absorbs one preemption without losing availability); on-demand covers only the
-    READY deficit below ``min_replicas`` (not the missing buffer, as SkyServe does), is
-    started one replica early while the zones are *troubled* (a failure within
-    ``hedge_seconds``), and is kept until spot has been back to ``min_replicas`` READY for
-    ``od_hold_seconds`` (dropped late, so a flapping zone does not relaunch it each time).
+    Zones: the lowest score wins, a zone that failed within ``cooldown`` seconds being avoided
+    while another has not; the score is the zone's recent trouble (each preemption or
+    capacity failure weighs ``exp(-age / zone_memory)``) plus ``spread_weight`` per spot
+    replica of ours already there (spread, against correlated preemptions, but a zone that
+    keeps failing loses to a full one). Counts: the ``num_overprovision`` spot buffer only
+    while *troubled* (starting up, or a preemption within ``trouble_seconds``), so a calm
+    service runs just ``min_replicas`` spot; on-demand covers the READY deficit below
+    ``min_replicas`` at once (spot already starting in a zone without a failure within
+    ``clean_seconds`` counts as coming), and, while troubled, the buffer not READY too unless
+    spot launches into quiet zones are about to cover it (``hedge_on_demand``); on-demand is
+    dropped as soon as spot covers ``min_replicas`` again (after ``od_hold_seconds``).
+    Measured with ``python -m bench.spot`` (bench/spot/README.md).
 
 ``skyserve``
-    SkyServe's SpotHedge (SkyPilot's ``DynamicFallbackSpotPlacer``): zones that lost a
-    replica (preempted or failed launch) are *preemptive* and skipped until fewer than two
-    zones are left active, then all are active again; each replica goes to a (pseudo-)random
+    SkyServe's SpotHedge as PROTOCOL.md describes it: zones that lost a replica (preempted
+    or failed launch) are *preemptive* and skipped until no zone is left active, then all are
+    active again (resetting already below two active zones, as SkyPilot's placer reads, puts
+    the AWS1 cost at 0.68 instead of the paper's 0.514); each replica goes to a (pseudo-)random
     active zone holding none of our replicas, else any active zone. Counts: SkyServe's own
     ``split_spot_on_demand`` (``num_overprovision`` spot buffer, on-demand for every wanted
     spot replica not READY).
@@ -44,16 +48,16 @@ from libs.events.types import Placement
 from libs.fleet.policy import ResourceRequest
 from libs.fleet.state import ServiceState, ZoneEvent
 
+from .choose import DYNAMIC_FALLBACK
 from .match import matches
 
-DYNAMIC_FALLBACK = "dynamic_fallback"  # the spec's spot_placer these policies implement
 STRATUS = "stratus"
 SKYSERVE = "skyserve"
 ROUND_ROBIN = "round_robin"
 SPOT_POLICIES = (STRATUS, SKYSERVE, ROUND_ROBIN)
 DEFAULT_SPOT_POLICY = STRATUS
 FAILURE_KINDS = ("preempted", "capacity")
-# SkyServe resets every zone to active when fewer than this many are left.
+# SpotHedge resets every zone to active when fewer than this many are left (see above).
 SKYSERVE_MIN_ACTIVE_ZONES = 1
 
 ZoneKey = tuple[str, str, str]  # (cloud, region, zone)
@@ -70,6 +74,7 @@ class StratusParams(msgspec.Struct, frozen=True, kw_only=True):
     spread_weight: float = 0.3
     preempted_weight: float = 1.0
     hedge_on_demand: bool = True
+    count_coming: bool = False
 
 
 class ZoneView(msgspec.Struct, frozen=True, kw_only=True):
@@ -192,15 +197,22 @@ def stratus_counts(
         alive += 1
         where = (r.placement.cloud, r.placement.region, r.placement.zone)
         starting += r.launched_at is not None and now - failed_at.get(where, -math.inf) > p.clean_seconds
-    # The spot replicas about to be launched go to quiet zones first: count on them too.
-    coming = min(max(0, spot - alive), len(quiet))
-    want = max(0, serving - ready_spot - starting - coming)
+    # The spot replicas about to be launched go to quiet zones first: count on them too (not at
+    # start-up: no zone has been tried yet, and being late there costs availability at once).
+    coming = 0 if fresh else min(max(0, spot - alive), len(quiet))
+    # Below the need, on-demand starts at once unless spot is already starting; the buffer
+    # counts on the spot launches about to happen too.
+    want = max(0, serving - ready_spot - starting - (coming if p.count_coming else 0))
     if troubled and p.hedge_on_demand and not fresh:
         # Trouble: the buffer not READY is covered by on-demand (SpotHedge's rule) meanwhile.
         want = max(want, min(serving, spot - ready_spot - starting - coming))
     why = f"{ready_spot} of {serving} spot READY, {starting + coming} starting or launched in quiet zones"
     if troubled:
-        why += ", starting up" if last is None else f", spot buffer {buffer}: last preemption {now - last:.0f}s ago"
+        why += (
+            ", starting up"
+            if last is None
+            else f", spot buffer {buffer}: last preemption {now - last:.0f}s ago"
+        )
     if want < on_demand_alive:
         # Drop late: keep what runs until spot has covered the need for od_hold_seconds.
         covered_since = _spot_covered_since(service, serving, now)
@@ -214,9 +226,9 @@ def _spot_covered_since(service: ServiceState, serving: int, now: float) -> floa
     """Since when at least ``serving`` spot replicas have been READY (the ``serving``-th
     oldest ``ready_at`` among READY spot replicas), or None if fewer are READY."""
     times = sorted(
-        (r.ready_at for r in service.replicas.values()
+        r.ready_at for r in service.replicas.values()
          if r.is_spot and r.ready_at is not None and r.not_ready_at is None
-         and r.preempted_at is None and r.termination is None and r.launch_failed is None)
+         and r.preempted_at is None and r.termination is None and r.launch_failed is None
     )  # fmt: skip
     if serving <= 0:
         return now
@@ -232,7 +244,11 @@ def spot_zones(
     usable = {c.lower() for c in clouds}
     out: dict[ZoneKey, None] = {}
     for offer in offers:
-        if offer.cloud in usable and offer.spot_price is not None and any(matches(r, offer) for r in requests):
+        if (
+            offer.cloud in usable
+            and offer.spot_price is not None
+            and any(matches(r, offer) for r in requests)
+        ):
             out.setdefault((offer.cloud, offer.region, offer.zone), None)
     return list(out)
 

@@ -81,11 +81,9 @@ def test_fallback_policies_keep_the_service_up_with_on_demand(name: str) -> None
     # No spot at all: dynamic fallback runs on-demand replicas; availability after cold start.
     r = simulate(trace([0] * 30, [0] * 30), 0, POLICIES[name], ticks=30, target=2, cold_start=4)
     assert r.spot_ticks == 0
-    # skyserve starts on-demand with the first spot launches; stratus counts on the spot
-    # launches into zones that never failed and starts on-demand one tick later, once they did.
-    late = 0 if name == "skyserve" else 1
-    assert r.on_demand_ticks == 2 * 26  # accounted from tick 4: both run by then
-    assert r.available_ticks == 26 - late
+    # Both start on-demand with the first (failing) spot launches: READY from the cold start on.
+    assert r.on_demand_ticks == 2 * 26
+    assert r.available_ticks == 26
 
 
 def test_skyserve_overprovisions_one_spot_and_stratus_drops_it_when_calm() -> None:

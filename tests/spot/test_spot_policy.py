@@ -137,7 +137,8 @@ def test_stratus_spread_weighs_against_trouble() -> None:
 
 def test_stratus_starts_with_the_buffer_then_drops_it_when_calm() -> None:
     fresh = stratus_counts(service([]), ZONES, 3, 1, 0, 0, T0)
-    assert (fresh.spot, fresh.on_demand) == (4, 0)  # nothing known: buffer; spot launches expected to work
+    # Nothing known: the buffer, and on-demand for the need until spot is READY (as SkyServe).
+    assert (fresh.spot, fresh.on_demand) == (4, 3)
     events = running(1, 0, T0) + running(2, 1, T0) + running(3, 2, T0)
     calm = stratus_counts(service(events), ZONES, 3, 1, 3, 0, T0 + 7200)
     assert (calm.spot, calm.on_demand) == (3, 0)
@@ -148,10 +149,14 @@ def test_stratus_after_a_preemption_buffers_and_hedges_with_on_demand() -> None:
     events.append((Preempted(service="s", replica_id=3), T0 + 3000))
     svc = service(events)
     p = StratusParams(trouble_seconds=3600.0, clean_seconds=3600.0)
-    # 2 READY; the 2 missing spot replicas go to quiet zones (0 and 1 never failed): no on-demand.
+    # 2 READY of 3 needed: on-demand for the deficit at once; the buffer's hedge counts on the
+    # spot launches about to go to quiet zones (0 and 1 never failed).
     counts = stratus_counts(svc, ZONES, 3, 1, 2, 0, T0 + 3010, p)
-    assert (counts.spot, counts.on_demand) == (4, 0)
+    assert (counts.spot, counts.on_demand) == (4, 1)
     assert "2 starting or launched in quiet zones" in counts.reason
+    # Counting on them for the deficit too (count_coming): no on-demand.
+    eager = StratusParams(trouble_seconds=3600.0, clean_seconds=3600.0, count_coming=True)
+    assert stratus_counts(svc, ZONES, 3, 1, 2, 0, T0 + 3010, eager).on_demand == 0
     # Every zone failed recently: nothing to count on; on-demand covers the deficit and, in
     # trouble, the buffer too.
     failing = events + [(ReplicaScheduled(service="s", replica_id=9, placement=placement(z)), T0 + 3001 + z)
