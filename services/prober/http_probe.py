@@ -62,7 +62,8 @@ class HttpProber:
     """Keeps one client per transport (TCP, or each unix socket) and closes them all."""
 
     def __init__(self, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self._tcp = httpx.AsyncClient(follow_redirects=False, transport=transport)
+        # Redirects are followed, as SkyServe's probe (requests) does: 302 -> /ready -> 200 is READY.
+        self._tcp = httpx.AsyncClient(follow_redirects=True, transport=transport)
         self._uds: dict[str, httpx.AsyncClient] = {}
 
     def _client_and_base(self, url: str) -> tuple[httpx.AsyncClient, str]:
@@ -71,7 +72,9 @@ class HttpProber:
             path = unquote(parts.netloc)
             client = self._uds.get(path)
             if client is None:
-                client = self._uds[path] = httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=path))
+                client = self._uds[path] = httpx.AsyncClient(
+                    follow_redirects=True, transport=httpx.AsyncHTTPTransport(uds=path)
+                )
             return client, "http://replica"
         return self._tcp, url.rstrip("/")
 

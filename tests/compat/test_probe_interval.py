@@ -23,6 +23,7 @@ from libs.runtime.host import ServiceHost
 from libs.runtime.settings import Settings
 from libs.spec import load_spec, spec_to_dict
 from services.prober.decide import ProbeState, probe_due
+from services.prober.http_probe import HttpProber
 from services.prober.main import build
 
 NEW = ProbeState(service="s", replica_id=1, launched_at=0.0)
@@ -141,3 +142,31 @@ async def test_each_service_is_probed_at_its_own_interval_and_threshold(
     finally:
         host.stop.set()
         await asyncio.wait_for(running, 10)
+
+
+class Redirecting:
+    """``/`` redirects to ``/ready`` (200); ``/loop`` redirects to itself."""
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = (await reader.readuntil(b"\r\n\r\n")).decode()
+        path = head.split(" ", 2)[1]
+        if path == "/ready":
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        else:
+            target = "/loop" if path == "/loop" else "/ready"
+            writer.write(f"HTTP/1.1 302 Found\r\nLocation: {target}\r\nContent-Length: 0\r\n"
+                         "Connection: close\r\n\r\n".encode())  # fmt: skip
+        await writer.drain()
+        writer.close()
+
+
+async def test_probe_follows_redirects_as_skyserve() -> None:
+    server = await asyncio.start_server(Redirecting().handle, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    prober = HttpProber()
+    async with server:
+        ready = await prober.probe(url, ProbePolicy(path="/", timeout_seconds=5))
+        looping = await prober.probe(url, ProbePolicy(path="/loop", timeout_seconds=5))
+    await prober.aclose()
+    assert ready.ok and ready.status_code == 200
+    assert not looping.ok and "redirect" in looping.reason.lower()
