@@ -237,7 +237,7 @@ class EventStore:
     async def read_page(
         self, *, after: int = 0, limit: int = 1000, types: Iterable[str] | None = None,
         until: int | None = None, before_time: datetime | None = None,
-        exclude: Iterable[str] | None = None,
+        exclude: Iterable[str] | None = None, conn: asyncpg.Connection | None = None,
     ) -> Page:  # fmt: skip
         """Like ``read_all``, but rows that cannot be decoded are returned apart, not raised.
 
@@ -246,13 +246,15 @@ class EventStore:
         ``last_position``, so a reader's position moves past the excluded rows too. That is
         exact because positions are handed out in commit order: every position up to the head
         read first is committed, so the page (read second, capped at that head) sees them all.
+        ``conn``: read on this connection instead of the pool's (a tail reads on its own).
         """
+        db: asyncpg.Connection | asyncpg.Pool = conn if conn is not None else self.pool
         clauses = ["position > $1"]
         args: list[Any] = [after]
         head: int | None = None
         excluded = sorted(set(exclude)) if exclude is not None else []
         if excluded:
-            head = await self.last_position()
+            head = int(await db.fetchval("SELECT coalesce(max(position), 0) FROM stratus_events"))
             until = head if until is None else min(until, head)
             args.append(excluded)
             clauses.append(f"NOT (event_type = ANY(${len(args)}::text[]))")
@@ -266,7 +268,7 @@ class EventStore:
             args.append(before_time)
             clauses.append(f"occurred_at <= ${len(args)}")
         args.append(limit)
-        rows = await self.pool.fetch(
+        rows = await db.fetch(
             f"{_SELECT} WHERE {' AND '.join(clauses)} ORDER BY position LIMIT ${len(args)}", *args
         )
         records: list[RecordedEvent] = []
@@ -340,7 +342,9 @@ class EventStore:
                 if lost.is_set() or listener.is_closed():
                     raise StoreUnavailable("the LISTEN connection to Postgres was lost")
                 wake.clear()
-                page = await self.read_page(after=position, limit=batch_size, exclude=exclude)
+                # On the LISTEN connection: a tail never waits for the pool (whose connections may
+                # all be held by transactions that wait for this very tail to advance).
+                page = await self.read_page(after=position, limit=batch_size, exclude=exclude, conn=listener)
                 if page.last_position > position:
                     position = page.last_position
                     yield page

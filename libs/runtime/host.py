@@ -22,8 +22,8 @@ import asyncio
 import dataclasses
 import logging
 import sys
-from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 from nats.aio.client import Client as NATS
@@ -37,7 +37,7 @@ from libs.events.lifecycle import Backoff, install_stop_signals, retry_connect, 
 from libs.events.outcomes import TRANSIENT_ERRORS
 from libs.events.projection import LiveProjection
 from libs.events.redelivery import Redeliverer
-from libs.events.store import EventStore
+from libs.events.store import EventStore, Transaction
 from libs.events.tracking import prune
 from libs.fleet.projection import FLEET
 from libs.fleet.state import FleetState
@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 # between this host and the NATS server (the overlap is de-duplicated by tracking).
 START_MARGIN = timedelta(seconds=60)
 EXIT_PROJECTION_FAILED = 3
+# Advisory lock namespace of ``ServiceHost.exclusive`` (namespaced like libs.events.schema's).
+EXCLUSIVE_LOCK = 0x5354_0030
 
 
 class KeyedLocks:
@@ -215,6 +217,18 @@ class ServiceHost:
         lease = _DeferredLease(self, name or self.name, instance_id(self.name))
         self._tasks.append(lambda: lease.run(self.stop))
         return lease
+
+    @asynccontextmanager
+    async def exclusive(self, key: str, *, wait: float = 10.0) -> AsyncIterator[Transaction]:
+        """A transaction holding ``key``'s lock across every instance of every service (a
+        transaction-scoped advisory lock), entered once the fleet projection includes every event
+        committed before the lock was taken: a decision made inside sees what any other
+        instance decided before, and its appends commit before the next one's look."""
+        async with self.store.transaction() as tx:
+            await tx.conn.execute("SELECT pg_advisory_xact_lock($1::int, hashtext($2))", EXCLUSIVE_LOCK, key)
+            head = await tx.conn.fetchval("SELECT coalesce(max(position), 0) FROM stratus_events")
+            await self.fleet.wait_for(int(head), wait)
+            yield tx
 
     def instance_lease(self) -> Lease:
         """A lease of this instance's own, named by its holder: others see it alive while it

@@ -60,12 +60,20 @@ class Scheduler:
         self.queue.add(rec.event.service)
 
     async def reconcile(self, service: str) -> None:
+        # One reconcile of a service at a time across every scheduler instance, on a projection
+        # that includes what the previous one appended (two would both request a termination).
+        async with self.host.exclusive(f"scheduler:{service}") as tx:
+            last = await self._reconcile(service, tx)
+        if last:
+            await self.host.fleet.wait_for(last, 10.0)
+
+    async def _reconcile(self, service: str, tx: Transaction) -> int:
         svc = self.host.fleet.state.services.get(service)
         if svc is None:
-            return
+            return 0
         actions = plan(svc, time.time(), self.current_config(), self.host.fleet.state.clouds)
         if not actions:
-            return
+            return 0
         batches = []
         for action in actions:
             event = to_event(service, action)
@@ -78,13 +86,13 @@ class Scheduler:
             else:
                 batches.append(StreamAppend(service_stream(service), [event]))
         try:
-            result = await self.host.store.append_batches(batches)
+            result = await tx.append_batches(batches)
         except ConcurrencyConflict as exc:
             # Our projection was behind; it catches up and the queue retries.
             log.info("reconcile %s: %s", service, exc)
             raise
         log.info("%s: %s", service, ", ".join(type(a).__name__ for a in actions))
-        await self.host.fleet.wait_for(result.last_position, 10.0)
+        return result.last_position
 
     async def resync(self) -> None:
         for name, svc in list(self.host.fleet.state.services.items()):

@@ -137,7 +137,7 @@ def settled(want: int) -> Callable[[dict[str, Any]], bool]:
 
 def check_invariants(stack: Stack) -> None:
     events = stack.events(NAME)
-    for kind in ("ReplicaScheduled", "ReplicaLaunched", "ReplicaTerminated"):
+    for kind in ("ReplicaScheduled", "ReplicaLaunched", "ReplicaTerminationRequested", "ReplicaTerminated"):
         counts = Counter(e["data"]["replica_id"] for e in events if e["type"] == kind)
         assert all(n == 1 for n in counts.values()), f"{kind} twice for a replica: {counts}"
     scale = [e for e in events if e["type"] == "ScaleDecided"]
