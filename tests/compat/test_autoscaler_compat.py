@@ -9,14 +9,29 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
+import time
 
+import nats.errors
 import pytest
 from msgspec.structs import replace
 
-from libs.events.types import QpsSampled
+from libs.events.bus import connect
+from libs.events.relay import Relay, RelayOptions
+from libs.events.store import EventStore
+from libs.events.types import (
+    QpsSampled,
+    ScaleDecided,
+    ServiceRequested,
+    ServiceUpdateRequested,
+    service_stream,
+)
 from libs.fleet import AutoscalePolicy, autoscale_policy
-from libs.spec import load_spec
+from libs.runtime.host import ServiceHost, bus_config
+from libs.runtime.settings import Settings
+from libs.spec import load_spec, spec_to_dict
 from services.autoscaler.decide import (
     AutoscalerState,
     LiveReplica,
@@ -26,6 +41,7 @@ from services.autoscaler.decide import (
     required_hold,
     reset_for_update,
 )
+from services.autoscaler.main import build
 
 INTERVAL = 20.0  # SkyServe's AUTOSCALER_DEFAULT_DECISION_INTERVAL_SECONDS
 P = AutoscalePolicy(
@@ -136,3 +152,77 @@ def test_instance_aware_decision_uses_live_replicas() -> None:
     assert decision is not None and decision.target == 1
     state, decision = decide(IA, AutoscalerState(service="s", samples=state.samples), 1000.0, live=live("L4"))
     assert decision is not None and decision.target == 1 + math.ceil((25 * 20 / 60 - 2) / 10)
+
+
+SCALING = """
+service:
+  readiness_probe: /
+  replica_policy: {{min_replicas: 1, max_replicas: {hi}, target_qps_per_replica: 1,
+                   upscale_delay_seconds: 3600}}
+resources: {{ports: 8080}}
+run: serve
+"""
+
+
+async def test_the_autoscaler_service_retargets_on_update(
+    store: EventStore, nats_url: str, unique: str
+) -> None:
+    """Through the running autoscaler (and a relay to the bus): a long upscale streak is dropped
+    by an update, whose version gets its target at once (clipped to its bounds), not an hour later."""
+    name = "scaled"
+    settings = Settings(
+        database_url=store.dsn, nats_url=nats_url, bus_prefix=f"t{unique}", qps_window=5.0,
+        decision_interval=0.2,
+    )  # fmt: skip
+    host = ServiceHost("autoscaler", settings)
+    on_started = build(host)
+    started = asyncio.Event()
+
+    async def ready() -> None:
+        if on_started is not None:
+            await on_started()
+        started.set()
+
+    relay_nc = await connect(nats_url, name="relay")
+    relay = Relay(store, relay_nc, bus_config(settings), RelayOptions(name="compat", poll_interval=0.05))
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(host.run(ready)), asyncio.create_task(relay.run(stop))]
+
+    async def decisions() -> list[ScaleDecided]:
+        recs = await store.read_stream(service_stream(name))
+        return [r.event for r in recs if isinstance(r.event, ScaleDecided)]
+
+    async def until(count: int) -> list[ScaleDecided]:
+        for _ in range(300):
+            if len(found := await decisions()) >= count:
+                return found
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"fewer than {count} ScaleDecided: {await decisions()}")
+
+    async def sampled(qps: float) -> None:
+        now = time.time()
+        await store.append(service_stream(name), [QpsSampled(
+            service=name, router_id="r", window_start=now - 5.0, window_seconds=5.0, requests=int(qps * 5),
+        )])  # fmt: skip
+
+    try:
+        await asyncio.wait_for(started.wait(), 30)  # consumers begin at start-up: append after
+        v1 = spec_to_dict(load_spec(SCALING.format(hi=10)))
+        await store.append(service_stream(name), [ServiceRequested(service=name, version=1, spec=v1)])
+        await sampled(0.5)
+        assert [d.target for d in await until(1)] == [1]  # the first decision: the minimum
+        await sampled(8)  # wants 8: a streak starts, the hour-long upscale delay holds it
+        await asyncio.sleep(0.6)  # a few decision ticks, measured, not waited on
+        assert [d.target for d in await decisions()] == [1]
+
+        v2 = spec_to_dict(load_spec(SCALING.format(hi=3)))
+        await store.append(service_stream(name), [ServiceUpdateRequested(service=name, version=2, spec=v2)])
+        last = (await until(2))[-1]
+        assert last.target == 3 and last.reason.startswith("new version"), last
+    finally:
+        host.stop.set()
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 30)
+        with contextlib.suppress(nats.errors.Error):  # this test's stream, on the shared server
+            await relay_nc.jetstream().delete_stream(bus_config(settings).stream)
+        await relay_nc.close()
