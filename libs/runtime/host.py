@@ -263,6 +263,7 @@ class ServiceHost:
                 self._fleet = LiveProjection(
                     FLEET, self._store, poll_interval=1.0, snapshot_interval=self.settings.snapshot_interval
                 )
+                began = asyncio.get_running_loop().time()
                 try:
                     await self._fleet.start()
                 except ProjectionFailed as exc:
@@ -273,8 +274,10 @@ class ServiceHost:
                 if on_started is not None:
                     await on_started()
                 log.info(
-                    "%s: started at position %d (%d positions replayed past the snapshot)",
+                    "%s: started at position %d (%d positions replayed past the snapshot;"
+                    " projection ready in %.3fs)",
                     self.name, self._fleet.position, self._fleet.replayed,
+                    asyncio.get_running_loop().time() - began,
                 )  # fmt: skip
                 if self._fleet.skipped:
                     log.warning(
