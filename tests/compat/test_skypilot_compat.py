@@ -8,7 +8,9 @@ checks ``sky serve up`` runs before launching: ``sky.Task.from_yaml_config`` and
 - SkyPilot accepts -> Stratus accepts, with the same values (SkyServe's defaults included);
 - SkyPilot refuses -> Stratus refuses, naming the field;
 - ``stricter-``: SkyPilot accepts nonsense (a negative count, a zero timeout) -> Stratus
-  refuses, naming the field.
+  refuses, naming the field;
+- ``unsupported-``: SkyPilot accepts a feature Stratus does not have (multi-node replicas) ->
+  Stratus refuses, naming the field and saying so (docs/skyserve.md lists them).
 
 ``test_recorded_verdicts_are_skypilots`` re-runs SkyPilot itself on the corpus when it is
 installed in a side venv: ``STRATUS_SKYPILOT_PYTHON`` names its interpreter, else a venv at
@@ -75,6 +77,7 @@ REFUSED_AT = {
     "stricter-stream-timeout-zero": "service.load_balancer.stream_timeout_seconds",
     "stricter-timeout-zero": "service.readiness_probe.timeout_seconds",
     "stricter-upscale-negative": "service.replica_policy.upscale_delay_seconds",
+    "unsupported-multi-node": "num_nodes",
 }
 
 
@@ -118,7 +121,8 @@ def test_corpus_is_recorded_and_named_by_verdict() -> None:
             assert not accepted, path.stem
         else:
             assert accepted, (path.stem, RECORDED[path.stem].get("error"))
-    assert set(REFUSED_AT) == {p.stem for p in CORPUS if p.stem.startswith(("refuse-", "stricter-"))}
+    refused_by_stratus = ("refuse-", "stricter-", "unsupported-")
+    assert set(REFUSED_AT) == {p.stem for p in CORPUS if p.stem.startswith(refused_by_stratus)}
 
 
 ACCEPTED = [p for p in CORPUS if RECORDED.get(p.stem, {}).get("accepted") and p.stem not in REFUSED_AT]
