@@ -2,8 +2,9 @@
 ``/v1/services/{name}/replicas/{id}/why`` (the causation chain of a replica, back to the user
 action that caused it).
 
-Replay folds the fleet projection from the log up to that moment (``Projection.as_of``), so it
-shows what the services knew then: services, versions, replicas with status and placement, the
+Replay folds the fleet projection from the log up to that moment (``Projection.as_of``, started
+from the nearest audit checkpoint before it: ``libs/events/checkpoints.py``), so it shows what
+the services knew then: services, versions, replicas with status and placement, the
 autoscaler's target and its last decision.
 """
 
@@ -17,6 +18,7 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
 from libs.events.causation import causation_chain
+from libs.events.checkpoints import replay
 from libs.events.envelope import RecordedEvent
 from libs.events.types import replica_stream
 from libs.fleet.projection import FLEET
@@ -68,10 +70,10 @@ async def replay_state(
     if at is not None:
         if at.tzinfo is None:
             raise Invalid("`at` needs a time zone, e.g. 2024-05-01T12:00:00Z")
-        state = await FLEET.as_of(store, time=at, batch_size=REPLAY_BATCH)
+        state = (await replay(FLEET, store, time=at, batch_size=REPLAY_BATCH)).state
     else:
         assert position is not None
-        state = await FLEET.as_of(store, position=position, batch_size=REPLAY_BATCH)
+        state = (await replay(FLEET, store, position=position, batch_size=REPLAY_BATCH)).state
     last = state.position
     when = None
     if last:
