@@ -293,6 +293,8 @@ def service_status(
         return StatusReport(FAILED, "; ".join([head, *kept]))
     if alive_statuses:
         return StatusReport(REPLICA_INIT, "; ".join([f"0 of {target} replicas READY ({summary})", *notes]))
+    if target == 0 and not service.policy.autoscale.autoscales:
+        return StatusReport(NO_REPLICA, "; ".join(["replicas: 0 (`stratus update` adds some)", *notes]))
     if target == 0:
         return StatusReport(NO_REPLICA, "; ".join(["scaled to zero; the next request scales it up", *notes]))
     return StatusReport(NO_REPLICA, "; ".join([f"0 of {target} replicas; waiting to launch", *notes]))

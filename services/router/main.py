@@ -87,7 +87,8 @@ class RouterService:
         self.shared = host.settings.instances > 1
 
     def _options(self, svc: ServiceState) -> EndpointOptions:
-        scale_to_zero = svc.policy.autoscale.min_replicas == 0
+        # Hold requests only if a request can wake a replica (autoscaling from 0; not `replicas: 0`).
+        scale_to_zero = svc.policy.autoscale.min_replicas == 0 and svc.policy.autoscale.autoscales
         return EndpointOptions(
             hold_when_empty=scale_to_zero,
             max_queue=self.host.settings.hold_queue,
@@ -169,7 +170,8 @@ class RouterService:
         else:
             self.router.pool(name).set_policy(policy)
             # An update may turn scale-to-zero on or off (min_replicas 0).
-            self.router.endpoint(name).hold_when_empty = svc.policy.autoscale.min_replicas == 0
+            auto = svc.policy.autoscale
+            self.router.endpoint(name).hold_when_empty = auto.min_replicas == 0 and auto.autoscales
             self.router.endpoint(name).response_timeout = svc.policy.stream_timeout_seconds
         accelerators = {rid: r.placement.accelerators for rid, r in svc.replicas.items()}
         self.router.pool(name).set_capacities(replica_capacities(svc.policy.autoscale, accelerators))

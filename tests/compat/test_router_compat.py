@@ -96,10 +96,10 @@ async def _replica(delay: float) -> tuple[Slow, asyncio.Server, str]:
 async def _serve(rs: RouterService, name: str, text: str, urls: dict[int, tuple[str, str]]) -> int:
     """Record the service and its READY replicas ({id: (url, accelerator)}); the endpoint port."""
     store = rs.host.store
-    await store.append(
+    requested = await store.append(
         service_stream(name), [ServiceRequested(service=name, spec=spec_to_dict(load_spec(text)))]
     )
-    last = 0
+    last = requested.last_position
     for rid, (url, acc) in urls.items():
         at = Placement(accelerators={acc: 1.0} if acc else {})
         res = await store.append(replica_stream(name, rid), [
@@ -173,3 +173,14 @@ async def test_instance_aware_spreads_concurrent_requests_by_accelerator(rs: Rou
     assert all(r.status_code == 200 for r in answers)
     # least_load would split 6 / 6; weighed by 10 and 2 QPS it is 10 / 2 (9 / 3 on a tie-break)
     assert (a100.requests, l4.requests) in ((10, 2), (9, 3)), (a100.requests, l4.requests)
+
+
+async def test_replicas_zero_answers_at_once_instead_of_holding(rs: RouterService) -> None:
+    """``replicas: 0`` (accepted as by SkyServe) has nothing to wake: 503 at once, not held."""
+    name = f"z{uuid.uuid4().hex[:6]}"
+    port = await _serve(rs, name, "service: {replicas: 0}\nresources: {ports: 8080}\nrun: serve\n", {})
+    assert not rs.router.endpoint(name).hold_when_empty
+    async with httpx.AsyncClient(timeout=20) as client:
+        began = time.monotonic()
+        r = await client.get(f"http://127.0.0.1:{port}/")
+    assert r.status_code == 503 and time.monotonic() - began < 5
