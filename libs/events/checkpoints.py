@@ -2,7 +2,8 @@
 position P (or time T)" folds only the events since the nearest checkpoint before it.
 
 Checkpoints are written as a side effect of replays (every ``every`` positions folded past the
-last one), one row per (projection, code fingerprint, position): like snapshots, a state built
+last one) and by the API from its live projection (``checkpoint_live``), one row per
+(projection, code fingerprint, position): like snapshots, a state built
 by other code is never loaded. A checkpoint serves a time ``T`` only if every event up to its
 position occurred at or before ``T`` (``max_occurred_at``): then "the events that occurred by
 T" are exactly its events plus those after it that occurred by T.
@@ -10,16 +11,23 @@ T" are exactly its events plus those after it that occurred by T.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import asyncpg
 
+from .outcomes import TRANSIENT_ERRORS
 from .projection import Projection
 from .store import EventStore
 
 S = TypeVar("S")
+S_co = TypeVar("S_co", covariant=True)
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS stratus_replay_checkpoints (
@@ -103,3 +111,47 @@ async def _save(
         " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
         name, fingerprint, position, max_occurred, state,
     )  # fmt: skip
+
+
+class _Live(Protocol[S_co]):
+    @property
+    def state(self) -> S_co: ...
+
+    @property
+    def position(self) -> int: ...
+
+
+async def checkpoint_live(
+    projection: Projection[S], live: _Live[S], store: EventStore, stop: asyncio.Event, *,
+    every: int = 10_000, interval: float = 5.0,
+) -> None:  # fmt: skip
+    """Leave a checkpoint of a live projection's state each time it has moved ``every`` positions
+    past the last one, so that even the first audit replay starts near the moment it asks for.
+    (A live projection's state at position P is the fold of the events up to P.)"""
+    codec = projection.snapshots
+    if codec is None:
+        return
+    await ensure_schema(store.pool)
+    last = await store.pool.fetchval(
+        "SELECT coalesce(max(position), 0) FROM stratus_replay_checkpoints"
+        " WHERE name = $1 AND fingerprint = $2",
+        codec.name, codec.fingerprint,
+    )  # fmt: skip
+    types = sorted(projection.types) if projection.types is not None else None
+    while not stop.is_set():
+        state, position = live.state, live.position
+        if position - last >= every:
+            try:
+                max_occurred = await store.pool.fetchval(
+                    "SELECT max(occurred_at) FROM stratus_events WHERE position <= $1"
+                    " AND ($2::text[] IS NULL OR event_type = ANY($2::text[]))",
+                    position, types,
+                )  # fmt: skip
+                if max_occurred is not None:
+                    await _save(store.pool, codec.name, codec.fingerprint, position, max_occurred,
+                                codec.encode(state))  # fmt: skip
+                last = position
+            except TRANSIENT_ERRORS as exc:
+                log.warning("replay checkpoint at %d: %r; later", position, exc)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)

@@ -21,6 +21,7 @@ import uvicorn
 from libs.auth import bootstrap_admin, token_file
 from libs.auth import ensure_schema as ensure_auth_schema
 from libs.events.bus import connect as connect_bus
+from libs.events.checkpoints import checkpoint_live
 from libs.events.lifecycle import Backoff, retry_connect
 from libs.events.projection import LiveProjection
 from libs.events.store import EventStore
@@ -79,6 +80,10 @@ async def serve(settings: Settings) -> None:
         projection = LiveProjection(fleet_projection(), store, snapshot_interval=settings.snapshot_interval)
         await projection.start()
         stop_metrics = start_process_metrics("api", settings.home, projection)  # /metrics
+        stop_checkpoints = asyncio.Event()  # audit replay checkpoints from the live projection
+        checkpoints = asyncio.create_task(
+            checkpoint_live(fleet_projection(), projection, store, stop_checkpoints)
+        )
         try:
             deps = ApiDeps(
                 store=store, projection=projection, settings=settings, secrets_schema_ready=True,
@@ -102,6 +107,8 @@ async def serve(settings: Settings) -> None:
             )
             await server.serve()
         finally:
+            stop_checkpoints.set()
+            await checkpoints
             stop_metrics()
             await projection.stop()
     finally:

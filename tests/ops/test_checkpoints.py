@@ -35,3 +35,31 @@ async def test_replays_from_checkpoints_equal_the_plain_fold(store: EventStore) 
         assert got.state == await FLEET.as_of(store, time=when), minutes
     late = await replay(FLEET, store, time=T0 + timedelta(minutes=9.5), batch_size=300)
     assert late.from_checkpoint > 0  # a checkpoint whose events all occurred by then serves it
+
+
+async def test_the_api_leaves_checkpoints_from_its_live_projection(store: EventStore) -> None:
+    import asyncio
+
+    from libs.events.checkpoints import checkpoint_live, ensure_schema
+    from libs.events.projection import LiveProjection
+
+    events = fleet_events(2000)
+    await store.append_batches(as_batches(events), now=T0)
+    head = await store.last_position()
+    await ensure_schema(store.pool)
+    live = LiveProjection(FLEET, store, poll_interval=0.2)
+    await live.start()
+    stop = asyncio.Event()
+    task = asyncio.create_task(checkpoint_live(FLEET, live, store, stop, every=500, interval=0.05))
+    try:
+        for _ in range(200):
+            if await store.pool.fetchval("SELECT count(*) FROM stratus_replay_checkpoints"):
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        await live.stop()
+    got = await replay(FLEET, store, position=head)
+    assert got.from_checkpoint == head and got.folded == 0  # the first audit starts where the API was
+    assert got.state == await FLEET.as_of(store, position=head)
