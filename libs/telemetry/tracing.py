@@ -84,3 +84,13 @@ def reconcile_span(key: str, carrier: Mapping[str, str] | None) -> AbstractConte
     return tracer().start_as_current_span(
         "reconcile", context=extract(carrier or {}), attributes={"stratus.service": key}
     )
+
+
+def provider_span(call: str, cloud: str, service: str, replica_id: int) -> AbstractContextManager[trace.Span]:
+    """A call to a cloud provider (launch, terminate...), inside the reconcile that makes it."""
+    return tracer().start_as_current_span(
+        f"provider.{call}", kind=trace.SpanKind.CLIENT,
+        attributes={
+            "stratus.cloud": cloud or "local", "stratus.service": service, "stratus.replica_id": replica_id,
+        },
+    )  # fmt: skip

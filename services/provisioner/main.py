@@ -39,6 +39,7 @@ from libs.runtime.host import ServiceHost, run_main
 from libs.runtime.workqueue import WorkQueue
 from libs.secrets import load_secrets
 from libs.telemetry.metrics import LAUNCHES
+from libs.telemetry.tracing import provider_span
 from libs.telemetry.usage import watch_usage
 
 from .cloud_checks import refresh_clouds
@@ -144,7 +145,8 @@ class Provisioner:
             secrets = await load_secrets(self.host.store.pool, svc.name, r.version, self.host.settings.home)
             task = launch_task(svc.name, r.replica_id, r.version, info.typed, secrets)
             task = await self._with_bootstrap(r.placement.cloud, task)
-            instance = await self.provider.launch(r.placement, task)
+            with provider_span("launch", r.placement.cloud, svc.name, r.replica_id):
+                instance = await self.provider.launch(r.placement, task)
         except ProviderError as exc:
             log.warning("launch of %s replica %s failed: %s", svc.name, r.replica_id, exc)
             event: Event = ReplicaLaunchFailed(
@@ -201,7 +203,8 @@ class Provisioner:
             error = ""
             if r.instance_id:
                 try:
-                    await self.provider.terminate(r.instance_id, grace_seconds=10)
+                    with provider_span("terminate", r.placement.cloud, service, r.replica_id):
+                        await self.provider.terminate(r.instance_id, grace_seconds=10)
                 except ProviderError as exc:
                     error = str(exc)
             await self._append_once(service, r.replica_id, ReplicaTerminated(
