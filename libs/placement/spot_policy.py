@@ -74,6 +74,7 @@ class StratusParams(msgspec.Struct, frozen=True, kw_only=True):
     spread_weight: float = 0.3
     preempted_weight: float = 1.0
     hedge_on_demand: bool = True
+    hedge_seconds: float = 10800.0
     count_coming: bool = False
 
 
@@ -203,7 +204,8 @@ def stratus_counts(
     # Below the need, on-demand starts at once unless spot is already starting; the buffer
     # counts on the spot launches about to happen too.
     want = max(0, serving - ready_spot - starting - (coming if p.count_coming else 0))
-    if troubled and p.hedge_on_demand and not fresh:
+    hedging = last is not None and now - last < min(p.trouble_seconds, p.hedge_seconds)
+    if hedging and p.hedge_on_demand:
         # Trouble: the buffer not READY is covered by on-demand (SpotHedge's rule) meanwhile.
         want = max(want, min(serving, spot - ready_spot - starting - coming))
     why = f"{ready_spot} of {serving} spot READY, {starting + coming} starting or launched in quiet zones"
