@@ -94,6 +94,11 @@ def _projection_s(line: str) -> float:
     return float(m.group(1)) if m else -1.0
 
 
+def _replayed(line: str) -> int:
+    m = re.search(r"\((\d+) positions replayed", line)
+    return int(m.group(1)) if m else -1
+
+
 def python_only(env: dict[str, str]) -> float:
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", "import services.scheduler.main"], env=env, cwd=ROOT, check=True)
@@ -131,7 +136,9 @@ async def one(env_: Env, n: int, tail: int, home: Path) -> dict[str, Any]:
             await conn.close()
         warm, line = sorted(starts)[1]
         spread = [round(t, 3) for t, _ in starts]
-        projection = sorted(_projection_s(line) for _, line in starts)[1]
+        projections = [_projection_s(line) for _, line in starts]
+        projection = sorted(projections)[1]
+        replayed = [_replayed(line) for _, line in starts]
     finally:
         nc = await connect(env_.nats_url, name="bench-startup")
         with contextlib.suppress(nats.errors.Error):
@@ -139,7 +146,8 @@ async def one(env_: Env, n: int, tail: int, home: Path) -> dict[str, Any]:
         await nc.close()
     return {
         "events": n, "tail": tail, "startup_s": round(warm, 3), "startup_runs_s": spread,
-        "projection_s": projection, "cold_startup_s": round(cold, 3),
+        "projection_s": projection, "projection_runs_s": projections, "replayed_runs": replayed,
+        "cold_startup_s": round(cold, 3),
         "cold_projection_s": _projection_s(cold_line),
         "python_s": round(py, 3), "load_s": round(load_s, 1),
         "snapshot_position": snap[2], "snapshot_bytes": len(snap[4]),
