@@ -64,18 +64,18 @@ ZoneKey = tuple[str, str, str]  # (cloud, region, zone)
 
 
 class StratusParams(msgspec.Struct, frozen=True, kw_only=True):
-    """The ``stratus`` policy's knobs (seconds)."""
+    """The ``stratus`` policy's knobs (seconds); the defaults are the ones bench/spot measured."""
 
-    zone_memory: float = 3600.0
-    cooldown: float = 600.0
-    trouble_seconds: float = 10800.0
-    od_hold_seconds: float = 0.0
-    clean_seconds: float = 3600.0
-    spread_weight: float = 0.3
-    preempted_weight: float = 1.0
-    hedge_on_demand: bool = True
-    hedge_seconds: float = 10800.0
-    count_coming: bool = False
+    zone_memory: float = 3600.0  # a zone failure's weight decays as exp(-age / zone_memory)
+    cooldown: float = 600.0  # a zone that failed this recently is avoided (while another has not)
+    trouble_seconds: float = 10800.0  # keep the spot buffer this long after a preemption
+    od_hold_seconds: float = 0.0  # keep on-demand this long after spot covers the need again
+    clean_seconds: float = 3600.0  # a zone without a failure this long is "quiet"
+    spread_weight: float = 0.3  # score per spot replica of ours already in the zone
+    preempted_weight: float = 1.0  # a preemption's weight (a capacity failure weighs 1)
+    hedge_on_demand: bool = True  # while troubled, on-demand also covers the buffer not READY
+    hedge_seconds: float = 10800.0  # ... for at most this long after a preemption
+    count_coming: bool = False  # count spot about to launch in quiet zones against the deficit too
 
 
 class ZoneView(msgspec.Struct, frozen=True, kw_only=True):
