@@ -17,6 +17,7 @@ store for every event it appends) fills whatever the caller left unset. An expli
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -118,3 +119,16 @@ async def causation_chain(
             chain.append(rec)
             next_id = rec.causation_id
     return chain
+
+
+async def last_cause(store: EventStore, stream_id: str) -> Cause | None:
+    """The cause an append to ``stream_id`` made by a loop (not a handler) carries: the stream's
+    last event (e.g. a probe's verdict on a replica follows from its launch)."""
+    row = await store.pool.fetchrow(
+        "SELECT event_id, correlation_id, trace::text FROM stratus_events WHERE stream_id = $1"
+        " ORDER BY version DESC LIMIT 1",
+        stream_id,
+    )
+    if row is None:
+        return None
+    return Cause(row[0], row[1] or row[0], json.loads(row[2]) if row[2] else {})

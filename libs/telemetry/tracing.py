@@ -94,3 +94,10 @@ def provider_span(call: str, cloud: str, service: str, replica_id: int) -> Abstr
             "stratus.cloud": cloud or "local", "stratus.service": service, "stratus.replica_id": replica_id,
         },
     )  # fmt: skip
+
+
+def span_from(
+    name: str, carrier: Mapping[str, str] | None, **attributes: str | int
+) -> AbstractContextManager[trace.Span]:
+    """A span continuing the trace ``carrier`` names (an event's ``trace``), or a new one."""
+    return tracer().start_as_current_span(name, context=extract(carrier or {}), attributes=attributes)

@@ -23,11 +23,13 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 
+from libs.events.causation import last_cause, using_cause
 from libs.events.types import replica_stream
 from libs.fleet.policy import ProbePolicy
 from libs.fleet.state import ReplicaState, ServiceState
 from libs.runtime.host import ServiceHost, run_main
 from libs.secrets import REDACTED, SecretsError, load_probe_headers
+from libs.telemetry.tracing import span_from
 
 from .decide import ProbeState, decide, probe_due
 from .http_probe import HttpProber
@@ -131,7 +133,10 @@ class Prober:
         self.states[key] = new
         log.debug("%s replica %s: probe %s", svc.name, r.replica_id, "ok" if result.ok else result.reason)
         if events:
-            appended = await self.host.store.append(replica_stream(svc.name, r.replica_id), events)
+            stream = replica_stream(svc.name, r.replica_id)
+            cause = await last_cause(self.host.store, stream)  # the verdict follows from the launch
+            with using_cause(cause), span_from("probe", cause.trace if cause else None, service=svc.name):
+                appended = await self.host.store.append(stream, events)
             log.info("%s replica %s: %s", svc.name, r.replica_id, ", ".join(type(e).__name__ for e in events))
             await self.host.fleet.wait_for(appended.last_position, 10.0)
 

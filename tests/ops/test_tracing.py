@@ -1,6 +1,6 @@
-"""One trace for one `up`: the API request span, the scheduler handling ServiceRequested (a real
-service host on a real relay, NATS and Postgres), its reconcile, and the events it appended all
-carry one trace id, each span the child of the one before (in-memory exporter)."""
+"""One trace for one `up` (in-memory exporter): the API request span, the scheduler handling
+ServiceRequested (real service hosts on a real relay, NATS and Postgres), its reconcile and the
+events it appended; then the whole way: provisioner (its provider call), prober, router."""
 
 from __future__ import annotations
 
@@ -109,3 +109,86 @@ def test_tracing_is_off_unless_asked_and_says_why_it_cannot_export(caplog: pytes
     assert setup_tracing("api", env={}) is None
     assert setup_tracing("api", env={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}) is None
     assert "opentelemetry-exporter-otlp-proto-http is not installed" in caplog.text
+
+
+ONE_REPLICA = SERVICE_YAML.replace("replicas: 2", "replicas: 1").replace("cpus: 2", "cpus: 1")
+
+
+@pytest.mark.timeout(240)
+async def test_one_up_is_one_trace_across_api_scheduler_provisioner_prober_and_router(
+    api: Api, spans: InMemorySpanExporter
+) -> None:
+    import dataclasses
+
+    from services.prober.main import build as build_prober
+    from services.provisioner.main import build as build_provisioner
+    from services.router.main import build as build_router
+
+    spans.clear()
+    settings = dataclasses.replace(
+        api.settings, probe_interval=0.3, monitor_interval=0.5, router_id=f"router-{api.settings.bus_prefix}"
+    )
+    hosts = {name: ServiceHost(name, settings) for name in ("scheduler", "provisioner", "prober", "router")}
+    builders = {"scheduler": build_scheduler, "provisioner": build_provisioner, "prober": build_prober,
+                "router": build_router}  # fmt: skip
+    relay_nc = await connect(settings.nats_url, name="relay")
+    relay = Relay(
+        api.store, relay_nc, bus_config(settings), RelayOptions(name="trace-all", poll_interval=0.2)
+    )
+    stop = asyncio.Event()
+    started = {name: asyncio.Event() for name in hosts}
+    tasks = [asyncio.create_task(relay.run(stop))]
+    for name, host in hosts.items():
+        hook = builders[name](host)
+
+        async def on_started(hook=hook, ev=started[name]) -> None:  # type: ignore[no-untyped-def]
+            if hook is not None:
+                await hook()
+            ev.set()
+
+        tasks.append(asyncio.create_task(host.run(on_started)))
+    try:
+        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in started.values())), 60)
+        r = await api.http.post("/v1/services", json={"name": "traced-all", "yaml": ONE_REPLICA})
+        assert r.status_code == 201, r.text
+
+        async def routed() -> bool:
+            return any(
+                s.name == "handle ReplicaReady" and s.attributes.get("messaging.consumer.group.name", "")
+                .startswith("router") for s in spans.get_finished_spans()
+            )  # fmt: skip
+
+        await eventually(routed, within=120, every=0.2)
+        down = await api.http.delete("/v1/services/traced-all")
+        assert down.status_code == 202, down.text
+
+        async def terminated() -> bool:
+            recs = await api.store.read_all(types=["ReplicaTerminated"])
+            return any(x.event.service == "traced-all" for x in recs)
+
+        await eventually(terminated, within=60, every=0.2)
+    finally:
+        for host in hosts.values():
+            host.stop.set()
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 60)
+        with contextlib.suppress(nats.errors.Error):
+            await relay_nc.jetstream().delete_stream(bus_config(settings).stream)
+        await relay_nc.close()
+
+    done = spans.get_finished_spans()
+    (request,) = [s for s in done if s.name == "POST /v1/services"]
+    trace_id = request.context.trace_id
+    in_trace = {s.context.span_id: s for s in done if s.context.trace_id == trace_id}
+    names = {s.name for s in in_trace.values()}
+    # api -> scheduler -> provisioner (its provider call) -> prober -> router, one trace.
+    assert {"handle ServiceRequested", "handle ReplicaScheduled", "provider.launch", "probe",
+            "handle ReplicaReady"} <= names, sorted(names)  # fmt: skip
+    routed_span = next(
+        s for s in in_trace.values()
+        if s.name == "handle ReplicaReady" and str(s.attributes.get("messaging.consumer.group.name"))
+        .startswith("router")
+    )  # fmt: skip
+    chain = [in_trace[p].name for p in _ancestors(routed_span, in_trace) if p in in_trace]
+    assert "probe" in chain and "provider.launch" not in chain  # the launch's reconcile, not the call
+    assert request.context.span_id in _ancestors(routed_span, in_trace)
