@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import msgspec
 
@@ -263,12 +263,13 @@ def policy_split(
     ready_spot: int,
     on_demand_alive: int,
     now: float,
-    zones: Sequence[ZoneKey],
+    zones: Callable[[], Sequence[ZoneKey]],
     params: StratusParams | None = None,
 ) -> SpotCounts | None:
     """The spot policy's (spot, on-demand) for ``version`` at ``target`` (overprovision
     included), or None to keep SkyServe's split: only ``stratus`` has its own, and only for a
-    ``dynamic_fallback`` spot service with dynamic on-demand fallback and no base on-demand."""
+    ``dynamic_fallback`` spot service with dynamic on-demand fallback and no base on-demand.
+    ``zones`` gives the spot zones; it is called only when the split is the policy's."""
     info = service.versions.get(version)
     pol = info.policy if info is not None else service.policy
     auto = pol.autoscale
@@ -281,4 +282,6 @@ def policy_split(
     ):
         return None
     serving = max(0, target - auto.num_overprovision)
-    return stratus_counts(service, zones, serving, target - serving, ready_spot, on_demand_alive, now, params)
+    return stratus_counts(
+        service, zones(), serving, target - serving, ready_spot, on_demand_alive, now, params
+    )

@@ -286,7 +286,7 @@ class _Planner:
         spot_want, od_want = desired_split(self.service, version, target, ready_spot)
         od_alive = sum(1 for r in members if not r.is_spot)
         counts = policy_split(self.config.spot_policy, self.service, version, target, ready_spot, od_alive,
-                              self.now, self.spot_zones(version), self.config.spot_params)  # fmt: skip
+                              self.now, lambda: self.spot_zones(version), self.config.spot_params)
         if counts is not None:
             spot_want, od_want = counts.spot, counts.on_demand
         for use_spot, want in ((True, spot_want), (False, od_want)):

@@ -175,8 +175,16 @@ def test_stratus_after_a_preemption_buffers_and_hedges_with_on_demand() -> None:
 
 def test_policy_split_only_for_stratus_with_dynamic_fallback() -> None:
     svc = service([])
-    assert policy_split(SKYSERVE, svc, 1, 4, 0, 0, T0, ZONES) is None
-    assert policy_split(STRATUS, svc, 1, 4, 0, 0, T0, ZONES) is not None
+    asked: list[bool] = []
+
+    def zones() -> list[tuple[str, str, str]]:
+        asked.append(True)
+        return ZONES
+
+    assert policy_split(SKYSERVE, svc, 1, 4, 0, 0, T0, zones) is None
+    assert asked == []  # the catalog is not scanned for policies without their own split
+    assert policy_split(STRATUS, svc, 1, 4, 0, 0, T0, zones) is not None
+    assert asked == [True]
     with pytest.raises(ValueError, match="unknown spot policy 'nope': one of stratus, skyserve, round_robin"):
         check_policy("nope")
 
