@@ -35,8 +35,7 @@ KeyCheck = Callable[[bytes], bool]
 
 
 def wants_tls(svc: ServiceState) -> bool:
-    service = svc.latest.spec.get("service")
-    return isinstance(service, dict) and bool(service.get("tls"))
+    return svc.latest.typed.service.tls is not None
 
 
 def key_check(service: str, keys: EndpointKeys) -> KeyCheck | None:
