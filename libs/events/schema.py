@@ -6,7 +6,8 @@ recorded in ``stratus_schema_migrations``. A new table or column anywhere in Str
 entry at the end (never an edit of an applied one).
 
 The list holds every table: the log (1, 2), projection snapshots, the tracking floor and leases
-(3), and the tables of libs.secrets, libs.auth, libs.bootstrap and the autoscaler (4-8). Those
+(3), the tables of libs.secrets, libs.auth, libs.bootstrap and the autoscaler (4-8), and the
+dead-letter retry requests of redelivery.py (9). Those
 packages still run their own ``CREATE TABLE IF NOT EXISTS`` (the same text, so either order is
 fine; tests/events/test_schema.py checks the texts are equal), which makes their code usable on a
 database this list has not migrated yet.
@@ -224,6 +225,19 @@ CREATE TABLE IF NOT EXISTS stratus_autoscaler_state (
     state       jsonb NOT NULL,
     updated_at  timestamptz NOT NULL DEFAULT now()
 )
+""",
+    # 9: dead-letter retry requests (libs/events/redelivery.py)
+    """
+CREATE TABLE IF NOT EXISTS stratus_dead_letter_retries (
+    dead_letter_id  bigint PRIMARY KEY REFERENCES stratus_dead_letters (id),
+    requested_at    timestamptz NOT NULL DEFAULT now(),
+    requested_by    text NOT NULL DEFAULT '',
+    attempts        integer NOT NULL DEFAULT 0,
+    done_at         timestamptz,
+    outcome         text NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS stratus_dead_letter_retries_open
+    ON stratus_dead_letter_retries (dead_letter_id) WHERE done_at IS NULL;
 """,
 ]
 

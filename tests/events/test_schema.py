@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from libs.auth import store as auth_store
 from libs.bootstrap import tokens as bootstrap_tokens
+from libs.events import redelivery
 from libs.events.schema import MIGRATIONS, migrate
 from libs.events.store import EventStore
 from libs.secrets import endpoint as secrets_endpoint
@@ -15,6 +16,7 @@ def test_every_package_table_is_in_the_one_list_with_the_same_text() -> None:
     for module in (secrets_store, secrets_endpoint, auth_store, bootstrap_tokens, autoscaler_store):
         ddl = module._SCHEMA.strip()
         assert any(m.strip() == ddl for m in MIGRATIONS), f"{module.__name__}'s tables are not in MIGRATIONS"
+    assert any(m.strip() == redelivery.SCHEMA.strip() for m in MIGRATIONS), "redelivery.py's table"
 
 
 async def test_migrations_apply_once_in_order(store: EventStore) -> None:
@@ -30,7 +32,7 @@ async def test_migrations_apply_once_in_order(store: EventStore) -> None:
     assert {
         "stratus_events", "stratus_projection_snapshots", "stratus_tracking_floor", "stratus_leases",
         "stratus_secrets", "stratus_endpoint_keys", "stratus_api_tokens", "stratus_bootstrap_tokens",
-        "stratus_autoscaler_state",
+        "stratus_autoscaler_state", "stratus_dead_letter_retries",
     } <= tables  # fmt: skip
 
 
