@@ -9,10 +9,12 @@ from .model import ResourceCandidate, ServiceSpec
 def describe_service(spec: ServiceSpec, name: str) -> str:
     """``service hello: 2 replicas, port 8080, probe GET /``."""
     svc = spec.service
-    if svc.is_autoscaling:
-        replicas = (
-            f"{svc.min_replicas}-{svc.max_replicas} replicas at {svc.target_qps_per_replica:g} qps each"
-        )
+    qps = svc.target_qps_per_replica
+    if isinstance(qps, dict):  # instance_aware_least_load
+        per = ", ".join(f"{acc} {value:g}" for acc, value in qps.items())
+        replicas = f"{svc.min_replicas}-{svc.max_replicas} replicas at qps per accelerator {per}"
+    elif qps is not None:
+        replicas = f"{svc.min_replicas}-{svc.max_replicas} replicas at {qps:g} qps each"
     else:
         replicas = f"{svc.min_replicas} replica{'s' if svc.min_replicas != 1 else ''}"
     probe = spec.readiness_probe

@@ -48,3 +48,16 @@ def test_env_file() -> None:
     assert parse_env_file(text) == {"A": "1", "B": "two words", "C": "q", "D": "x"}
     with pytest.raises(EnvOverrideError, match="line 2"):
         parse_env_file("A=1\n1BAD=x\n")
+
+
+def test_describe_service_with_per_accelerator_qps() -> None:
+    from libs.spec import describe_service
+
+    spec = load_spec(
+        "service:\n  load_balancing_policy: instance_aware_least_load\n"
+        "  replica_policy: {min_replicas: 1, max_replicas: 4, target_qps_per_replica: {A100: 10, L4: 2.5}}\n"
+        "resources: {ports: 8080}\nrun: serve\n"
+    )
+    assert describe_service(spec, "llm") == (
+        "service llm: 1-4 replicas at qps per accelerator A100 10, L4 2.5, port 8080, probe GET /"
+    )
