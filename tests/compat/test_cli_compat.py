@@ -158,3 +158,18 @@ async def test_logs_of_several_replicas_and_sync_down(live: Live, tmp_path: Path
         "replica_1.log": "replica 1 says hi\n",
         "replica_2.log": "replica 2 says hi\n",
     }
+
+
+async def test_skyserve_0_14_fields_through_the_api_and_status(live: Live) -> None:
+    """Every accepted corpus YAML goes through the API's plan, and the richest shows in status -v."""
+    corpus = Path(__file__).parent / "corpus"
+    for path in sorted(corpus.glob("accept-*.yaml")):
+        if path.stem == "accept-tls":
+            continue  # up reads the PEM files it names (not in the corpus)
+        plan = await cli(live, "up", str(path), "--dry-run", "--json", "--env", "X=1")
+        assert plan.exit_code == 0, (path.name, plan.output)
+    await create(live, "ia", (corpus / "accept-instance-aware.yaml").read_text())
+    await synced(live)
+    shown = await cli(live, "status", "-v", "ia")
+    assert shown.exit_code == 0, shown.output
+    assert "autoscaling 1-5 replicas at 10 QPS per replica" in shown.stdout
