@@ -28,21 +28,10 @@ Rules, in order:
 
 from __future__ import annotations
 
-from typing import TypeAlias
-
 import msgspec
 from msgspec.structs import replace
 
 from libs.catalog import CLOUDS, Offer, load_catalog
-from libs.events.types import (
-    Event,
-    Placement,
-    PlacementUnavailable,
-    ReplicaScheduled,
-    ReplicaTerminationRequested,
-    ServiceTerminated,
-    TrafficSwitched,
-)
 from libs.fleet.state import CloudsState, ReplicaState, ServiceState
 from libs.fleet.status import (
     ALIVE_STATUSES,
@@ -67,6 +56,29 @@ from libs.placement.spot_policy import (
     zone_view,
 )
 
+from .actions import (
+    Action,
+    MarkServiceTerminated,
+    RequestTermination,
+    ScheduleReplica,
+    SetTrafficVersions,
+    WaitForPlacement,
+    to_event,
+)
+
+# The actions live in actions.py; importers of plan keep finding them here.
+__all__ = [
+    "Action",
+    "MarkServiceTerminated",
+    "RequestTermination",
+    "ScheduleReplica",
+    "SchedulerConfig",
+    "SetTrafficVersions",
+    "WaitForPlacement",
+    "plan",
+    "to_event",
+]
+
 
 def shipped_offers() -> tuple[Offer, ...]:
     """The shipped catalog (tests and tools; the service passes the one under STRATUS_HOME)."""
@@ -89,74 +101,6 @@ class SchedulerConfig(msgspec.Struct, frozen=True, kw_only=True):
     spot_policy: str = DEFAULT_SPOT_POLICY
     spot_params: StratusParams = StratusParams()
     catalog: tuple[Offer, ...] = msgspec.field(default_factory=shipped_offers)
-
-
-class ScheduleReplica(msgspec.Struct, frozen=True, kw_only=True, tag=True):
-    replica_id: int
-    version: int
-    placement: Placement
-    reason: str = ""
-
-
-class WaitForPlacement(msgspec.Struct, frozen=True, kw_only=True, tag=True):
-    """Nothing can be placed now: recorded once per distinct reason (PlacementUnavailable)."""
-
-    version: int
-    use_spot: bool
-    reason: str
-    retry_at: float = 0.0
-
-
-class RequestTermination(msgspec.Struct, frozen=True, kw_only=True, tag=True):
-    replica_id: int
-    reason: str
-    drain_seconds: float = 0.0
-    purge: bool = False
-
-
-class MarkServiceTerminated(msgspec.Struct, frozen=True, kw_only=True, tag=True):
-    reason: str
-
-
-class SetTrafficVersions(msgspec.Struct, frozen=True, kw_only=True, tag=True):
-    versions: tuple[int, ...]
-    reason: str = ""
-
-
-Action: TypeAlias = (
-    ScheduleReplica | RequestTermination | MarkServiceTerminated | SetTrafficVersions | WaitForPlacement
-)
-
-
-def to_event(service: str, action: Action) -> Event:
-    """The event that records ``action``."""
-    if isinstance(action, ScheduleReplica):
-        return ReplicaScheduled(
-            service=service,
-            replica_id=action.replica_id,
-            version=action.version,
-            placement=action.placement,
-            reason=action.reason,
-        )
-    if isinstance(action, WaitForPlacement):
-        return PlacementUnavailable(
-            service=service,
-            version=action.version,
-            use_spot=action.use_spot,
-            reason=action.reason,
-            retry_at=action.retry_at or 0.0,
-        )
-    if isinstance(action, RequestTermination):
-        return ReplicaTerminationRequested(
-            service=service,
-            replica_id=action.replica_id,
-            reason=action.reason,
-            drain_seconds=action.drain_seconds,
-            purge=action.purge,
-        )
-    if isinstance(action, MarkServiceTerminated):
-        return ServiceTerminated(service=service, reason=action.reason)
-    return TrafficSwitched(service=service, versions=list(action.versions), reason=action.reason)
 
 
 class _Planner:
