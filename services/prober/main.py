@@ -55,10 +55,13 @@ def seed_state(svc: ServiceState, r: ReplicaState) -> ProbeState:
 
 
 class Prober:
-    def __init__(self, host: ServiceHost, failure_threshold: float, round_seconds: float = 1.0) -> None:
+    def __init__(
+        self, host: ServiceHost, failure_threshold: float, round_seconds: float | None = None
+    ) -> None:
         self.host = host
         self.failure_threshold = failure_threshold
-        self.round_seconds = round_seconds
+        # The loop's period (STRATUS_PROBE_INTERVAL): the finest probe interval there is.
+        self.round_seconds = host.settings.probe_interval if round_seconds is None else round_seconds
         self.http = HttpProber()
         self.states: dict[tuple[str, int], ProbeState] = {}
         self.headers: dict[tuple[str, int], dict[str, str]] = {}  # (service, version) -> decrypted
