@@ -69,7 +69,9 @@ async def ensure_schema(pool: asyncpg.Pool) -> None:
         raise AuthStoreError(f"cannot create the API tokens table: {exc}") from exc
 
 
-async def _insert(conn: asyncpg.Connection, name: str, role: Role, created_by: str) -> tuple[TokenInfo, str]:
+async def _insert(
+    conn: asyncpg.Connection | asyncpg.Pool, name: str, role: Role, created_by: str
+) -> tuple[TokenInfo, str]:
     token = new_token()
     row = await conn.fetchrow(
         f"INSERT INTO stratus_api_tokens (name, role, token_sha256, created_by) VALUES ($1, $2, $3, $4) "
@@ -80,12 +82,12 @@ async def _insert(conn: asyncpg.Connection, name: str, role: Role, created_by: s
 
 
 async def create_token(
-    pool: asyncpg.Pool, name: str, role: Role, *, created_by: str = ""
+    db: asyncpg.Pool | asyncpg.Connection, name: str, role: Role, *, created_by: str = ""
 ) -> tuple[TokenInfo, str]:
-    """A new token: its record and its value (shown once, never stored)."""
+    """A new token: its record and its value (shown once, never stored). ``db`` may be a
+    connection in a transaction, so the audit event commits with the token."""
     try:
-        async with pool.acquire() as conn:
-            return await _insert(conn, name, role, created_by)
+        return await _insert(db, name, role, created_by)
     except _DB_ERRORS as exc:
         raise AuthStoreError(f"cannot create an API token: {exc}") from exc
 
@@ -99,9 +101,11 @@ async def list_tokens(pool: asyncpg.Pool, *, include_revoked: bool = False) -> l
     return [_info(r) for r in rows]
 
 
-async def revoke_token(pool: asyncpg.Pool, token_id: int, *, revoked_by: str = "") -> TokenInfo:
+async def revoke_token(
+    db: asyncpg.Pool | asyncpg.Connection, token_id: int, *, revoked_by: str = ""
+) -> TokenInfo:
     try:
-        row = await pool.fetchrow(
+        row = await db.fetchrow(
             f"UPDATE stratus_api_tokens SET revoked_at = now(), revoked_by = $2 "
             f"WHERE id = $1 AND revoked_at IS NULL RETURNING {_COLUMNS}",
             token_id, revoked_by,

@@ -258,6 +258,30 @@ class CloudsChecked(Event, frozen=True, tag="CloudsChecked"):
 CLOUDS_STREAM = "clouds"
 
 
+# --------------------------------------------------------------------------- API access (api)
+
+
+class ApiTokenCreated(Event, frozen=True, tag="ApiTokenCreated"):
+    """An API token was created (stream ``auth``, ``service`` ""). Never carries the token."""
+
+    token_id: int
+    name: str
+    role: str
+    principal: str = ""  # who created it
+
+
+class ApiTokenRevoked(Event, frozen=True, tag="ApiTokenRevoked"):
+    """An API token was revoked (stream ``auth``, ``service`` "")."""
+
+    token_id: int
+    name: str
+    role: str
+    principal: str = ""  # who revoked it
+
+
+AUTH_STREAM = "auth"
+
+
 # --------------------------------------------------------------------------- debug
 
 
@@ -295,6 +319,8 @@ ALL_EVENT_TYPES: tuple[type[Event], ...] = (
     PreemptionRequested,
     CloudsChecked,
     PlacementUnavailable,
+    ApiTokenCreated,
+    ApiTokenRevoked,
 )
 
 EVENT_TYPES_BY_TAG: dict[str, type[Event]] = {str(t.__struct_config__.tag): t for t in ALL_EVENT_TYPES}

@@ -13,6 +13,7 @@ from libs.auth import AuthStoreError, Principal, Role, TokenInfo, UnknownToken
 from libs.auth import create_token as store_create
 from libs.auth import list_tokens as store_list
 from libs.auth import revoke_token as store_revoke
+from libs.events.types import AUTH_STREAM, ApiTokenCreated, ApiTokenRevoked
 
 from ..auth import AUTH_ERRORS, Caller, Forbidden
 from ..deps import ApiDeps
@@ -20,8 +21,9 @@ from ..errors import Conflict, NotFound, Unavailable
 
 log = logging.getLogger("stratus.api")
 
-# Token changes are not fleet events: the table records who created and revoked each token
-# (created_by, revoked_by) and the API log says so too (never the token).
+# Each change is audited twice, never with the token: the table records who created and revoked
+# each token, and an ApiTokenCreated / ApiTokenRevoked event on the ``auth`` stream, appended in
+# the same transaction, puts it in the event log.
 
 
 class TokenIn(BaseModel):
@@ -69,6 +71,7 @@ def _admin(caller: Principal) -> None:
 def build(deps: ApiDeps) -> APIRouter:
     router = APIRouter(prefix="/v1/auth", tags=["auth"], responses=AUTH_ERRORS)
     pool = deps.store.pool
+    store = deps.store
 
     @router.get("/whoami", summary="The token this request was made with (its id, name and role)")
     async def whoami(caller: Caller) -> WhoAmIOut:
@@ -78,7 +81,11 @@ def build(deps: ApiDeps) -> APIRouter:
     async def create_token(body: TokenIn, caller: Caller) -> NewTokenOut:
         _admin(caller)
         try:
-            info, token = await store_create(pool, body.name, body.role, created_by=caller.label)
+            async with store.transaction() as tx:
+                info, token = await store_create(tx.conn, body.name, body.role, created_by=caller.label)
+                await tx.append(AUTH_STREAM, [ApiTokenCreated(
+                    service="", token_id=info.id, name=info.name, role=info.role, principal=caller.label,
+                )])  # fmt: skip
         except AuthStoreError as exc:
             raise Unavailable(str(exc)) from exc
         log.info("API token %d (%r, %s) created by %s", info.id, info.name, info.role, caller.label)
@@ -103,7 +110,11 @@ def build(deps: ApiDeps) -> APIRouter:
                     f"token {token_id} is the last admin token: create another admin token first "
                     "(`stratus auth create --role admin --name NAME`), or nobody could manage tokens"
                 )
-            gone = await store_revoke(pool, token_id, revoked_by=caller.label)
+            async with store.transaction() as tx:
+                gone = await store_revoke(tx.conn, token_id, revoked_by=caller.label)
+                await tx.append(AUTH_STREAM, [ApiTokenRevoked(
+                    service="", token_id=gone.id, name=gone.name, role=gone.role, principal=caller.label,
+                )])  # fmt: skip
             log.info("API token %d (%r, %s) revoked by %s", gone.id, gone.name, gone.role, caller.label)
             return _out(gone)
         except UnknownToken as exc:
