@@ -17,7 +17,6 @@ from libs.events.types import (
     CloudsChecked,
     EndpointAssigned,
     Event,
-    Placement,
     PlacementUnavailable,
     Preempted,
     ProbeFailed,
@@ -41,25 +40,16 @@ from libs.events.types import (
 )
 from libs.spec import decode_recorded_spec
 
+from .fold_replicas import ReplicaFolding
 from .policy import service_policy
 from .state import (
     CloudsState,
-    Failure,
     FleetState,
-    LaunchFailure,
-    ProcessExit,
     ReplicaState,
     ScaleInfo,
     ServiceState,
-    TerminationRequest,
     VersionInfo,
-    ZoneEvent,
 )
-from .status import PREEMPTED, REPLACED_STATUSES, TERMINATED, describe_failure, replica_status
-
-# Failed replicas kept for display once terminated (newest kept); cleanup failures always kept.
-MAX_FAILED_KEPT = 10
-MAX_ZONE_EVENTS = 32
 
 
 def _version_info(version: int, spec: dict[str, Any], mode: str, at: float) -> VersionInfo:
@@ -69,13 +59,6 @@ def _version_info(version: int, spec: dict[str, Any], mode: str, at: float) -> V
         version=version, spec=spec, mode=mode, requested_at=at, decoded=decoded,
         policy=service_policy(decoded),
     )  # fmt: skip
-
-
-# Launch failures that say nothing about the spec: retried with backoff, never give up
-# (capacity and quota also block their location for a while: the placement fails over).
-RETRYABLE_LAUNCH_FAILURES = frozenset({"capacity", "quota", "transient"})
-
-_NO_PLACEMENT = Placement()
 
 
 class RecordedLike(Protocol):
@@ -95,67 +78,13 @@ def _ts(at: datetime | float) -> float:
     return at.timestamp() if isinstance(at, datetime) else float(at)
 
 
-class _Folder:
-    __slots__ = ("clouds", "owned", "services")
-
-    def __init__(
-        self, services: dict[str, ServiceState], owned: set[str], clouds: CloudsState | None = None
-    ) -> None:
-        self.services = services
-        self.owned = owned
-        self.clouds = clouds
+class _Folder(ReplicaFolding):
+    __slots__ = ()
 
     def apply(self, event: Event, at: float) -> None:
         handler = _HANDLERS.get(type(event))
         if handler is not None:
             handler(self, event, at)
-
-    # ----------------------------------------------------------------- helpers
-
-    def own(self, name: str) -> ServiceState | None:
-        """The service, with dicts this folder may mutate (copied on first touch)."""
-        svc = self.services.get(name)
-        if svc is None or name in self.owned:
-            return svc
-        svc = replace(svc, replicas=dict(svc.replicas), versions=dict(svc.versions))
-        self.services[name] = svc
-        self.owned.add(name)
-        return svc
-
-    def replica(self, event: Any) -> tuple[ServiceState, ReplicaState] | None:
-        svc = self.own(event.service)
-        if svc is None:
-            return None
-        rep = svc.replicas.get(event.replica_id)
-        return None if rep is None else (svc, rep)
-
-    def count_failure(self, svc: ServiceState, rep: ReplicaState, at: float, blocking: bool) -> None:
-        info = svc.versions.get(rep.version)
-        if info is None:
-            return
-        svc.versions[rep.version] = replace(
-            info,
-            consecutive_failures=info.consecutive_failures + (1 if blocking else 0),
-            retry_failures=info.retry_failures + 1,
-            last_failure_at=at,
-            failure_reason=describe_failure(rep),
-        )
-
-    def zone_event(
-        self, svc: ServiceState, placement: Placement, kind: str, at: float, message: str = ""
-    ) -> None:
-        ev = ZoneEvent(
-            cloud=placement.cloud,
-            region=placement.region,
-            zone=placement.zone,
-            kind=kind,
-            use_spot=placement.use_spot,
-            at=at,
-            instance_type=placement.instance_type,
-            message=message[:200],
-        )
-        events = (*svc.zone_events, ev)[-MAX_ZONE_EVENTS:]
-        self.services[svc.name] = replace(svc, zone_events=events)
 
     # ----------------------------------------------------------------- service intent
 
@@ -254,157 +183,6 @@ class _Folder:
         self.clouds = CloudsState(
             enabled=tuple(ev.enabled), disabled=dict(ev.disabled), allowed=tuple(ev.allowed), checked_at=at
         )
-
-    def provisioning_started(self, ev: ReplicaProvisioningStarted, at: float) -> None:
-        found = self.replica(ev)
-        if found is None or found[1].provisioning_at is not None:
-            return
-        svc, rep = found
-        placement = rep.placement if ev.placement == _NO_PLACEMENT else ev.placement
-        svc.replicas[rep.replica_id] = replace(rep, provisioning_at=at, placement=placement)
-
-    def launched(self, ev: ReplicaLaunched, at: float) -> None:
-        found = self.replica(ev)
-        if found is None:
-            return
-        svc, rep = found
-        placement = rep.placement if ev.placement == _NO_PLACEMENT else ev.placement
-        svc.replicas[rep.replica_id] = replace(
-            rep, launched_at=at, instance_id=ev.instance_id, url=ev.url, placement=placement
-        )
-
-    def launch_failed(self, ev: ReplicaLaunchFailed, at: float) -> None:
-        found = self.replica(ev)
-        if found is None:
-            return
-        svc, rep = found
-        placement = rep.placement if ev.placement == _NO_PLACEMENT else ev.placement
-        if ev.kind in ("capacity", "quota"):
-            self.zone_event(svc, placement, ev.kind, at, ev.message)
-        if rep.launched_at is not None or rep.termination is not None:
-            return  # a cancelled launch is not a failure
-        if replica_status(rep) in REPLACED_STATUSES:
-            return
-        rep = replace(rep, launch_failed=LaunchFailure(kind=ev.kind, message=ev.message, at=at))
-        svc.replicas[rep.replica_id] = rep
-        self.count_failure(svc, rep, at, blocking=ev.kind not in RETRYABLE_LAUNCH_FAILURES)
-
-    def preempted(self, ev: Preempted, at: float) -> None:
-        svc = self.own(ev.service)
-        if svc is None:
-            return
-        rep = svc.replicas.get(ev.replica_id)
-        placement = ev.placement
-        if placement == _NO_PLACEMENT and rep is not None:
-            placement = rep.placement
-        self.zone_event(svc, placement, "preempted", at)
-        if rep is None or rep.termination is not None or replica_status(rep) in REPLACED_STATUSES:
-            return
-        svc.replicas[rep.replica_id] = replace(rep, preempted_at=at)
-
-    def termination_requested(self, ev: ReplicaTerminationRequested, at: float) -> None:
-        found = self.replica(ev)
-        if found is None or found[1].termination is not None:
-            return
-        svc, rep = found
-        req = TerminationRequest(reason=ev.reason, drain_seconds=ev.drain_seconds, purge=ev.purge, at=at)
-        svc.replicas[rep.replica_id] = replace(rep, termination=req)
-
-    def drained(self, ev: ReplicaDrained, at: float) -> None:
-        found = self.replica(ev)
-        if found is None:
-            return
-        svc, rep = found
-        if rep.termination is None or rep.drained_at is not None or rep.terminated_at is not None:
-            return
-        svc.replicas[rep.replica_id] = replace(rep, drained_at=at)
-
-    def terminated(self, ev: ReplicaTerminated, at: float) -> None:
-        found = self.replica(ev)
-        if found is None:
-            return
-        svc, rep = found
-        rep = replace(rep, terminated_at=at, cleanup_error=ev.cleanup_error)
-        status = replica_status(rep)
-        if status in (TERMINATED, PREEMPTED):
-            del svc.replicas[rep.replica_id]
-            return
-        svc.replicas[rep.replica_id] = rep
-        reps = svc.replicas.values()
-        done = [r.replica_id for r in reps if r.terminated_at is not None and not r.cleanup_error]
-        if len(done) > MAX_FAILED_KEPT:
-            for rid in sorted(done)[: len(done) - MAX_FAILED_KEPT]:
-                del svc.replicas[rid]
-
-    def process_exited(self, ev: ReplicaProcessExited, at: float) -> None:
-        found = self.replica(ev)
-        if found is None or found[1].exited is not None:
-            return
-        svc, rep = found
-        expected = rep.termination is not None or rep.terminated_at is not None
-        was_failed = replica_status(rep) in REPLACED_STATUSES
-        exit_ = ProcessExit(
-            exit_code=ev.exit_code, reason=ev.reason, log_tail=ev.log_tail, at=at, expected=expected
-        )
-        rep = replace(rep, exited=exit_)
-        svc.replicas[rep.replica_id] = rep
-        if not expected and not was_failed:
-            self.count_failure(svc, rep, at, blocking=True)
-
-    # ----------------------------------------------------------------- probes
-
-    def ready(self, ev: ReplicaReady, at: float) -> None:
-        found = self.replica(ev)
-        if found is None:
-            return
-        svc, rep = found
-        if rep.termination is not None or replica_status(rep) in REPLACED_STATUSES:
-            return
-        svc.replicas[rep.replica_id] = replace(
-            rep,
-            ready_at=rep.ready_at if rep.ready_at is not None else at,
-            last_ready_at=at,
-            not_ready_at=None,
-            not_ready_reason="",
-            url=rep.url or ev.url,
-        )
-        info = svc.versions.get(rep.version)
-        if info is not None:
-            svc.versions[rep.version] = replace(
-                info,
-                first_ready_at=info.first_ready_at if info.first_ready_at is not None else at,
-                consecutive_failures=0,
-                retry_failures=0,
-            )
-
-    def probe_failed(self, ev: ProbeFailed, at: float) -> None:
-        found = self.replica(ev)
-        if found is None:
-            return
-        svc, rep = found
-        svc.replicas[rep.replica_id] = replace(
-            rep, probe_failures=rep.probe_failures + 1, last_probe_failure=ev.reason
-        )
-
-    def not_ready(self, ev: ReplicaNotReady, at: float) -> None:
-        found = self.replica(ev)
-        if found is None:
-            return
-        svc, rep = found
-        if rep.ready_at is None or rep.not_ready_at is not None or rep.termination is not None:
-            return
-        svc.replicas[rep.replica_id] = replace(rep, not_ready_at=at, not_ready_reason=ev.reason)
-
-    def replica_failed(self, ev: ReplicaFailed, at: float) -> None:
-        found = self.replica(ev)
-        if found is None:
-            return
-        svc, rep = found
-        if rep.termination is not None or replica_status(rep) in REPLACED_STATUSES:
-            return  # draining replicas stop answering; the first failure wins
-        rep = replace(rep, failed=Failure(status=ev.status, reason=ev.reason, at=at))
-        svc.replicas[rep.replica_id] = rep
-        self.count_failure(svc, rep, at, blocking=True)
 
 
 _HANDLERS: dict[type[Event], Callable[[_Folder, Any, float], None]] = {
