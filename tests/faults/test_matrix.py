@@ -280,7 +280,9 @@ def test_fault(
         fault(ha_stack)
         started = time.monotonic()
         # Through the second API instance: the first may be the one just killed.
-        r = ha_stack.cli("--api-url", second_api(ha_stack), "update", NAME, str(spec), "-y", timeout=60)
+        r = ha_stack.cli(
+            "--api-url", second_api(ha_stack), "update", NAME, str(spec), "-y", "--async", timeout=60
+        )
         assert r.returncode == 0, r.stdout + r.stderr
         ha_stack.wait(NAME, settled(want), timeout=CONVERGE + 30, what=f"{want} READY replicas")
         took = time.monotonic() - started
