@@ -174,10 +174,6 @@ class ReplicaPool:
     def has_ready(self) -> bool:
         return bool(self.eligible)
 
-    def total_in_flight(self) -> int:
-        n = sum(r.in_flight for r in self._replicas.values())
-        return n + sum(r.in_flight for rs in self._retired.values() for r in rs)
-
     def replicas(self) -> list[ReplicaInfo]:
         return [
             ReplicaInfo(
