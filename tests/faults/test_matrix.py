@@ -143,15 +143,23 @@ def check_invariants(stack: Stack) -> None:
     scale = [e for e in events if e["type"] == "ScaleDecided"]
     pairs = Counter((e["data"].get("target"), e["occurred_at"]) for e in scale)
     assert all(n == 1 for n in pairs.values()), f"a ScaleDecided recorded twice: {pairs}"
-    # The replica processes are exactly the launched replicas not terminated.
-    launched = {
-        e["data"]["replica_id"]: e["data"]["instance_id"] for e in events if e["type"] == "ReplicaLaunched"
-    }
-    ended = {e["data"]["replica_id"] for e in events if e["type"] == "ReplicaTerminated"}
-    expected = {iid for rid, iid in launched.items() if rid not in ended}
+    # The replica processes are exactly the launched replicas not terminated. A replaced replica's
+    # process ends before its ReplicaTerminated is appended: both sides are read again until they
+    # agree (bounded).
+    def launched_not_terminated(events: list[dict[str, Any]]) -> set[str]:
+        launched = {
+            e["data"]["replica_id"]: e["data"]["instance_id"]
+            for e in events
+            if e["type"] == "ReplicaLaunched"
+        }
+        ended = {e["data"]["replica_id"] for e in events if e["type"] == "ReplicaTerminated"}
+        return {iid for rid, iid in launched.items() if rid not in ended}
+
+    expected = launched_not_terminated(events)
     deadline = time.monotonic() + 15
     while (running := running_instances(stack, NAME)) != expected and time.monotonic() < deadline:
         time.sleep(0.3)
+        expected = launched_not_terminated(stack.events(NAME))
     assert running == expected, f"running {running}, launched and not terminated {expected}"
 
 
