@@ -15,6 +15,8 @@ from typing import Any, cast
 
 import asyncpg
 
+from libs.events.schema import API_TOKENS_DDL
+
 from .errors import AuthStoreError, UnknownToken
 from .files import write_token_file
 from .tokens import Principal, Role, hash_token, new_token
@@ -24,18 +26,7 @@ _SCHEMA_LOCK = 0x5354_0020
 _BOOTSTRAP_LOCK = 0x5354_0021
 BOOTSTRAP_NAME = "local-admin"
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS stratus_api_tokens (
-    id            bigserial PRIMARY KEY,
-    name          text NOT NULL,
-    role          text NOT NULL CHECK (role IN ('admin', 'viewer')),
-    token_sha256  text NOT NULL UNIQUE,
-    created_at    timestamptz NOT NULL DEFAULT now(),
-    created_by    text NOT NULL DEFAULT '',
-    revoked_at    timestamptz,
-    revoked_by    text NOT NULL DEFAULT ''
-)
-"""
+_SCHEMA = API_TOKENS_DDL  # the one text, in libs.events.schema's migration list
 _COLUMNS = "id, name, role, created_at, created_by, revoked_at, revoked_by"
 _DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 

@@ -22,6 +22,7 @@ from typing import TypeAlias
 import asyncpg
 from cryptography.fernet import Fernet, InvalidToken
 
+from libs.events.schema import BOOTSTRAP_DDL
 from libs.secrets.store import ensure_schema as ensure_secrets_schema
 from libs.secrets.store import service_data_key
 
@@ -31,20 +32,7 @@ Conn: TypeAlias = asyncpg.Pool | asyncpg.Connection
 _SCHEMA_LOCK = 0x5354_0020
 DEFAULT_TTL_SECONDS = 1800.0  # a GPU VM can take many minutes to boot
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS stratus_bootstrap_tokens (
-    token_sha256         text PRIMARY KEY,
-    service              text NOT NULL,
-    replica_id           integer NOT NULL,
-    version              integer NOT NULL,
-    log_token_encrypted  bytea NOT NULL,
-    issued_at            double precision NOT NULL,
-    expires_at           double precision NOT NULL,
-    used_at              double precision
-);
-CREATE INDEX IF NOT EXISTS stratus_bootstrap_tokens_replica
-    ON stratus_bootstrap_tokens (service, replica_id, issued_at)
-"""
+_SCHEMA = BOOTSTRAP_DDL  # the one text, in libs.events.schema's migration list
 
 
 @dataclass(frozen=True)

@@ -26,24 +26,14 @@ import asyncpg
 from .consumer import Handler
 from .errors import EventDecodeError, UnknownEventType
 from .outcomes import TRANSIENT_ERRORS, classify
+from .schema import DEAD_LETTER_RETRIES_DDL
 from .store import EventStore
 
 log = logging.getLogger(__name__)
 
 _LOCK_KEY = 0x5354524454_4C52  # advisory lock serializing the schema's creation
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS stratus_dead_letter_retries (
-    dead_letter_id  bigint PRIMARY KEY REFERENCES stratus_dead_letters (id),
-    requested_at    timestamptz NOT NULL DEFAULT now(),
-    requested_by    text NOT NULL DEFAULT '',
-    attempts        integer NOT NULL DEFAULT 0,
-    done_at         timestamptz,
-    outcome         text NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS stratus_dead_letter_retries_open
-    ON stratus_dead_letter_retries (dead_letter_id) WHERE done_at IS NULL;
-"""
+SCHEMA = DEAD_LETTER_RETRIES_DDL  # the one text, in libs.events.schema's migration list
 
 
 async def ensure_schema(pool: asyncpg.Pool) -> None:

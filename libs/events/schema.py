@@ -23,6 +23,104 @@ MIGRATION_LOCK = 0x5354_0001
 
 NOTIFY_CHANNEL = "stratus_events"
 
+# Other packages' tables: the one text of each, run here in order and by their owners.
+
+# libs.secrets (store.py): secret values and per-service data keys.
+SECRETS_DDL = """
+CREATE TABLE IF NOT EXISTS stratus_secrets (
+    service          text NOT NULL,
+    version          integer NOT NULL,
+    name             text NOT NULL,
+    value_encrypted  bytea NOT NULL,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (service, version, name)
+);
+CREATE TABLE IF NOT EXISTS stratus_secret_keys (
+    service          text PRIMARY KEY,
+    key_encrypted    bytea NOT NULL,
+    created_at       timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+# libs.secrets (endpoint.py): endpoint TLS pairs and API keys.
+ENDPOINT_SECRETS_DDL = """
+CREATE TABLE IF NOT EXISTS stratus_endpoint_tls (
+    service        text PRIMARY KEY,
+    version        integer NOT NULL,
+    cert_pem       text NOT NULL,
+    key_encrypted  bytea NOT NULL,
+    updated_at     timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS stratus_endpoint_keys (
+    service     text NOT NULL,
+    key_id      text NOT NULL,
+    name        text NOT NULL,
+    key_hash    bytea NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    revoked_at  timestamptz,
+    PRIMARY KEY (service, key_id)
+)
+"""
+
+
+# libs.auth (store.py): API tokens.
+API_TOKENS_DDL = """
+CREATE TABLE IF NOT EXISTS stratus_api_tokens (
+    id            bigserial PRIMARY KEY,
+    name          text NOT NULL,
+    role          text NOT NULL CHECK (role IN ('admin', 'viewer')),
+    token_sha256  text NOT NULL UNIQUE,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    created_by    text NOT NULL DEFAULT '',
+    revoked_at    timestamptz,
+    revoked_by    text NOT NULL DEFAULT ''
+)
+"""
+
+
+# libs.bootstrap (tokens.py): one-time bootstrap tokens.
+BOOTSTRAP_DDL = """
+CREATE TABLE IF NOT EXISTS stratus_bootstrap_tokens (
+    token_sha256         text PRIMARY KEY,
+    service              text NOT NULL,
+    replica_id           integer NOT NULL,
+    version              integer NOT NULL,
+    log_token_encrypted  bytea NOT NULL,
+    issued_at            double precision NOT NULL,
+    expires_at           double precision NOT NULL,
+    used_at              double precision
+);
+CREATE INDEX IF NOT EXISTS stratus_bootstrap_tokens_replica
+    ON stratus_bootstrap_tokens (service, replica_id, issued_at)
+"""
+
+
+# the autoscaler's table (services/autoscaler/store.py).
+AUTOSCALER_DDL = """
+CREATE TABLE IF NOT EXISTS stratus_autoscaler_state (
+    service     text PRIMARY KEY,
+    state       jsonb NOT NULL,
+    updated_at  timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+# dead-letter retry requests (libs/events/redelivery.py).
+DEAD_LETTER_RETRIES_DDL = """
+CREATE TABLE IF NOT EXISTS stratus_dead_letter_retries (
+    dead_letter_id  bigint PRIMARY KEY REFERENCES stratus_dead_letters (id),
+    requested_at    timestamptz NOT NULL DEFAULT now(),
+    requested_by    text NOT NULL DEFAULT '',
+    attempts        integer NOT NULL DEFAULT 0,
+    done_at         timestamptz,
+    outcome         text NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS stratus_dead_letter_retries_open
+    ON stratus_dead_letter_retries (dead_letter_id) WHERE done_at IS NULL;
+"""
+
+
 MIGRATIONS: list[str] = [
     # 1: the log, tracking, dead letters, relay offsets.
     """
@@ -156,89 +254,17 @@ MIGRATIONS: list[str] = [
     CREATE INDEX stratus_dead_letters_consumer_idx ON stratus_dead_letters (consumer, position);
     """,
     # 4: libs.secrets (store.py)
-    """
-CREATE TABLE IF NOT EXISTS stratus_secrets (
-    service          text NOT NULL,
-    version          integer NOT NULL,
-    name             text NOT NULL,
-    value_encrypted  bytea NOT NULL,
-    created_at       timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (service, version, name)
-);
-CREATE TABLE IF NOT EXISTS stratus_secret_keys (
-    service          text PRIMARY KEY,
-    key_encrypted    bytea NOT NULL,
-    created_at       timestamptz NOT NULL DEFAULT now()
-)
-""",
+    SECRETS_DDL,
     # 5: libs.secrets (endpoint.py)
-    """
-CREATE TABLE IF NOT EXISTS stratus_endpoint_tls (
-    service        text PRIMARY KEY,
-    version        integer NOT NULL,
-    cert_pem       text NOT NULL,
-    key_encrypted  bytea NOT NULL,
-    updated_at     timestamptz NOT NULL DEFAULT now()
-);
-CREATE TABLE IF NOT EXISTS stratus_endpoint_keys (
-    service     text NOT NULL,
-    key_id      text NOT NULL,
-    name        text NOT NULL,
-    key_hash    bytea NOT NULL,
-    created_at  timestamptz NOT NULL DEFAULT now(),
-    revoked_at  timestamptz,
-    PRIMARY KEY (service, key_id)
-)
-""",
+    ENDPOINT_SECRETS_DDL,
     # 6: libs.auth (store.py)
-    """
-CREATE TABLE IF NOT EXISTS stratus_api_tokens (
-    id            bigserial PRIMARY KEY,
-    name          text NOT NULL,
-    role          text NOT NULL CHECK (role IN ('admin', 'viewer')),
-    token_sha256  text NOT NULL UNIQUE,
-    created_at    timestamptz NOT NULL DEFAULT now(),
-    created_by    text NOT NULL DEFAULT '',
-    revoked_at    timestamptz,
-    revoked_by    text NOT NULL DEFAULT ''
-)
-""",
+    API_TOKENS_DDL,
     # 7: libs.bootstrap (tokens.py)
-    """
-CREATE TABLE IF NOT EXISTS stratus_bootstrap_tokens (
-    token_sha256         text PRIMARY KEY,
-    service              text NOT NULL,
-    replica_id           integer NOT NULL,
-    version              integer NOT NULL,
-    log_token_encrypted  bytea NOT NULL,
-    issued_at            double precision NOT NULL,
-    expires_at           double precision NOT NULL,
-    used_at              double precision
-);
-CREATE INDEX IF NOT EXISTS stratus_bootstrap_tokens_replica
-    ON stratus_bootstrap_tokens (service, replica_id, issued_at)
-""",
+    BOOTSTRAP_DDL,
     # 8: the autoscaler's table (services/autoscaler/store.py): a projection of the log.
-    """
-CREATE TABLE IF NOT EXISTS stratus_autoscaler_state (
-    service     text PRIMARY KEY,
-    state       jsonb NOT NULL,
-    updated_at  timestamptz NOT NULL DEFAULT now()
-)
-""",
+    AUTOSCALER_DDL,
     # 9: dead-letter retry requests (libs/events/redelivery.py)
-    """
-CREATE TABLE IF NOT EXISTS stratus_dead_letter_retries (
-    dead_letter_id  bigint PRIMARY KEY REFERENCES stratus_dead_letters (id),
-    requested_at    timestamptz NOT NULL DEFAULT now(),
-    requested_by    text NOT NULL DEFAULT '',
-    attempts        integer NOT NULL DEFAULT 0,
-    done_at         timestamptz,
-    outcome         text NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS stratus_dead_letter_retries_open
-    ON stratus_dead_letter_retries (dead_letter_id) WHERE done_at IS NULL;
-""",
+    DEAD_LETTER_RETRIES_DDL,
 ]
 
 

@@ -30,6 +30,8 @@ from pathlib import Path
 import asyncpg
 from cryptography.fernet import InvalidToken
 
+from libs.events.schema import ENDPOINT_SECRETS_DDL
+
 from .errors import EndpointTlsInvalid, SecretsStoreError, SecretUnreadable
 from .keys import master_keyring
 from .store import Conn, _unwrap, service_data_key
@@ -38,24 +40,7 @@ KEY_PREFIX = "stk_"
 PEPPER = b"stratus-endpoint-key-v1\0"
 _SCHEMA_LOCK = 0x5354_0012
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS stratus_endpoint_tls (
-    service        text PRIMARY KEY,
-    version        integer NOT NULL,
-    cert_pem       text NOT NULL,
-    key_encrypted  bytea NOT NULL,
-    updated_at     timestamptz NOT NULL DEFAULT now()
-);
-CREATE TABLE IF NOT EXISTS stratus_endpoint_keys (
-    service     text NOT NULL,
-    key_id      text NOT NULL,
-    name        text NOT NULL,
-    key_hash    bytea NOT NULL,
-    created_at  timestamptz NOT NULL DEFAULT now(),
-    revoked_at  timestamptz,
-    PRIMARY KEY (service, key_id)
-)
-"""
+_SCHEMA = ENDPOINT_SECRETS_DDL  # the one text, in libs.events.schema's migration list
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,8 @@ from typing import TypeAlias
 import asyncpg
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from libs.events.schema import SECRETS_DDL
+
 from .errors import SecretsStoreError, SecretUnreadable
 from .keys import key_path, load_or_create_keys, master_keyring
 
@@ -30,21 +32,7 @@ _DATA_KEY = "SELECT key_encrypted FROM stratus_secret_keys WHERE service = $1"
 _SCHEMA_LOCK = 0x5354_0010
 ROTATION_LOCK = 0x5354_0011
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS stratus_secrets (
-    service          text NOT NULL,
-    version          integer NOT NULL,
-    name             text NOT NULL,
-    value_encrypted  bytea NOT NULL,
-    created_at       timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (service, version, name)
-);
-CREATE TABLE IF NOT EXISTS stratus_secret_keys (
-    service          text PRIMARY KEY,
-    key_encrypted    bytea NOT NULL,
-    created_at       timestamptz NOT NULL DEFAULT now()
-)
-"""
+_SCHEMA = SECRETS_DDL  # the one text, in libs.events.schema's migration list
 
 Conn: TypeAlias = asyncpg.Pool | asyncpg.Connection
 

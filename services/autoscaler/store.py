@@ -10,15 +10,11 @@ from __future__ import annotations
 import asyncpg
 import msgspec
 
+from libs.events.schema import AUTOSCALER_DDL
+
 from .decide import AutoscalerState
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS stratus_autoscaler_state (
-    service     text PRIMARY KEY,
-    state       jsonb NOT NULL,
-    updated_at  timestamptz NOT NULL DEFAULT now()
-)
-"""
+_SCHEMA = AUTOSCALER_DDL  # the one text, in libs.events.schema's migration list
 
 _decoder = msgspec.json.Decoder(AutoscalerState)
 
