@@ -23,6 +23,9 @@ from libs.servers.postgres_server import PostgresServer
 # address (169.254.169.254) when no credentials are configured. Subprocesses inherit these.
 os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
 os.environ.setdefault("NO_GCE_CHECK", "true")
+# Each test stack makes a JetStream stream, and JetStream reserves its max_bytes: on a long-lived
+# NATS (NATS_URL) a session's hundreds of streams would exhaust the server's storage at 1 GiB each.
+os.environ.setdefault("STRATUS_BUS_MAX_BYTES", str(64 * 1024 * 1024))
 
 
 @pytest.fixture(scope="session")

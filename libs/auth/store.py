@@ -15,7 +15,7 @@ from typing import Any, cast
 
 import asyncpg
 
-from libs.events.schema import API_TOKENS_DDL
+from libs.events.schema import API_TOKENS_DDL, apply_ddl
 
 from .errors import AuthStoreError, UnknownToken
 from .files import write_token_file
@@ -53,9 +53,7 @@ def _info(row: Any) -> TokenInfo:
 
 async def ensure_schema(pool: asyncpg.Pool) -> None:
     try:
-        async with pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
-            await conn.execute(_SCHEMA)
+        await apply_ddl(pool, _SCHEMA_LOCK, _SCHEMA)
     except _DB_ERRORS as exc:
         raise AuthStoreError(f"cannot create the API tokens table: {exc}") from exc
 

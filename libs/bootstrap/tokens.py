@@ -22,7 +22,7 @@ from typing import TypeAlias
 import asyncpg
 from cryptography.fernet import Fernet, InvalidToken
 
-from libs.events.schema import BOOTSTRAP_DDL
+from libs.events.schema import BOOTSTRAP_DDL, apply_ddl
 from libs.secrets.store import ensure_schema as ensure_secrets_schema
 from libs.secrets.store import service_data_key
 
@@ -65,14 +65,8 @@ def refusal(used_at: float | None, expires_at: float, now: float) -> type[TokenR
 async def ensure_schema(conn: Conn) -> None:
     """Create the table (and the secrets tables whose data keys encrypt log tokens) if missing."""
     await ensure_secrets_schema(conn)
-    if isinstance(conn, asyncpg.Pool):
-        async with conn.acquire() as c:
-            await ensure_schema(c)
-        return
     try:
-        async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
-            await conn.execute(_SCHEMA)
+        await apply_ddl(conn, _SCHEMA_LOCK, _SCHEMA)
     except (OSError, asyncpg.PostgresError) as exc:
         raise BootstrapStoreError(f"cannot create the bootstrap tokens table: {exc}") from exc
 

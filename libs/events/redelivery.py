@@ -26,7 +26,7 @@ import asyncpg
 from .consumer import Handler
 from .errors import EventDecodeError, UnknownEventType
 from .outcomes import TRANSIENT_ERRORS, classify
-from .schema import DEAD_LETTER_RETRIES_DDL
+from .schema import DEAD_LETTER_RETRIES_DDL, apply_ddl
 from .store import EventStore
 
 log = logging.getLogger(__name__)
@@ -39,9 +39,7 @@ SCHEMA = DEAD_LETTER_RETRIES_DDL  # the one text, in libs.events.schema's migrat
 async def ensure_schema(pool: asyncpg.Pool) -> None:
     if await pool.fetchval("SELECT to_regclass('stratus_dead_letter_retries') IS NOT NULL"):
         return
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
-        await conn.execute(SCHEMA)
+    await apply_ddl(pool, _LOCK_KEY, SCHEMA)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,8 @@ database this list has not migrated yet.
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg
 
 # Advisory lock keys (arbitrary constants, namespaced by the first number). Appends take
@@ -22,6 +24,19 @@ import asyncpg
 MIGRATION_LOCK = 0x5354_0001
 
 NOTIFY_CHANNEL = "stratus_events"
+
+async def apply_ddl(db: Any, lock_key: int, ddl: str) -> None:
+    """Run one package's ``CREATE ... IF NOT EXISTS`` text under a transaction-scoped advisory
+    lock, so processes starting together don't race. ``db`` is an asyncpg pool or connection;
+    asyncpg and OS errors propagate for the owner to translate into its own tree."""
+    if isinstance(db, asyncpg.Pool):
+        async with db.acquire() as conn:
+            await apply_ddl(conn, lock_key, ddl)
+        return
+    async with db.transaction():
+        await db.execute("SELECT pg_advisory_xact_lock($1)", lock_key)
+        await db.execute(ddl)
+
 
 # Other packages' tables: the one text of each, run here in order and by their owners.
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import asyncpg
 from cryptography.fernet import InvalidToken
 
-from libs.events.schema import ENDPOINT_SECRETS_DDL
+from libs.events.schema import ENDPOINT_SECRETS_DDL, apply_ddl
 
 from .errors import EndpointTlsInvalid, SecretsStoreError, SecretUnreadable
 from .keys import master_keyring
@@ -74,14 +74,8 @@ def _store_error(what: str, exc: BaseException) -> SecretsStoreError:
 
 async def ensure_endpoint_schema(conn: Conn) -> None:
     """Create the endpoint tables if missing (safe when several processes start together)."""
-    if isinstance(conn, asyncpg.Pool):
-        async with conn.acquire() as c:
-            await ensure_endpoint_schema(c)
-        return
     try:
-        async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
-            await conn.execute(_SCHEMA)
+        await apply_ddl(conn, _SCHEMA_LOCK, _SCHEMA)
     except (OSError, asyncpg.PostgresError) as exc:
         raise _store_error("create the endpoint secrets tables", exc) from exc
 

@@ -19,7 +19,7 @@ from typing import TypeAlias
 import asyncpg
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from libs.events.schema import SECRETS_DDL
+from libs.events.schema import SECRETS_DDL, apply_ddl
 
 from .errors import SecretsStoreError, SecretUnreadable
 from .keys import key_path, load_or_create_keys, master_keyring
@@ -39,14 +39,8 @@ Conn: TypeAlias = asyncpg.Pool | asyncpg.Connection
 
 async def ensure_schema(conn: Conn) -> None:
     """Create the secrets tables if missing (safe when several processes start together)."""
-    if isinstance(conn, asyncpg.Pool):
-        async with conn.acquire() as c:
-            await ensure_schema(c)
-        return
     try:
-        async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
-            await conn.execute(_SCHEMA)
+        await apply_ddl(conn, _SCHEMA_LOCK, _SCHEMA)
     except (OSError, asyncpg.PostgresError) as exc:
         raise SecretsStoreError(f"cannot create the secrets tables: {exc}") from exc
 

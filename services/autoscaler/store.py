@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncpg
 import msgspec
 
-from libs.events.schema import AUTOSCALER_DDL
+from libs.events.schema import AUTOSCALER_DDL, apply_ddl
 
 from .decide import AutoscalerState
 
@@ -20,9 +20,7 @@ _decoder = msgspec.json.Decoder(AutoscalerState)
 
 
 async def ensure_schema(pool: asyncpg.Pool) -> None:
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", 0x5354_0020)
-        await conn.execute(_SCHEMA)
+    await apply_ddl(pool, 0x5354_0020, _SCHEMA)
 
 
 async def load_state(conn: asyncpg.Connection, service: str, *, for_update: bool = False) -> AutoscalerState:
