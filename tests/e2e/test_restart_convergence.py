@@ -128,6 +128,12 @@ def test_kill_component_mid_deployment_converges(
 
     url = f"http://{svc['endpoint']}/"
     with httpx.Client(timeout=10) as client:
+        # The status is read from Postgres; the router learns READY from the bus, which lags
+        # while a killed relay's lease runs out: wait (bounded) for the first routed answer.
+        deadline = time.monotonic() + 15
+        while (first := client.get(url)).status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert first.status_code == 200, first.text
         for _ in range(20):
             page = client.get(url)
             assert page.status_code == 200, page.text
