@@ -288,9 +288,12 @@ def test_fault(
         fault(ha_stack)
         started = time.monotonic()
         # Through the second API instance: the first may be the one just killed.
-        r = ha_stack.cli(
-            "--api-url", second_api(ha_stack), "update", NAME, str(spec), "-y", "--async", timeout=60
-        )
+        for _ in range(3):  # a concurrent change is refused with "run the update again": bounded retry
+            r = ha_stack.cli(
+                "--api-url", second_api(ha_stack), "update", NAME, str(spec), "-y", "--async", timeout=60
+            )
+            if "run the update again" not in r.stderr:
+                break
         assert r.returncode == 0, r.stdout + r.stderr
         ha_stack.wait(NAME, settled(want), timeout=CONVERGE + 30, what=f"{want} READY replicas")
         took = time.monotonic() - started
