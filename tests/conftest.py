@@ -7,12 +7,19 @@ Each test that needs a clean log gets a database of its own (``fresh_db_url``).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import os
+import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
 
 import asyncpg
+import nats
+import nats.errors
+import nats.js.errors
 import pytest
 
 from libs.events.store import EventStore
@@ -110,7 +117,53 @@ async def store(fresh_db_url: str) -> AsyncIterator[EventStore]:
         await s.close()
 
 
+def delete_streams(nats_url: str, names: Iterable[str], timeout: float = 5.0) -> None:
+    """Delete these JetStream streams (a test stack's own) if they exist: best-effort, bounded.
+
+    On a long-lived NATS (NATS_URL) every stream a test leaves behind keeps its storage
+    reservation (STRATUS_BUS_MAX_BYTES): a session's leftovers once exhausted JetStream. Runs in
+    a thread of its own, so it works from any fixture's teardown, inside an event loop or not.
+    """
+    wanted = list(names)
+
+    async def run() -> None:
+        nc = await nats.connect(nats_url, connect_timeout=2, allow_reconnect=False, max_reconnect_attempts=0)
+        try:
+            js = nc.jetstream()
+            for name in wanted:
+                with contextlib.suppress(nats.js.errors.NotFoundError):
+                    await js.delete_stream(name)
+        finally:
+            await nc.close()
+
+    def target() -> None:
+        try:
+            asyncio.run(asyncio.wait_for(run(), timeout))
+        except (nats.errors.Error, OSError, TimeoutError) as exc:
+            logging.getLogger(__name__).warning("could not delete test streams %s: %r", wanted, exc)
+
+    thread = threading.Thread(target=target, name="delete-test-streams", daemon=True)
+    thread.start()
+    thread.join(timeout + 2)
+
+
+def stack_stream(bus_prefix: str) -> str:
+    """The JetStream stream of the stack whose STRATUS_BUS_PREFIX is ``bus_prefix``."""
+    from libs.runtime.host import bus_config
+    from libs.runtime.settings import Settings
+
+    return bus_config(Settings(bus_prefix=bus_prefix)).stream
+
+
 @pytest.fixture
-def unique() -> str:
-    """A short unique token for stream names, subjects and consumer names."""
-    return uuid.uuid4().hex[:10]
+def unique(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A short unique token for stream names, subjects and consumer names.
+
+    A test using it with NATS usually runs a stack with ``bus_prefix=f"t{unique}"``: that
+    stack's stream is deleted afterwards (once the fixtures using ``unique`` are torn down).
+    """
+    token = uuid.uuid4().hex[:10]
+    url = request.getfixturevalue("nats_url") if "nats_url" in request.fixturenames else None
+    yield token
+    if url is not None:
+        delete_streams(url, [stack_stream(f"t{token}")])

@@ -157,6 +157,10 @@ class Stack:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(10)
         self.cli("local", "down", timeout=60)  # terminates any replica left behind
+        if self.env.get("NATS_URL") and self.env.get("STRATUS_BUS_PREFIX"):  # a shared NATS: our stream
+            from tests.conftest import delete_streams, stack_stream
+
+            delete_streams(self.env["NATS_URL"], [stack_stream(self.env["STRATUS_BUS_PREFIX"])])
 
 
 def replica_processes(instance_id: str) -> list[psutil.Process]:
