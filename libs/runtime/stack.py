@@ -54,7 +54,7 @@ def build_components(settings: Settings) -> tuple[list[Component], dict[str, str
         components.append(Component("nats", argv, ready_port=("127.0.0.1", port)))
     database_url = settings.database_url
     if "DATABASE_URL" not in settings.given:
-        pg = PostgresServer(home / "postgres", port=ports["postgres"])
+        pg = PostgresServer(home / "postgres", port=ports["postgres"], crash_safe=True)
         pg.init()
         database_url = pg.url
         components.append(

@@ -1,8 +1,9 @@
 """The fault matrix: two instances of every service and of the relay, a service kept at 2 or 3
 READY replicas by `update`, bounded traffic through its endpoint, and in turn: kill -9 of one
 instance of each service, of the relay leader, of nats-server (restarted, then restarted with its
-store removed), SIGSTOP of the prober leader for longer than its lease, and the whole control
-plane frozen. After each:
+store removed), of Postgres (every process of it at once, restarted by the supervisor: crash
+recovery), SIGSTOP of the prober leader for longer than its lease, and the whole control plane
+frozen. After each:
 
 - convergence: the latest version has the wanted READY replicas within 30 s;
 - 0 duplicate launches: no replica id scheduled, launched or terminated twice; the replica
@@ -13,7 +14,7 @@ plane frozen. After each:
 - the endpoint kept answering: every request of the traffic got a 200 (a router being killed
   may drop the connections it holds: those are retried once by the client, and counted).
 
-Postgres is the machine's shared server: it is not killed here (see docs/ha.md).
+The stack's nats-server and Postgres are its own (tests/faults/conftest.py), not the machine's.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from services.scheduler.main import TYPES as SCHEDULER_TYPES
 from tests.e2e.conftest import Stack
 from tests.e2e.scaling import alive, running_instances, service_yaml, site
 
-from .conftest import LEASE_TTL
+from .conftest import LEASE_TTL, stack_database
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -47,7 +48,7 @@ TRACKED = {"scheduler": SCHEDULER_TYPES, "provisioner": PROVISIONER_TYPES, "auto
 
 
 def db(stack: Stack) -> str:
-    return stack.env["DATABASE_URL"]
+    return stack_database(stack)
 
 
 def query(stack: Stack, sql: str, *args: Any) -> list[asyncpg.Record]:
@@ -238,6 +239,19 @@ def wipe_nats(stack: Stack) -> None:
     kill(stack, "nats")
 
 
+def kill_postgres(stack: Stack) -> None:
+    """Postgres crashes: the postmaster and every backend kill -9ed at once (held still first so
+    it cannot react), then restarted by the supervisor, which runs crash recovery."""
+    import psutil
+
+    pid = stack.component_pid("postgres")
+    postmaster = psutil.Process(pid)
+    postmaster.suspend()
+    for child in postmaster.children(recursive=True):
+        child.kill()
+    kill(stack, "postgres")  # SIGKILL, then waits for the supervisor's restart
+
+
 def freeze_control_plane(stack: Stack) -> None:
     """Everything but the routers stopped for 6 s: the endpoint must keep answering."""
     names = [n for n in stack.supervisor_state()["components"] if not n.startswith(("router", "postgres"))]
@@ -261,6 +275,7 @@ CASES: list[tuple[str, Callable[[Stack], None]]] = [
     ("prober-sigstop", stop_longer_than_lease),
     ("nats-restart", restart_nats),
     ("nats-store-lost", wipe_nats),
+    ("postgres-kill", kill_postgres),
     ("control-plane-frozen", freeze_control_plane),
 ]
 
