@@ -39,6 +39,9 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.js.api import PubAck
+from opentelemetry.trace import Span
+
+from libs.telemetry.tracing import end_publish, inject_span, publish_span, tracing_on
 
 from .bus import BusConfig, OutboxMessage, connect_until_stopped, ensure_stream
 from .errors import BusUnavailable, StoreUnavailable
@@ -119,12 +122,14 @@ class Relay:
         try:
             while not stop.is_set():
                 try:
-                    lost_stream = await self._stream_missing()
-                    await ensure_stream(self.js, self.bus)
                     conn = await self._lead(stop)
                     if conn is None:
                         return
                     try:
+                        # Looked at as the leader: what a standby saw before its wait is stale
+                        # (at the first start the stream is missing, and nothing is lost).
+                        lost_stream = await self._stream_missing()
+                        await ensure_stream(self.js, self.bus)
                         if lost_stream:
                             await self._recover_stream()
                         await self._follow(conn, stop, backoff)
@@ -212,13 +217,24 @@ class Relay:
             await wait_any(wake, stop, lost, self.lease.lost, seconds=self.options.poll_interval)
 
     async def _publish(self, rows: Sequence[OutboxMessage], offset: int) -> int:
-        """Publish ``rows`` pipelined; returns the last position of the acked prefix."""
+        """Publish ``rows`` pipelined; returns the last position of the acked prefix.
+
+        Traced (``tracing_on()``): a ``publish`` span per event that carries a trace context, its
+        child, from the publish to JetStream's ack; the message names it as the parent."""
         futures: list[asyncio.Future[PubAck]] = []
+        spans: list[Span | None] = []
+        traced = tracing_on()
         try:
             for row in rows:
+                subject, headers = row.subject(self.bus), row.headers()
+                if traced:
+                    span = publish_span(row.trace, subject, row.position, row.event_type)
+                    spans.append(span)
+                    if span is not None:
+                        inject_span(span, headers)
                 futures.append(
                     await self.js.publish_async(
-                        row.subject(self.bus), row.payload, headers=row.headers(),
+                        subject, row.payload, headers=headers,
                         stream=self.bus.stream, wait_stall=self.options.ack_timeout,
                     )
                 )  # fmt: skip
@@ -245,6 +261,10 @@ class Relay:
             elif prefix_intact:
                 acked = row.position
                 self.published += 1
+        for i, span in enumerate(spans):  # a publish that raised has no future: not acked
+            if span is not None:
+                fut = futures[i] if i < len(futures) else None
+                end_publish(span, fut is not None and not fut.cancelled() and fut.exception() is None)
         return acked
 
     # ------------------------------------------------------------------ repair

@@ -239,9 +239,9 @@ def wipe_nats(stack: Stack) -> None:
     kill(stack, "nats")
 
 
-def kill_postgres(stack: Stack) -> None:
-    """Postgres crashes: the postmaster and every backend kill -9ed at once (held still first so
-    it cannot react), then restarted by the supervisor, which runs crash recovery."""
+def _crash_postgres(stack: Stack) -> int:
+    """Every process of Postgres kill -9ed at once (the postmaster held still first so it cannot
+    react): its pid."""
     import psutil
 
     pid = stack.component_pid("postgres")
@@ -249,7 +249,41 @@ def kill_postgres(stack: Stack) -> None:
     postmaster.suspend()
     for child in postmaster.children(recursive=True):
         child.kill()
-    kill(stack, "postgres")  # SIGKILL, then waits for the supervisor's restart
+    postmaster.kill()
+    return pid
+
+
+def kill_postgres(stack: Stack) -> None:
+    """Postgres crashes, and the supervisor restarts it at once (crash recovery)."""
+    old = _crash_postgres(stack)
+    wait_restarted(stack, "postgres", old)
+
+
+def postgres_down(stack: Stack) -> None:
+    """Postgres crashes and stays down for three lease TTLs (the supervisor is held meanwhile):
+    every lease expires, every store call fails; then it comes back."""
+    assert stack.proc is not None
+    supervisor = stack.proc.pid
+    os.kill(supervisor, signal.SIGSTOP)
+    try:
+        old = _crash_postgres(stack)
+        time.sleep(3 * LEASE_TTL)  # the fault's duration itself, not a synchronisation
+    finally:
+        os.kill(supervisor, signal.SIGCONT)
+    wait_restarted(stack, "postgres", old)
+
+
+def wait_restarted(stack: Stack, component: str, old: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            pid = stack.supervisor_state()["components"][component].get("pid")
+        except (OSError, ValueError):  # replaced while we read it
+            pid = None
+        if isinstance(pid, int) and pid != old:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the supervisor did not restart {component} within {timeout}s")
 
 
 def freeze_control_plane(stack: Stack) -> None:
@@ -276,6 +310,7 @@ CASES: list[tuple[str, Callable[[Stack], None]]] = [
     ("nats-restart", restart_nats),
     ("nats-store-lost", wipe_nats),
     ("postgres-kill", kill_postgres),
+    ("postgres-down", postgres_down),
     ("control-plane-frozen", freeze_control_plane),
 ]
 
