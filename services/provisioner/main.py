@@ -1,8 +1,9 @@
 """The provisioner service: executes launches and terminations through a provider.
 
 Level-triggered: a bus message only names a service; ``reconcile`` compares the projected
-replicas with what the provider has done and acts. A monitor loop watches launched instances
-and records exits and preemptions. Launch and terminate are idempotent in the provider, so a
+replicas with what the provider has done and acts (launches, terminations, and requested
+preemptions: ``preemption.py``). A monitor loop watches launched instances and records exits and
+preemptions. Launch and terminate are idempotent in the provider, so a
 redelivered message or a restart mid-launch never starts a replica twice.
 """
 
@@ -48,8 +49,9 @@ from .clouds import errors as clouds_errors
 from .clouds.base import Bootstrap, InstanceState, LaunchTask, Provider
 from .clouds.errors import ProviderError
 from .clouds.local import LocalProvider
-from .clouds.registry import CloudRouter
+from .clouds.registry import CloudRouter, release_unused
 from .logs_server import serve_logs
+from .preemption import Preemptions, wants_preemption
 from .tasks import launch_task
 
 log = logging.getLogger("stratus.provisioner")
@@ -88,6 +90,7 @@ class Provisioner:
         self.queue = WorkQueue(self.reconcile, workers=4)
         # Several provisioners may run: a replica is launched by the one whose claim appended.
         self.claims = Claims(lambda: host.store, host.instance_lease())
+        self.preemptions = Preemptions(lambda: host.store, lambda: self.claims.me, provider)
 
     async def append(self, service: str, replica_id: int, events: list[Event]) -> None:
         """Append, then wait until our own projection shows it (so the next reconcile does)."""
@@ -112,17 +115,14 @@ class Provisioner:
         self.queue.add(rec.event.service)
 
     async def _preempt(self, event: PreemptionRequested) -> None:
+        """The message's replica at once (its errors nak or dead-letter the message); a replica
+        not launched yet is preempted by a later reconcile (the projection holds the request)."""
         svc = self.host.fleet.state.services.get(event.service)
         replica = svc.replicas.get(event.replica_id) if svc else None
-        if replica is None or not replica.instance_id:
-            log.warning("preempt: %s replica %s has no instance", event.service, event.replica_id)
+        if replica is None or not wants_preemption(replica):
+            log.info("preempt: %s replica %s not running now", event.service, event.replica_id)
             return
-        try:
-            await self.provider.preempt(replica.instance_id)
-        except clouds_errors.TransientError as exc:  # the cloud's tree, not libs.events': translate
-            raise events_errors.TransientError(f"preempt: {exc}") from exc
-        except ProviderError as exc:
-            raise events_errors.PermanentError(f"preempt: {exc}") from exc
+        await self.preemptions.act(event.service, replica)
 
     async def reconcile(self, service: str) -> None:
         svc = self.host.fleet.state.services.get(service)
@@ -133,6 +133,7 @@ class Provisioner:
                 self._start_termination(svc, r)
             elif needs_launch(r):
                 await self._launch(svc, r)
+        await self.preemptions.act_on(svc)  # requested, not acted on yet (a missed message too)
 
     async def _launch(self, svc: ServiceState, r: ReplicaState) -> None:
         info = svc.versions.get(r.version)
@@ -211,6 +212,8 @@ class Provisioner:
                 service=service, replica_id=r.replica_id, instance_id=r.instance_id, cleanup_error=error
             ))  # fmt: skip
             log.info("terminated %s replica %s", service, r.replica_id)
+            # The last replica of a service going down: its security group / firewall rule too.
+            await release_unused(self.provider, service, self.host.fleet.state.services.get(service), r)
         finally:
             self._terminating.discard(key)
 

@@ -181,6 +181,16 @@ def test_the_cheapest_zone_has_no_capacity_so_the_replica_lands_on_the_next(
         state = reservation["Instances"][0]["State"]["Name"]
         time.sleep(0.2)
     assert state == "terminated", cloud_stack.logs_tail()
+    # ... and, its last replica gone, the service's security group (nothing else of the VPC).
+    groups: list[Any] = [None]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and groups:
+        named = [{"Name": "group-name", "Values": ["stratus-a10g"]}]
+        groups = ec2.describe_security_groups(Filters=named)["SecurityGroups"]
+        time.sleep(0.2)
+    assert groups == [], cloud_stack.logs_tail()
+    default = [{"Name": "group-name", "Values": ["default"]}]
+    assert ec2.describe_security_groups(Filters=default)["SecurityGroups"]
 
 
 BOOT_SPEC = """\

@@ -125,6 +125,9 @@ class FakeArm:
                     return self._delete_vm(path, parts, stored)
                 if self.resources.pop(path.lower(), None) is None:
                     return 204, None, {}
+                if rtype == "resourcegroups":  # ARM deletes what the group holds with it
+                    for key in [k for k in self.resources if k.startswith(path.lower() + "/")]:
+                        del self.resources[key]
                 return 200, None, {}
             if method == "GET":
                 return self._get(path, parts, query)
@@ -168,6 +171,14 @@ class FakeArm:
                 if r["type"] == "Microsoft.Resources/resourceGroups"
             ]
             return 200, {"value": groups}, {}
+        if len(parts) == 5 and parts[2].lower() == "resourcegroups" and parts[4].lower() == "resources":
+            prefix = "/".join(["", *parts[:4]]).lower() + "/"  # a group's top-level resources
+            held = [
+                _public(r)
+                for k, r in self.resources.items()
+                if k.startswith(prefix) and r["type"].count("/") == 1
+            ]
+            return 200, {"value": held}, {}
         if len(parts) == 5 and parts[2].lower() == "providers":  # a subscription-wide list
             rtype = f"{parts[3]}/{parts[4]}".lower()
             return (

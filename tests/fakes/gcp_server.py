@@ -54,6 +54,7 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
         ("POST", r"/compute/v1/projects/([^/]+)/global/firewalls", "firewall_insert"),
         ("GET", r"/compute/v1/projects/([^/]+)/global/firewalls/([^/]+)", "firewall_get"),
         ("PATCH", r"/compute/v1/projects/([^/]+)/global/firewalls/([^/]+)", "firewall_patch"),
+        ("DELETE", r"/compute/v1/projects/([^/]+)/global/firewalls/([^/]+)", "firewall_delete"),
     ]
 ]
 # Which fault verb each route answers to, and whether the route is zonal (its 2nd group).
@@ -66,6 +67,7 @@ _VERBS = {
     "firewall_insert": "firewall",
     "firewall_get": "firewall",
     "firewall_patch": "firewall",
+    "firewall_delete": "firewall",
 }
 
 
@@ -390,3 +392,8 @@ class FakeCompute:
         rule = self._firewall_get(project, name)
         rule.update({k: v for k, v in body.items() if k != "network"})
         return self._operation("patch", rule["selfLink"], rule["id"], None)
+
+    def _firewall_delete(self, project: str, name: str, **_: Any) -> dict[str, Any]:
+        rule = self._firewall_get(project, name)
+        del self.firewalls[name]
+        return self._operation("delete", rule["selfLink"], rule["id"], None)

@@ -22,7 +22,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import boto3
@@ -34,6 +34,7 @@ from libs.runtime.settings import Settings
 from .aws_errors import BOTO_ERRORS, error_code, translate
 from .aws_images import Image, describe_image, find_default_image
 from .aws_network import check_cidr, default_vpc, ensure_group, wanted_rules
+from .aws_release import release_groups
 from .aws_requests import (
     ADDRESS_WAIT_SECONDS,
     LIVE_STATES,
@@ -363,6 +364,12 @@ class AwsProvider(Provider):
             if error_code(exc) in ("InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"):
                 return
             raise translate(exc, f"terminate {ec2_id}") from exc
+
+    async def release(self, service: str, placements: Sequence[Placement]) -> None:
+        """Delete the service's security group in each region once no instance uses it."""
+        for region in sorted({p.region for p in placements if p.region and p.region != "local"}):
+            async with self._group_locks.setdefault((region, service), asyncio.Lock()):
+                await release_groups(self._call, self.client("ec2", region), service, region)
 
     async def check(self) -> CloudCheck:
         sts = self.client("sts", self._session.region_name or "us-east-1")

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from azure.core.credentials import TokenCredential
@@ -127,6 +127,19 @@ class AzureProvider(Provider):
             return
         timeout = max(self.config.operation_timeout_s, NETWORK_TIMEOUT_S)
         await self._call(f"terminate {instance_id}", delete_replica, self._clients, group, vm, timeout)
+
+    async def release(self, service: str, placements: Sequence[Placement]) -> None:
+        """Delete the service's leftover network resources, and each region's resource group
+        once nothing but Stratus's VNet is left in it (``azure_release``)."""
+        timeout = max(self.config.operation_timeout_s, NETWORK_TIMEOUT_S)
+        for region in sorted({p.region for p in placements if p.region}):
+            await self._call(
+                f"release the resources of {service!r} in {region}",
+                self._launcher.release,
+                service,
+                region,
+                timeout,
+            )
 
     async def status(self, instance_id: str) -> InstanceStatus:
         try:

@@ -23,6 +23,7 @@ from .azure_clients import AzureClients
 from .azure_config import AzureConfig
 from .azure_errors import translate
 from .azure_inventory import delete_replica, wait
+from .azure_release import release_service
 from .base import Instance, LaunchTask
 from .errors import LaunchError, TransientError
 
@@ -39,6 +40,7 @@ class Launcher:
         self._subnets: dict[str, str] = {}  # region -> subnet id, once ensured
         self._lock = threading.Lock()  # guards the two dicts
         self._region_locks: dict[str, threading.Lock] = {}  # one region's first launches wait; others do not
+        self._active: dict[str, int] = {}  # region -> launches under way (its group must stay)
 
     def _subnet(self, region: str) -> str:
         """The region's resource group and VNet (created if missing); the subnet's id."""
@@ -75,9 +77,31 @@ class Launcher:
                 self._subnets[region] = subnet.id
             return subnet.id
 
+    def release(self, service: str, region: str, timeout: float) -> None:
+        """``azure_release.release_service`` under the region's lock, unless a launch is under way
+        there; the region's subnet is looked up again at the next launch."""
+        with self._lock:
+            region_lock = self._region_locks.setdefault(region, threading.Lock())
+        with region_lock:
+            with self._lock:
+                if self._active.get(region, 0):
+                    return
+            release_service(self.clients, self.config, service, region, timeout)
+            with self._lock:
+                self._subnets.pop(region, None)
+
     def launch(self, placement: Placement, task: LaunchTask, script: str) -> Instance:
         if placement.cloud != "azure" or not placement.region:
             raise LaunchError(f"not an Azure placement (cloud and region needed): {placement!r}")
+        with self._lock:
+            self._active[placement.region] = self._active.get(placement.region, 0) + 1
+        try:
+            return self._launch(placement, task, script)
+        finally:
+            with self._lock:
+                self._active[placement.region] -= 1
+
+    def _launch(self, placement: Placement, task: LaunchTask, script: str) -> Instance:
         cfg, net, region = self.config, self.clients.network, placement.region
         # Validated before any resource exists, so a bad task leaves nothing behind.
         data = specs.custom_data(script)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import enum
+from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -151,6 +152,14 @@ class Provider(abc.ABC):
     @abc.abstractmethod
     async def list_instances(self, service: str | None = None) -> list[Instance]:
         """Instances not yet terminated, so a restarted provisioner rediscovers them."""
+
+    async def release(self, service: str, placements: Sequence[Placement]) -> None:
+        """Delete what this provider created for ``service`` where ``placements`` put it
+        (security groups, firewall rules, network resources) that no live instance of the service
+        uses any more. Only resources Stratus created and tagged for the service are touched;
+        idempotent, an already-gone resource is fine. The provisioner calls it once a service
+        that is going down has terminated a replica. Default: nothing to release."""
+        del service, placements
 
     async def check(self) -> CloudCheck:
         """Whether this provider can launch now (credentials found and accepted); cheap."""

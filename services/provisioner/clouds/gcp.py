@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import google.auth
@@ -34,7 +34,7 @@ from .base import CloudCheck, Instance, InstanceState, InstanceStatus, LaunchTas
 from .errors import AuthError, InstanceNotFound, LaunchError, ProviderError, TransientError
 from .gcp_config import GcpConfig
 from .gcp_errors import translate
-from .gcp_firewall import ensure_rule
+from .gcp_firewall import ensure_rule, release_rule
 from .gcp_instances import address, facts, to_instance
 from .gcp_operations import wait_zone
 from .gcp_request import build_instance, check_placement
@@ -263,6 +263,18 @@ class GcpProvider(Provider):
             return await asyncio.to_thread(collect)  # later pages are fetched while iterating
         except Exception as exc:
             raise translate(exc, "list instances") from exc
+
+    async def release(self, service: str, placements: Sequence[Placement]) -> None:
+        """Delete the service's firewall rule (one per project) once no VM carries its tag."""
+        del placements  # the rule is global
+        try:
+            await asyncio.to_thread(
+                release_rule, self._firewalls, self._global_ops, self._instances, self.project, service
+            )
+        except ProviderError:
+            raise
+        except Exception as exc:
+            raise translate(exc, f"release the firewall rule of service {service!r}") from exc
 
     # --- check and close --------------------------------------------------------------------
 

@@ -4,10 +4,14 @@ One INGRESS rule per service, targeting the service's network tag, allowing TCP 
 port, the log port and the ports the task asks for, from ``GcpConfig.ingress_ranges()``. Nothing
 else is opened (the default network's own rules, such as SSH, are the project's business).
 The rule only grows while the service lives: a new version's ports are added to the ones
-already allowed, so a rolling update never cuts off the old version's replicas.
+already allowed, so a rolling update never cuts off the old version's replicas. Once the
+service is down and no VM carries its tag, ``release_rule`` deletes the rule, and only a rule
+Stratus wrote for that service (its description and target tag; GCP rules have no labels).
 """
 
 from __future__ import annotations
+
+import logging
 
 from google.api_core import exceptions as gexc
 from google.cloud import compute_v1
@@ -17,6 +21,9 @@ from .base import LaunchTask
 from .gcp_config import GcpConfig
 from .gcp_errors import translate
 from .gcp_operations import wait_global
+
+log = logging.getLogger("stratus.provisioner.gcp")
+DESCRIPTION = "Stratus: inbound ports of service {service}"
 
 
 def wanted_ports(task: LaunchTask, config: GcpConfig) -> list[int]:
@@ -37,7 +44,7 @@ def _allowed_ports(rule: compute_v1.Firewall) -> set[int]:
 def build_rule(service: str, ports: list[int], config: GcpConfig) -> compute_v1.Firewall:
     return compute_v1.Firewall(
         name=gcp_names.firewall_name(service),
-        description=f"Stratus: inbound ports of service {service}",
+        description=DESCRIPTION.format(service=service),
         network=config.network,
         direction="INGRESS",
         priority=1000,
@@ -91,3 +98,52 @@ def ensure_rule(
         return update
     except gexc.GoogleAPICallError as exc:
         raise translate(exc, doing) from exc
+
+
+def is_stratus_rule(rule: compute_v1.Firewall, service: str) -> bool:
+    """Whether ``rule`` is the one ``build_rule`` wrote for ``service`` (not a user's)."""
+    return rule.description == DESCRIPTION.format(service=service) and list(rule.target_tags) == [
+        gcp_names.service_tag(service)
+    ]
+
+
+def tag_in_use(instances: compute_v1.InstancesClient, project: str, tag: str) -> bool:
+    """Whether any Stratus VM of the project still carries network tag ``tag``."""
+    request = compute_v1.AggregatedListInstancesRequest(
+        project=project, filter=gcp_names.service_filter(None)
+    )
+    for _zone, scoped in instances.aggregated_list(request=request, timeout=60):
+        if any(tag in inst.tags.items for inst in scoped.instances):
+            return True
+    return False
+
+
+def release_rule(
+    firewalls: compute_v1.FirewallsClient,
+    operations: compute_v1.GlobalOperationsClient,
+    instances: compute_v1.InstancesClient,
+    project: str,
+    service: str,
+) -> bool:
+    """Delete ``service``'s rule once no VM has its tag (blocking); whether it is gone now."""
+    name = gcp_names.firewall_name(service)
+    doing = f"release firewall rule {name}"
+    try:
+        try:
+            rule = firewalls.get(project=project, firewall=name, timeout=30)
+        except gexc.NotFound:
+            return True
+        if not is_stratus_rule(rule, service):
+            log.info("firewall rule %s is not the one Stratus wrote for %s: left alone", name, service)
+            return False
+        if tag_in_use(instances, project, gcp_names.service_tag(service)):
+            return False
+        try:
+            op = firewalls.delete_unary(project=project, firewall=name, timeout=30)
+        except gexc.NotFound:
+            return True
+        wait_global(operations, project, op, timeout_s=120, doing=doing)
+    except gexc.GoogleAPICallError as exc:
+        raise translate(exc, doing) from exc
+    log.info("deleted firewall rule %s of %s", name, service)
+    return True

@@ -14,17 +14,18 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from libs.events.types import Placement
+from libs.fleet.state import ReplicaState, ServiceState
 from libs.runtime.settings import Settings
 
 from .base import CloudCheck, Instance, InstanceState, InstanceStatus, LaunchTask, Provider
-from .errors import AuthError, LaunchError, TransientError
+from .errors import AuthError, LaunchError, ProviderError, TransientError
 
 log = logging.getLogger("stratus.provisioner.clouds")
 
@@ -66,6 +67,39 @@ def build_providers(settings: Settings, checks: Iterable[CloudCheck]) -> dict[st
         except LaunchError as exc:
             log.warning("cloud %s is enabled but its provider is not: %s", check.cloud, exc)
     return providers
+
+
+def releasable(svc: ServiceState | None, ended: ReplicaState) -> list[Placement]:
+    """Where the service's cloud resources may go now that replica ``ended`` is terminated (pure).
+
+    ``ended``'s placement when it is on a cloud, its service is going down (or already gone from
+    the projection) and no other replica of it in that cloud and region is still to terminate;
+    else nothing. The provider still checks that no live instance uses what it deletes.
+    """
+    where = ended.placement
+    if where.cloud in ("", "local") or (svc is not None and not svc.down_requested):
+        return []
+    for other in svc.replicas.values() if svc is not None else ():
+        if other.replica_id == ended.replica_id or other.terminated_at is not None:
+            continue
+        if (other.placement.cloud, other.placement.region) == (where.cloud, where.region):
+            return []
+    return [where]
+
+
+async def release_unused(
+    provider: Provider, service: str, svc: ServiceState | None, ended: ReplicaState
+) -> None:
+    """After ``ended``'s termination, release its service's cloud resources once unused.
+
+    Called by the provisioner; a cloud error is logged (the resources stay) and never raised."""
+    placements = releasable(svc, ended)
+    if not placements:
+        return
+    try:
+        await provider.release(service, placements)
+    except ProviderError as exc:
+        log.warning("could not release the cloud resources of %s: %s", service, exc)
 
 
 def split_id(instance_id: str, clouds: Iterable[str]) -> tuple[str, str]:
@@ -146,6 +180,16 @@ class CloudRouter(Provider):
         for cloud, provider in self.providers.items():
             out.extend(self._wrap(cloud, i) for i in await provider.list_instances(service))
         return out
+
+    async def release(self, service: str, placements: Sequence[Placement]) -> None:
+        """Each enabled cloud of ``placements`` releases what it created there for ``service``."""
+        by_cloud: dict[str, list[Placement]] = {}
+        for placement in placements:
+            by_cloud.setdefault(placement.cloud or "local", []).append(placement)
+        for cloud, own in sorted(by_cloud.items()):
+            provider = self.providers.get(cloud)
+            if provider is not None:
+                await provider.release(service, own)
 
     async def preempt(self, instance_id: str, *, grace_seconds: float = 5.0) -> None:
         provider, own = self._route(instance_id)
