@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from libs.runtime.settings import Settings
+from libs.telemetry.tracing import setup_tracing
 
 from .bus import BusConfig
 from .lifecycle import install_stop_signals
@@ -38,6 +39,7 @@ def relay_main(argv: Sequence[str]) -> int:
     if not args.database_url:
         p.error("--database-url or DATABASE_URL is required")
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_tracing("relay", settings)  # its publish spans: OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set
     bus = BusConfig(
         stream=args.stream, prefix=args.prefix, max_age=settings.bus_max_age, max_bytes=settings.bus_max_bytes
     )

@@ -16,6 +16,8 @@ from typing import Any
 
 import asyncpg
 
+from libs.telemetry.tracing import append_span, tracing_on
+
 from .causation import stamp
 from .codec import encode
 from .envelope import NewEvent, RecordedEvent
@@ -67,7 +69,21 @@ def _translate(exc: Exception) -> Exception:
 async def append_on(
     conn: asyncpg.Connection, batches: Sequence[StreamAppend], *, now: datetime | None = None
 ) -> AppendResult:
-    """Append on an existing connection (inside the caller's transaction, if any)."""
+    """Append on an existing connection (inside the caller's transaction, if any).
+
+    Traced as an ``append`` span, child of the current one; the events carry its context."""
+    if not tracing_on():
+        return await _append_on(conn, batches, now)
+    with append_span(batches[0].stream_id if batches else "", sum(len(b.events) for b in batches)) as span:
+        result = await _append_on(conn, batches, now)
+        if result.positions:
+            span.set_attribute("stratus.position", result.positions[0])
+        return result
+
+
+async def _append_on(
+    conn: asyncpg.Connection, batches: Sequence[StreamAppend], now: datetime | None
+) -> AppendResult:
     streams: list[str] = []
     expected: list[int | None] = []
     ids: list[uuid.UUID] = []

@@ -336,7 +336,7 @@ def run_main(
     """
     settings = Settings.from_env()
     configure_logging(name, settings.log_level)
-    setup_tracing(name)  # OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set; off otherwise
+    setup_tracing(name, settings)  # OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set; off otherwise
 
     async def main() -> int:
         host = ServiceHost(name, settings)

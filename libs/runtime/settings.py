@@ -69,6 +69,8 @@ Router bounds on clients (an over-limit or too-slow request gets a 4xx and the c
     STRATUS_ROUTER_BODY_TIMEOUT       seconds a request body may go without a byte arriving;
                                       408 past it; default 60
     STRATUS_ROUTER_IDLE_TIMEOUT       seconds an idle keep-alive client connection is kept; 75
+    STRATUS_ROUTER_METRICS            on (default) or off: off, the router counts no requests
+                                      (no stratus_router_* metrics; QPS for the autoscaler stays)
 
 Clouds (the provisioner's cloud providers; see services/provisioner/clouds/)
     STRATUS_CLOUD_ADDRESS             which address of a cloud VM the router and prober use:
@@ -98,6 +100,17 @@ Scale-out and bounded logs (see docs/ha.md)
                                       relay); a partitioned leader is replaced after it; default 5
     STRATUS_LEASE_RENEW               seconds between lease renewals; default 1
     STRATUS_INSTANCES                 local stack: instances of each service; default 1
+
+Tracing (the standard OpenTelemetry variables; libs/telemetry/tracing.py, docs/operations.md)
+    OTEL_EXPORTER_OTLP_ENDPOINT       OTLP/HTTP collector base URL (spans go to <it>/v1/traces);
+                                      set, every process exports its spans; default none (off)
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT  the full traces URL, instead of the one above
+    OTEL_TRACES_EXPORTER              comma list of otlp, console, none; default otlp when an
+                                      endpoint is set (none: off whatever else is set)
+    OTEL_SERVICE_NAME                 service.name of every process; default stratus-<component>
+    OTEL_SDK_DISABLED                 true: tracing off
+    (The OpenTelemetry SDK reads its other variables itself: OTEL_EXPORTER_OTLP_HEADERS,
+    ..._TIMEOUT, ..._COMPRESSION, OTEL_TRACES_SAMPLER, OTEL_BSP_*, OTEL_RESOURCE_ATTRIBUTES.)
 
 Not settings, and so not here: what the provisioner passes to replicas (``STRATUS_REPLICA_ID``,
 ``STRATUS_SERVICE_NAME`` and the like), the supervisor's ``STRATUS_COMPONENT``, and
@@ -147,6 +160,7 @@ ENV_VARS: dict[str, str] = {
     "router_head_timeout": "STRATUS_ROUTER_HEAD_TIMEOUT",
     "router_body_timeout": "STRATUS_ROUTER_BODY_TIMEOUT",
     "router_idle_timeout": "STRATUS_ROUTER_IDLE_TIMEOUT",
+    "router_metrics": "STRATUS_ROUTER_METRICS",
     "api_token": "STRATUS_API_TOKEN",
     "api_max_body_bytes": "STRATUS_API_MAX_BODY_BYTES",
     "api_cors_origins": "STRATUS_API_CORS_ORIGINS",
@@ -167,6 +181,11 @@ ENV_VARS: dict[str, str] = {
     "lease_ttl": "STRATUS_LEASE_TTL",
     "lease_renew": "STRATUS_LEASE_RENEW",
     "instances": "STRATUS_INSTANCES",
+    "otel_exporter_otlp_endpoint": "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "otel_exporter_otlp_traces_endpoint": "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "otel_traces_exporter": "OTEL_TRACES_EXPORTER",
+    "otel_service_name": "OTEL_SERVICE_NAME",
+    "otel_sdk_disabled": "OTEL_SDK_DISABLED",
 }
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # libs.placement.spot_policy.SPOT_POLICIES (not imported: runtime depends on no decision code).
@@ -211,6 +230,7 @@ class Settings:
     router_head_timeout: float = 30.0
     router_body_timeout: float = 60.0
     router_idle_timeout: float = 75.0
+    router_metrics: str = "on"  # or "off"
     api_token: str = field(default="", repr=False)  # empty: the token file
     api_max_body_bytes: int = 1_048_576
     api_cors_origins: str = ""  # comma-separated; empty: no CORS
@@ -231,6 +251,11 @@ class Settings:
     lease_ttl: float = 5.0
     lease_renew: float = 1.0
     instances: int = 1
+    otel_exporter_otlp_endpoint: str = ""  # empty: no OTLP export (tracing off)
+    otel_exporter_otlp_traces_endpoint: str = ""
+    otel_traces_exporter: str = ""  # empty: otlp when an endpoint is set
+    otel_service_name: str = ""  # empty: stratus-<component>
+    otel_sdk_disabled: str = ""  # "true": off
     # The variables of ENV_VARS that were set (the rest are defaults): the local stack starts
     # its own NATS / Postgres only when NATS_URL / DATABASE_URL are not given.
     given: frozenset[str] = frozenset()
@@ -257,6 +282,8 @@ class Settings:
             )
         if values.get("cloud_address", "public") not in ("public", "private"):
             raise SettingsError(f"STRATUS_CLOUD_ADDRESS={values['cloud_address']!r}: not public or private")
+        if values.get("router_metrics", "on") not in ("on", "off"):
+            raise SettingsError(f"STRATUS_ROUTER_METRICS={values['router_metrics']!r}: not on or off")
         home = Path(env.get("STRATUS_HOME") or Path.home() / ".stratus")
         return cls(home=home, given=frozenset(given), **values)  # type: ignore[arg-type]
 

@@ -5,6 +5,9 @@ prometheus-client, whose per-call label lookups and locks would cost the data pa
 share of its throughput. ``RouterCollector`` turns the counters into the ``stratus_router_*``
 families of ``metrics.py`` when ``/metrics`` is scraped (on the metrics server's thread: the
 counters are read, never written, there; a scrape may be one request behind).
+
+``NoStats`` is what an endpoint counts with when the router's metrics are off
+(``STRATUS_ROUTER_METRICS=off``): the same calls, doing nothing.
 """
 
 from __future__ import annotations
@@ -43,6 +46,22 @@ class EndpointStats:
         rid = replica.replica_id if replica is not None else NO_REPLICA
         errors = self.upstream_errors
         errors[rid] = errors.get(rid, 0) + 1
+
+
+class NoStats(EndpointStats):
+    """Counts nothing: the request path's calls stay, their bodies go (metrics off)."""
+
+    __slots__ = ()
+
+    def finished(self, replica: _Replica | None, status: int, seconds: float) -> None:
+        return None
+
+    def upstream_error(self, replica: _Replica | None) -> None:
+        return None
+
+
+def endpoint_stats(enabled: bool) -> EndpointStats:
+    return EndpointStats() if enabled else NoStats()
 
 
 class _Replica(Protocol):

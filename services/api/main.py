@@ -141,8 +141,8 @@ def tls_settings(settings: Settings, argv: Sequence[str] | None = None) -> Setti
 
 def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    setup_tracing("api")  # OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set; off otherwise
     settings = tls_settings(Settings.from_env(), argv)
+    setup_tracing("api", settings)  # OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set; off otherwise
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(settings))
 

@@ -20,7 +20,7 @@ from functools import partial
 from time import monotonic
 from typing import Any
 
-from libs.telemetry.router_stats import EndpointStats
+from libs.telemetry.router_stats import endpoint_stats
 from services.router.client import ClientConnection
 from services.router.deadlines import enforce_read_deadlines
 from services.router.errors import ConfigError, HoldQueueFull, NoReadyReplica
@@ -53,7 +53,7 @@ class ServiceEndpoint:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.closing = False
         self.now = monotonic()  # refreshed by the tick
-        self.stats = EndpointStats()  # request metrics (libs/telemetry/router_stats.py)
+        self.stats = endpoint_stats(o.metrics)  # request metrics (libs/telemetry/router_stats.py)
         self.port: int | None = None
         self.host: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

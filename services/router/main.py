@@ -74,7 +74,9 @@ class RouterService:
         self.router_id = router_id
         self.advertise = advertise
         self.router = Router(host.settings.router_host)
-        watch_router(self.router)  # /metrics: requests, latency, in-flight... per service
+        self.metrics = host.settings.router_metrics == "on"  # STRATUS_ROUTER_METRICS
+        if self.metrics:
+            watch_router(self.router)  # /metrics: requests, latency, in-flight... per service
         self.window_start = time.time()
         self._woken: dict[str, float] = {}  # service -> when ScaleFromZeroRequested was last sent
         self._drains: dict[tuple[str, int], asyncio.Task[None]] = {}  # replicas being watched
@@ -103,6 +105,7 @@ class RouterService:
             on_hold=self._on_hold,
             # Several routers on one host (STRATUS_INSTANCES > 1) share each endpoint's port.
             reuse_port=self.shared,
+            metrics=self.metrics,
         )  # fmt: skip
 
     async def _on_hold(self, service: str) -> None:

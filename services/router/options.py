@@ -45,6 +45,8 @@ class EndpointOptions:
     """Most header fields in one request; 431 past it."""
     backlog: int = 4096
     reuse_port: bool = False
+    metrics: bool = True
+    """Count requests for /metrics (``libs/telemetry/router_stats.py``); False counts nothing."""
 
     def __post_init__(self) -> None:
         if self.max_queue < 0 or self.max_wait <= 0:

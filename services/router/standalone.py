@@ -8,6 +8,11 @@ environment variables. A backend is ``host:port``, ``http://host:port`` or
 ``http+unix://<percent-encoded socket path>``. ``--workers N`` (N > 1) runs N
 processes sharing the port with SO_REUSEPORT; each balances on its own.
 Uses uvloop when it is installed.
+
+``--metrics on`` (the default, or ``STRATUS_ROUTER_METRICS``) counts requests as the router
+service does and serves them on ``http://127.0.0.1:<--metrics-port>/metrics`` (a free port
+unless given); ``--metrics off`` counts nothing and serves nothing (``bench/router/peer_metrics.sh``
+measures the difference).
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
+from libs.runtime.settings import Settings
+from libs.telemetry.router_stats import watch_router
 from services.router.balance import DEFAULT_POLICY, POLICIES
 from services.router.endpoint import ServiceEndpoint
 from services.router.options import EndpointOptions
@@ -29,6 +36,29 @@ from services.router.replicas import ReplicaPool
 
 log = logging.getLogger("services.router.standalone")
 DESCRIPTION = "Run one Stratus router endpoint over a fixed list of backends."
+
+
+class _OneEndpoint:
+    """The endpoint as the router collector sees a router (``watch_router``)."""
+
+    def __init__(self, ep: ServiceEndpoint) -> None:
+        self.ep = ep
+
+    def services(self) -> list[str]:
+        return [self.ep.service]
+
+    def endpoint(self, name: str) -> ServiceEndpoint:
+        return self.ep
+
+
+def serve_metrics(ep: ServiceEndpoint, port: int) -> _OneEndpoint:
+    from prometheus_client import start_http_server
+
+    one = _OneEndpoint(ep)
+    watch_router(one)  # weakly held: the caller keeps ``one``
+    server, _thread = start_http_server(port, "127.0.0.1")
+    log.warning("router (pid %d) metrics on http://127.0.0.1:%d/metrics", os.getpid(), server.server_port)
+    return one
 
 
 def backend_urls(spec: str) -> list[str]:
@@ -53,6 +83,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--hold-when-empty", action="store_true")
     p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "WARNING"))
+    p.add_argument("--metrics", choices=("on", "off"), default=Settings.from_env().router_metrics)
+    p.add_argument("--metrics-port", type=int, default=0, help="port of /metrics (default: a free one)")
     args = p.parse_args(argv)
     if not args.port:
         p.error("--port (or PORT) is required")
@@ -71,9 +103,11 @@ async def serve(args: argparse.Namespace) -> None:
         response_timeout=args.response_timeout,
         hold_when_empty=args.hold_when_empty,
         reuse_port=args.reuse_port,
+        metrics=args.metrics == "on",
     )
     ep = ServiceEndpoint(pool, options)
     port = await ep.start(args.host, args.port)
+    watched = serve_metrics(ep, args.metrics_port) if args.metrics == "on" else None
     log.warning(
         "router (pid %d) serving %s on %s:%d -> %s", os.getpid(), args.service, args.host, port, args.backends
     )
@@ -85,6 +119,7 @@ async def serve(args: argparse.Namespace) -> None:
         await stop.wait()
     finally:
         await ep.close(grace=1.0)
+        del watched
 
 
 def run(args: argparse.Namespace) -> None:
@@ -106,6 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.reuse_port = True
     child_argv = [sys.executable, "-m", "services.router.standalone", *(argv or sys.argv[1:])]
     child_argv += ["--workers", "1", "--reuse-port", "--port", str(args.port), "--backends", args.backends]
+    child_argv += ["--metrics-port", "0"]  # each process serves its own counts
     children = [subprocess.Popen(child_argv) for _ in range(args.workers - 1)]
     try:
         run(args)

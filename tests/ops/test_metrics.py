@@ -14,9 +14,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from libs.events.types import Placement
 from libs.fleet.state import FleetState, ReplicaState, ServiceState
-from libs.telemetry.router_stats import watch_router
+from libs.runtime.errors import SettingsError
+from libs.runtime.settings import Settings
+from libs.telemetry.router_stats import NoStats, watch_router
 from libs.telemetry.serve import metrics_endpoints, serve_metrics
 from libs.telemetry.usage import usage
+from services.router.options import EndpointOptions
 from services.router.router import Router
 
 BODY = b'{"ok": true}'
@@ -84,6 +87,32 @@ async def test_router_metrics_count_requests_per_service_and_replica(
         stop()
         await router.close()
     assert metrics_endpoints(tmp_path) == []  # the address file goes with the server
+
+
+async def test_router_metrics_off_counts_nothing_and_serves_no_router_family(
+    backend_url: str, tmp_path: Path
+) -> None:
+    assert Settings.from_env({"STRATUS_ROUTER_METRICS": "off"}).router_metrics == "off"
+    with pytest.raises(SettingsError, match="STRATUS_ROUTER_METRICS='no': not on or off"):
+        Settings.from_env({"STRATUS_ROUTER_METRICS": "no"})
+    router = Router("127.0.0.1")
+    watch_router(router)
+    url, stop = serve_metrics("router", tmp_path)
+    try:
+        port = await router.add_service("quiet-metrics", 0, options=EndpointOptions(metrics=False))
+        router.pool("quiet-metrics").set_ready(1, backend_url)
+        async with httpx.AsyncClient(timeout=10) as http:
+            for _ in range(3):
+                assert (await http.get(f"http://127.0.0.1:{port}/x")).status_code == 200
+            text = (await http.get(url)).text
+        stats = router.endpoint("quiet-metrics").stats
+        assert isinstance(stats, NoStats) and stats.requests == {} and sum(stats.buckets) == 0
+        assert not any(labels == (("replica", "1"), ("service", "quiet-metrics"), ("status", "200"))
+                       for labels in samples(text, "stratus_router_requests_total"))  # fmt: skip
+        assert router.take_request_counts()["quiet-metrics"] == 3  # the autoscaler's QPS stays
+    finally:
+        stop()
+        await router.close()
 
 
 def test_usage_sums_hours_and_cost_by_cloud_and_capacity() -> None:

@@ -16,9 +16,12 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from libs.events.bus import connect
+from libs.events.envelope import RecordedEvent
 from libs.events.relay import Relay, RelayOptions
 from libs.events.types import ReplicaScheduled
 from libs.runtime.host import ServiceHost, bus_config
+from libs.runtime.settings import Settings
+from libs.telemetry.tracing import TracingConfig, setup_tracing, tracing_config
 from services.scheduler.main import build as build_scheduler
 from tests.api.conftest import SERVICE_YAML, Api
 from tests.events.helpers import eventually
@@ -92,23 +95,50 @@ async def test_one_up_is_one_connected_trace(api: Api, spans: InMemorySpanExport
     assert len(handled) == 1 and request.context.span_id in _ancestors(handled[0], by_id)
     reconciles = [s for s in done if s.name == "reconcile" and _parent(s) == handled[0].context.span_id]
     assert reconciles and all(s.attributes["stratus.service"] == "traced" for s in reconciles)
-    # The events the reconcile appended carry its context: the next process continues the trace.
+    # The events the reconcile appended carry the context of their append, a child of the
+    # reconcile: the next process continues the trace from there.
     recs = [x for x in await api.store.read_all(types=["ReplicaScheduled"]) if x.event.service == "traced"]
     assert all(isinstance(x.event, ReplicaScheduled) for x in recs)
     span_ids = {s.context.span_id for s in reconciles}
     for rec in recs:
         _version, tid, sid, _flags = rec.trace["traceparent"].split("-")
-        assert int(tid, 16) == trace_id and int(sid, 16) in span_ids
+        assert int(tid, 16) == trace_id
+        append = by_id[int(sid, 16)]
+        assert append.name == "append" and _parent(append) in span_ids
+        assert append.attributes["stratus.stream"].startswith("replica-traced-")
+    # The relay published the service's request in a span of its own, child of the API's
+    # append, and the scheduler's handling is the publish's child.
+    (published,) = [by_id[p] for p in _ancestors(handled[0], by_id)[:1]]
+    assert published.name == "publish ServiceRequested" and published.kind == trace.SpanKind.PRODUCER
+    assert by_id[_parent(published)].name == "append"
+    assert published.attributes["stratus.position"] == requested_position(await api.store.read_all())
     requested = await api.store.read_all(types=["ServiceRequested"])
     assert int(requested[0].trace["traceparent"].split("-")[1], 16) == trace_id
 
 
-def test_tracing_is_off_unless_asked_and_says_why_it_cannot_export(caplog: pytest.LogCaptureFixture) -> None:
-    from libs.telemetry.tracing import setup_tracing
+def requested_position(recs: list[RecordedEvent]) -> int:
+    return next(
+        x.position for x in recs if x.event_type == "ServiceRequested" and x.event.service == "traced"
+    )
 
-    assert setup_tracing("api", env={}) is None
-    assert setup_tracing("api", env={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}) is None
-    assert "opentelemetry-exporter-otlp-proto-http is not installed" in caplog.text
+
+def _config(**env: str) -> TracingConfig:
+    return tracing_config("api", Settings.from_env(env))
+
+
+def test_tracing_is_off_unless_the_standard_variables_ask_for_it(caplog: pytest.LogCaptureFixture) -> None:
+    assert _config() == TracingConfig() and setup_tracing("api", Settings.from_env({})) is None
+    on = _config(OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:4318/")
+    assert on == TracingConfig(("otlp",), "http://127.0.0.1:4318/v1/traces", "stratus-api")
+    exact = _config(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT="http://c:1/t", OTEL_SERVICE_NAME="s")
+    assert (exact.exporters, exact.otlp_endpoint, exact.service_name) == (("otlp",), "http://c:1/t", "s")
+    both = _config(OTEL_EXPORTER_OTLP_ENDPOINT="http://c:1", OTEL_TRACES_EXPORTER="console, otlp,zipkin")
+    assert both.exporters == ("otlp", "console") and "'zipkin'" in caplog.text
+    # Named without an endpoint: the spec's default collector address.
+    assert _config(OTEL_TRACES_EXPORTER="otlp").otlp_endpoint == "http://localhost:4318/v1/traces"
+    assert _config(OTEL_TRACES_EXPORTER="console").exporters == ("console",)
+    for off in ({"OTEL_TRACES_EXPORTER": "none"}, {"OTEL_SDK_DISABLED": "TRUE"}):
+        assert _config(OTEL_EXPORTER_OTLP_ENDPOINT="http://c:1", **off).exporters == ()
 
 
 ONE_REPLICA = SERVICE_YAML.replace("replicas: 2", "replicas: 1").replace("cpus: 2", "cpus: 1")
@@ -192,3 +222,12 @@ async def test_one_up_is_one_trace_across_api_scheduler_provisioner_prober_and_r
     chain = [in_trace[p].name for p in _ancestors(routed_span, in_trace) if p in in_trace]
     assert "probe" in chain and "provider.launch" not in chain  # the launch's reconcile, not the call
     assert request.context.span_id in _ancestors(routed_span, in_trace)
+    # Each hop between processes goes through the append that recorded the event and the relay's
+    # publish of it: the router handled the ReplicaReady the probe appended.
+    assert chain[:3] == ["publish ReplicaReady", "append", "probe"], chain
+    assert {"publish ServiceRequested", "publish ReplicaScheduled", "publish ReplicaLaunched"} <= names
+    hops = [routed_span, *(in_trace[p] for p in _ancestors(routed_span, in_trace) if p in in_trace)]
+    for i, span in enumerate(hops[:-2]):
+        if span.name.startswith("handle "):  # a consumer: its message's publish, of an append
+            event_type = span.name.removeprefix("handle ")
+            assert (hops[i + 1].name, hops[i + 2].name) == (f"publish {event_type}", "append"), chain

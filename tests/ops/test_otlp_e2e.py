@@ -1,0 +1,110 @@
+"""OTLP export from the real processes: the whole stack (supervisor, API, relay, five services)
+with ``OTEL_EXPORTER_OTLP_ENDPOINT`` pointing at a fake collector on loopback, which decodes
+the protobuf ``ExportTraceServiceRequest`` bodies. One ``up`` is one trace across the processes,
+from the API's request to the router handling the new replica's ReplicaReady."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from libs.servers.ports import free_port
+from tests.e2e.conftest import Stack
+from tests.ops.otlp_collector import CollectedSpan, Collector, otlp_collector
+
+ONE = """\
+service:
+  readiness_probe: /
+  replicas: 1
+resources:
+  ports: 8080
+  cpus: 1
+run: python -m http.server 8080
+"""
+COMPONENTS = {"api", "relay", "scheduler", "provisioner", "prober", "router"}
+
+
+@pytest.fixture(scope="module")
+def collector() -> Iterator[Collector]:
+    with otlp_collector() as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def traced_stack(
+    tmp_path_factory: pytest.TempPathFactory, nats_url: str, stack_db: str, collector: Collector
+) -> Iterator[Stack]:
+    home = tmp_path_factory.mktemp("stratus-traced")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
+        "STRATUS_HOME": str(home), "NATS_URL": nats_url, "DATABASE_URL": stack_db,
+        "STRATUS_API_URL": f"http://127.0.0.1:{free_port()}",
+        "STRATUS_BUS_PREFIX": f"otlp{uuid.uuid4().hex[:8]}",
+        "STRATUS_ROUTER_ID": f"router-otlp-{uuid.uuid4().hex[:6]}",
+        "STRATUS_PROBE_INTERVAL": "0.5", "STRATUS_MONITOR_INTERVAL": "0.5", "STRATUS_RESYNC_INTERVAL": "1.0",
+        "STRATUS_DRAIN_SECONDS": "2", "PYTHONUNBUFFERED": "1",
+        # The standard variables: every process exports to the collector, in batches of 0.2 s.
+        "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url, "OTEL_BSP_SCHEDULE_DELAY": "200",
+    }  # fmt: skip
+    s = Stack(home, env)
+    s.start()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+def _ancestors(span: CollectedSpan, by_id: dict[str, CollectedSpan]) -> list[CollectedSpan]:
+    out: list[CollectedSpan] = []
+    while span.parent_span_id in by_id and len(out) < 100:
+        span = by_id[span.parent_span_id]
+        out.append(span)
+    return out
+
+
+@pytest.mark.timeout(240)
+def test_every_process_exports_its_spans_with_otlp_and_one_up_is_one_trace(
+    traced_stack: Stack, collector: Collector
+) -> None:
+    r = traced_stack.api("POST", "/v1/services", json={"name": "otlp", "yaml": ONE})
+    assert r.status_code == 201, r.text
+    traced_stack.wait("otlp", lambda s: any(x["status"] == "READY" for x in s["replicas"]), what="READY")
+
+    def routed(spans: list[CollectedSpan]) -> bool:
+        requests = [s for s in spans if s.name == "POST /v1/services" and s.component == "api"]
+        return bool(requests) and any(
+            s.name == "handle ReplicaReady" and s.component == "router" and s.trace_id == requests[0].trace_id
+            for s in spans
+        )  # fmt: skip
+
+    spans = collector.wait_for(routed, within=60)
+    (request,) = [s for s in spans if s.name == "POST /v1/services" and s.component == "api"]
+    in_trace = {s.span_id: s for s in spans if s.trace_id == request.trace_id}
+    assert {s.component for s in in_trace.values()} >= COMPONENTS, sorted(
+        {(s.component, s.name) for s in in_trace.values()}
+    )
+    for s in in_trace.values():
+        assert s.resource["service.name"] == f"stratus-{s.component}"
+        assert s.resource["service.instance.id"].startswith(f"{s.component}-")
+
+    # The router's handling of ReplicaReady goes back, parent by parent and across the processes,
+    # to the API request: through the relay's publishes, the prober, provisioner and scheduler.
+    routed_span = next(
+        s for s in in_trace.values() if s.name == "handle ReplicaReady" and s.component == "router"
+    )
+    chain = _ancestors(routed_span, in_trace)
+    assert request in chain, [(s.component, s.name) for s in chain]
+    hops = [(s.component, s.name) for s in [routed_span, *chain[: chain.index(request) + 1]]]
+    assert hops[:4] == [
+        ("router", "handle ReplicaReady"), ("relay", "publish ReplicaReady"), ("prober", "append"),
+        ("prober", "probe"),
+    ], hops  # fmt: skip
+    assert ("provisioner", "provider.launch") not in hops  # the launch's reconcile, not its call
+    upstream = [("provisioner", "handle ReplicaScheduled"), ("scheduler", "handle ServiceRequested"),
+                ("relay", "publish ServiceRequested"), ("api", "append")]  # fmt: skip
+    assert all(hop in hops for hop in upstream), hops
+    assert ("provisioner", "provider.launch") in {(s.component, s.name) for s in in_trace.values()}
+    assert traced_stack.api("DELETE", "/v1/services/otlp").status_code == 202
