@@ -7,7 +7,8 @@ entry at the end (never an edit of an applied one).
 
 The list holds every table: the log (1, 2), projection snapshots, the tracking floor and leases
 (3), the tables of libs.secrets, libs.auth, libs.bootstrap and the autoscaler (4-8), and the
-dead-letter retry requests of redelivery.py (9). Those
+dead-letter retry requests of redelivery.py (9); the autoscaler's table is carried into the log
+and dropped (10: its state is a fold of the log now). The other
 packages still run their own ``CREATE TABLE IF NOT EXISTS`` (the same text, so either order is
 fine; tests/events/test_schema.py checks the texts are equal), which makes their code usable on a
 database this list has not migrated yet.
@@ -111,13 +112,45 @@ CREATE INDEX IF NOT EXISTS stratus_bootstrap_tokens_replica
 """
 
 
-# the autoscaler's table (services/autoscaler/store.py).
+# the autoscaler's pre-log table (one mutable row per service), dropped by AUTOSCALER_TO_LOG.
 AUTOSCALER_DDL = """
 CREATE TABLE IF NOT EXISTS stratus_autoscaler_state (
     service     text PRIMARY KEY,
     state       jsonb NOT NULL,
     updated_at  timestamptz NOT NULL DEFAULT now()
 )
+"""
+
+
+# The autoscaler's state becomes a fold of the log (services/autoscaler/fold.py): each row of its
+# table is appended to its service's stream as one ScaleEvaluated carrying the row's state (all
+# but the samples, which are events already), so the hysteresis in flight survives the upgrade;
+# then the table goes. The payload is what libs.events.codec writes for that type (schema 1).
+AUTOSCALER_TO_LOG = """
+DO $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT service, state FROM stratus_autoscaler_state ORDER BY service LOOP
+        PERFORM stratus_append(
+            ARRAY['service-' || r.service], ARRAY[NULL::integer], ARRAY[gen_random_uuid()],
+            ARRAY['ScaleEvaluated'], ARRAY[1],
+            ARRAY[jsonb_build_object(
+                'type', 'ScaleEvaluated', 'service', r.service,
+                'at', r.state -> 'last_evaluated_at', 'target', r.state -> 'target',
+                'spot', coalesce(r.state -> 'spot', '0'), 'on_demand', coalesce(r.state -> 'on_demand', '0'),
+                'decided_at', r.state -> 'decided_at',
+                'candidate_target', r.state -> 'candidate_target',
+                'candidate_since', r.state -> 'candidate_since',
+                'wake_requested_at', r.state -> 'wake_requested_at',
+                'retarget', coalesce(r.state -> 'retarget', 'false'),
+                'reason', 'carried over from stratus_autoscaler_state (upgrade)', 'inputs', '{}'::jsonb
+            )],
+            ARRAY[NULL::uuid], ARRAY[NULL::uuid], ARRAY['{}'::jsonb], now()
+        );
+    END LOOP;
+END $$;
+DROP TABLE stratus_autoscaler_state;
 """
 
 
@@ -276,10 +309,12 @@ MIGRATIONS: list[str] = [
     API_TOKENS_DDL,
     # 7: libs.bootstrap (tokens.py)
     BOOTSTRAP_DDL,
-    # 8: the autoscaler's table (services/autoscaler/store.py): a projection of the log.
+    # 8: the autoscaler's pre-log table (carried into the log and dropped by 10).
     AUTOSCALER_DDL,
     # 9: dead-letter retry requests (libs/events/redelivery.py)
     DEAD_LETTER_RETRIES_DDL,
+    # 10: the autoscaler's table carried into the log (its state is a fold of it) and dropped.
+    AUTOSCALER_TO_LOG,
 ]
 
 

@@ -230,6 +230,32 @@ class ScaleDecided(Event, frozen=True, tag="ScaleDecided"):
     on_demand: int = 0
     reason: str = ""
     inputs: dict[str, Any] = {}
+    # The decision tick (unix seconds; 0 in events recorded before it) and the hysteresis streak
+    # left after it (kept only by an on-demand fallback change): with ScaleEvaluated, the
+    # autoscaler's state is a fold of the log (services/autoscaler/fold.py).
+    at: float = 0.0
+    candidate_target: int | None = None
+    candidate_since: float | None = None
+
+
+class ScaleEvaluated(Event, frozen=True, tag="ScaleEvaluated"):
+    """A decision tick that changed the autoscaler's state without moving the target: a
+    hysteresis streak began or ended, or a new version's re-target or a wake-up request was
+    consumed. Carries the whole state after the tick (all but the QPS samples, which are their
+    own events), so the autoscaler rebuilds from the log; recorded at most once per decision
+    interval per service, only when something changed."""
+
+    at: float | None = None  # the tick; None: carried over from the pre-log table, not evaluated since
+    target: int | None = None
+    spot: int = 0
+    on_demand: int = 0
+    decided_at: float | None = None
+    candidate_target: int | None = None  # the wanted target that began the streak (its side counts)
+    candidate_since: float | None = None
+    wake_requested_at: float | None = None
+    retarget: bool = False
+    reason: str = ""
+    inputs: dict[str, Any] = {}
 
 
 class ScaleFromZeroRequested(Event, frozen=True, tag="ScaleFromZeroRequested"):
@@ -292,6 +318,16 @@ class PreemptionRequested(Event, frozen=True, tag="PreemptionRequested"):
     principal: str = ""
 
 
+class PreemptionStarted(Event, frozen=True, tag="PreemptionStarted"):
+    """A provisioner acts on a ``PreemptionRequested``: its claim (``claimed_by``, its lease's
+    holder), appended with an expected stream version so one instance acts; a claim whose
+    holder died is taken over by the next instance that reconciles the replica."""
+
+    replica_id: int
+    instance_id: str = ""
+    claimed_by: str = ""
+
+
 ALL_EVENT_TYPES: tuple[type[Event], ...] = (
     ServiceRequested,
     ServiceUpdateRequested,
@@ -315,8 +351,10 @@ ALL_EVENT_TYPES: tuple[type[Event], ...] = (
     ReplicaNotReady,
     ReplicaFailed,
     ScaleDecided,
+    ScaleEvaluated,
     ScaleFromZeroRequested,
     PreemptionRequested,
+    PreemptionStarted,
     CloudsChecked,
     PlacementUnavailable,
     ApiTokenCreated,

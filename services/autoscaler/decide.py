@@ -17,8 +17,11 @@
              below it, the fewest READY replicas (largest first) whose capacity exceeds qps.
     split    spot / on-demand with base and dynamic on-demand fallback (``split_spot_on_demand``)
 
-The whole hysteresis (direction candidate and since when) lives in ``AutoscalerState``, so a
-restarted autoscaler that reloads it makes the same decisions (SkyServe loses it: #8562).
+The whole hysteresis (direction candidate and since when) lives in ``AutoscalerState``, and
+every tick that changes it is recorded: a ScaleDecided when the target moves, else a compact
+ScaleEvaluated (``evaluate``). A tick that changes nothing leaves the state as it was (not even
+``last_evaluated_at`` moves), so the state is a fold of the log (``fold.py``) and a restarted or
+second autoscaler makes the same decisions (SkyServe loses it: #8562).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from typing import Any
 
 import msgspec
 
-from libs.events.types import QpsSampled, ScaleDecided
+from libs.events.types import QpsSampled, ScaleDecided, ScaleEvaluated
 from libs.fleet.policy import (
     DEFAULT_QPS_WINDOW_SECONDS,
     AutoscalePolicy,
@@ -58,8 +61,8 @@ class AutoscalerState(msgspec.Struct, frozen=True, kw_only=True):
     spot: int = 0
     on_demand: int = 0
     decided_at: float | None = None
-    # Hysteresis: the latest wanted target differing from ``target``, and since when the
-    # wanted target has stayed on that side of ``target``.
+    # Hysteresis: the wanted target that began the streak (its side of ``target`` is what
+    # counts), and since when the wanted target has stayed on that side of ``target``.
     candidate_target: int | None = None
     candidate_since: float | None = None
     last_evaluated_at: float | None = None
@@ -162,6 +165,14 @@ def _fmt(x: float) -> str:
     return f"{x:g}"
 
 
+def durable(state: AutoscalerState) -> tuple[object, ...]:
+    """What a tick may change that the next ticks depend on (the samples are their own events)."""
+    return (
+        state.target, state.spot, state.on_demand, state.decided_at, state.candidate_target,
+        state.candidate_since, state.wake_requested_at, state.retarget,
+    )  # fmt: skip
+
+
 def decide(
     policy: AutoscalePolicy,
     state: AutoscalerState,
@@ -171,7 +182,23 @@ def decide(
     live: Sequence[LiveReplica] = (),
 ) -> tuple[AutoscalerState, ScaleDecided | None]:
     """Evaluate at ``now``. ``ready_spot``: READY spot replicas (for dynamic fallback);
-    ``live``: the latest version's live replicas (for per-accelerator targets)."""
+    ``live``: the latest version's live replicas (for per-accelerator targets). The state a
+    ScaleEvaluated would record is returned too (``evaluate`` returns that event)."""
+    new, event = evaluate(policy, state, now, ready_spot=ready_spot, live=live)
+    return new, event if isinstance(event, ScaleDecided) else None
+
+
+def evaluate(
+    policy: AutoscalePolicy,
+    state: AutoscalerState,
+    now: float,
+    *,
+    ready_spot: int = 0,
+    live: Sequence[LiveReplica] = (),
+) -> tuple[AutoscalerState, ScaleDecided | ScaleEvaluated | None]:
+    """``decide``, with the event to record: a ScaleDecided when the target or its split moves,
+    a ScaleEvaluated when only the hysteresis (or a pending request) changed, None when the tick
+    changed nothing (the state is then returned as it was)."""
     if not policy.autoscales or policy.target_qps_per_replica is None:
         return state, None  # fixed-replica services never get decisions
     window = policy.window_seconds
@@ -235,9 +262,8 @@ def decide(
         up = wanted > cur
         same_side = cand is not None and since is not None and (cand > cur) == up
         if not same_side:
-            since = now
+            cand, since = wanted, now  # kept while the streak lasts: only its side counts
         assert since is not None
-        cand = wanted
         held = now - since
         delay = policy.upscale_delay_seconds if up else policy.downscale_delay_seconds
         word = "upscale" if up else "downscale"
@@ -255,7 +281,6 @@ def decide(
     spot, on_demand = split_spot_on_demand(policy, new, ready_spot)
     next_state = msgspec.structs.replace(
         state,
-        samples=samples,
         candidate_target=cand,
         candidate_since=since,
         last_evaluated_at=now,
@@ -263,7 +288,15 @@ def decide(
         retarget=False,
     )
     if (new, spot, on_demand) == (cur, state.spot, state.on_demand):
-        return next_state, None
+        if durable(next_state) == durable(state):
+            return state, None  # nothing to record, so nothing changes
+        evaluated = ScaleEvaluated(
+            service=state.service, at=now, target=cur, spot=state.spot, on_demand=state.on_demand,
+            decided_at=state.decided_at, candidate_target=cand, candidate_since=since,
+            wake_requested_at=next_state.wake_requested_at, retarget=False, reason=why,
+            inputs={"qps": qps, "wanted": wanted, "held_seconds": held},
+        )  # fmt: skip
+        return next_state, evaluated
     if new == cur:
         why = f"on-demand fallback: {ready_spot} of {spot} spot replicas READY"
     if policy.use_spot:
@@ -284,8 +317,9 @@ def decide(
         "ready_spot": ready_spot,
     }
     decision = ScaleDecided(
-        service=state.service, target=new, spot=spot, on_demand=on_demand, reason=why, inputs=inputs
-    )
+        service=state.service, target=new, spot=spot, on_demand=on_demand, reason=why, inputs=inputs,
+        at=now, candidate_target=cand, candidate_since=since,
+    )  # fmt: skip
     next_state = msgspec.structs.replace(
         next_state, target=new, spot=spot, on_demand=on_demand, decided_at=now
     )

@@ -1,48 +1,55 @@
 """The autoscaler service: QPS samples in, ScaleDecided out.
 
-Each QpsSampled / ScaleFromZeroRequested is folded into the service's ``AutoscalerState`` (a
-Postgres projection row) in the consumer's transaction; a periodic tick evaluates every
-autoscaling service, so a target can move down when traffic stops and no samples arrive.
+Its state is a projection of the log (``fold.py``: every tick that changes it is recorded, as a
+ScaleDecided or a compact ScaleEvaluated), kept current by tailing the log and snapshotted like
+the fleet's; nothing else is kept, so deleting the snapshot loses nothing and any instance can
+decide. A periodic tick evaluates every autoscaling service, so a target can move down when
+traffic stops; a held request (ScaleFromZeroRequested, or a sample with queued requests) and a
+new version are evaluated at once.
+
+A decision is taken in one transaction holding the service's advisory lock, once both
+projections include everything committed before the lock was taken, with the last window of
+samples read from the log in that transaction; its event commits in it. So two instances never
+decide the same tick twice: the second one sees the first one's event.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
 
 from libs.events.envelope import RecordedEvent
+from libs.events.errors import ProjectionFailed
+from libs.events.projection import LiveProjection
 from libs.events.store import Transaction
 from libs.events.types import (
     QpsSampled,
+    ScaleDecided,
     ScaleFromZeroRequested,
-    ServiceTerminated,
     ServiceUpdateRequested,
     service_stream,
 )
-from libs.fleet.policy import autoscale_policy
+from libs.fleet.policy import AutoscalePolicy, autoscale_policy
 from libs.fleet.state import ServiceState
 from libs.fleet.status import PROVISIONING, READY, STARTING, ready_spot, replica_status
-from libs.runtime.host import ServiceHost, run_main
+from libs.runtime.host import EXIT_PROJECTION_FAILED, ServiceHost, run_main
 
-from .decide import (
-    AutoscalerState,
-    LiveReplica,
-    decide,
-    record_sample,
-    request_scale_from_zero,
-    reset_for_update,
-)
-from .store import delete_state, ensure_schema, load_state, save_state
+from .decide import LiveReplica, evaluate
+from .fold import AUTOSCALER, AutoscalerStates, with_samples
+from .store import lock_service, recent_samples
 
 log = logging.getLogger("stratus.autoscaler")
 
 TYPES = [
     QpsSampled.__name__,
     ScaleFromZeroRequested.__name__,
-    ServiceTerminated.__name__,
     ServiceUpdateRequested.__name__,
 ]
+
+# Seconds a decision waits for the projections to include the log's head.
+PROJECTION_WAIT = 10.0
 
 
 def live_replicas(svc: ServiceState) -> list[LiveReplica]:
@@ -56,69 +63,115 @@ def live_replicas(svc: ServiceState) -> list[LiveReplica]:
 
 
 class Autoscaler:
-    def __init__(self, host: ServiceHost, window: float, interval: float) -> None:
+    """``clock``: the ticks' time (tests drive it); ``tick_every``: seconds between periodic
+    ticks (default the decision interval)."""
+
+    def __init__(
+        self, host: ServiceHost, window: float, interval: float, *,
+        clock: Callable[[], float] = time.time, tick_every: float | None = None,
+    ) -> None:  # fmt: skip
         self.host = host
         self.window = window
         self.interval = interval
+        self.clock = clock
+        self.tick_every = interval if tick_every is None else tick_every
+        self._live: LiveProjection[AutoscalerStates] | None = None
 
-    def _policy(self, svc: ServiceState):  # type: ignore[no-untyped-def]
+    @property
+    def live(self) -> LiveProjection[AutoscalerStates]:
+        assert self._live is not None, "Autoscaler not started"
+        return self._live
+
+    def register(self) -> Callable[[], Awaitable[None]]:
+        """Add the consumer, the tick and the projection's watch to the host; returns its
+        ``on_started`` (which starts the projection)."""
+        self.host.consumer(TYPES, self.handle)
+        self.host.loop(self.tick_every, self.tick, name="tick")
+        self.host.task(self._watch)
+        return self.start
+
+    async def start(self) -> None:
+        self._live = LiveProjection(
+            AUTOSCALER, self.host.store, poll_interval=1.0,
+            snapshot_interval=self.host.settings.snapshot_interval,
+        )  # fmt: skip
+        try:
+            await self._live.start()
+        except ProjectionFailed as exc:
+            self._live = None
+            self._fail(exc)
+            return
+        log.info("autoscaler: state of %d services at position %d (%d replayed)",
+                 len(self._live.state.services), self._live.position, self._live.replayed)  # fmt: skip
+
+    async def _watch(self) -> None:
+        """Stop the projection with the process; stop the process if it cannot fold."""
+        live = self._live
+        if live is None:
+            return
+        stopped = asyncio.ensure_future(self.host.stop.wait())
+        failed = asyncio.ensure_future(live.wait_failed())
+        await asyncio.wait([stopped, failed], return_when=asyncio.FIRST_COMPLETED)
+        for f in (stopped, failed):
+            f.cancel()
+        if failed.done() and not failed.cancelled():
+            self._fail(failed.result())
+        await live.stop()
+
+    def _fail(self, exc: BaseException) -> None:
+        log.critical("autoscaler: stopping: its projection failed: %s", exc)
+        self.host.exit_code = EXIT_PROJECTION_FAILED
+        self.host.stop.set()
+
+    def _policy(self, svc: ServiceState) -> AutoscalePolicy:
         return autoscale_policy(
             svc.latest.typed, window_seconds=self.window, decision_interval_seconds=self.interval
         )
 
-    async def handle(self, rec: RecordedEvent, tx: Transaction) -> None:
-        await self.host.fleet.wait_for(rec.position, 10.0)
-        event = rec.event
-        if isinstance(event, ServiceTerminated):
-            await delete_state(tx.conn, event.service)
-            return
-        svc = self.host.fleet.state.services.get(event.service)
-        if svc is None or svc.terminated_at is not None:
-            return
-        policy = self._policy(svc)
-        if not policy.autoscales:
-            return
-        state = await load_state(tx.conn, event.service, for_update=True)
-        if isinstance(event, QpsSampled):
-            state = record_sample(state, event, window_seconds=policy.window_seconds)
-        elif isinstance(event, ScaleFromZeroRequested):
-            state = request_scale_from_zero(state, rec.occurred_at.timestamp())
-        elif isinstance(event, ServiceUpdateRequested):
-            state = reset_for_update(state)  # SkyServe's update_version: no streak, re-target now
-        await self._decide(tx, svc, state)
+    def _autoscaled(self, name: str) -> ServiceState | None:
+        svc = self.host.fleet.state.services.get(name)
+        if svc is None or svc.terminated_at is not None or not svc.versions:
+            return None
+        return svc if self._policy(svc).autoscales else None
 
-    async def _decide(self, tx: Transaction, svc: ServiceState, state: AutoscalerState) -> None:
-        policy = self._policy(svc)
-        new, decision = decide(
-            policy, state, time.time(), ready_spot=ready_spot(svc), live=live_replicas(svc)
-        )
-        await save_state(tx.conn, new)
-        if decision is not None:
-            log.info("%s: %s", svc.name, decision.reason)
-            await tx.append(service_stream(svc.name), [decision])
+    async def handle(self, rec: RecordedEvent, tx: Transaction) -> None:
+        event = rec.event
+        if isinstance(event, QpsSampled) and event.queued == 0:
+            return  # folded by the next tick's read of the window; only a held request is urgent
+        await self.host.fleet.wait_for(rec.position, PROJECTION_WAIT)
+        if self._autoscaled(event.service) is not None:
+            await self._evaluate(tx, event.service)
 
     async def tick(self) -> None:
-        for svc in list(self.host.fleet.state.services.values()):
-            if svc.terminated_at is not None or not svc.versions or not self._policy(svc).autoscales:
+        for name in list(self.host.fleet.state.services):
+            if self._autoscaled(name) is None:
                 continue
-            async with self.host.locks(svc.name), self.host.store.transaction() as tx:
-                state = await load_state(tx.conn, svc.name, for_update=True)
-                await self._decide(tx, svc, state)
+            async with self.host.store.transaction() as tx:
+                await self._evaluate(tx, name)
+
+    async def _evaluate(self, tx: Transaction, name: str) -> None:
+        head = await lock_service(tx.conn, name)
+        await self.host.fleet.wait_for(head, PROJECTION_WAIT)
+        states = await self.live.wait_for(head, PROJECTION_WAIT)
+        svc = self._autoscaled(name)  # as of the head, now
+        if svc is None:
+            return
+        policy = self._policy(svc)
+        samples = await recent_samples(tx.conn, name, policy.window_seconds)
+        state = with_samples(states.of(name), samples, window_seconds=policy.window_seconds)
+        _, event = evaluate(policy, state, self.clock(), ready_spot=ready_spot(svc), live=live_replicas(svc))
+        if event is None:
+            return
+        if isinstance(event, ScaleDecided):
+            log.info("%s: %s", name, event.reason)
+        else:
+            log.debug("%s: hysteresis: %s", name, event.reason)
+        await tx.append(service_stream(name), [event])
 
 
 def build(host: ServiceHost) -> Callable[[], Awaitable[None]]:
-    scaler = Autoscaler(
-        host,
-        window=host.settings.qps_window,
-        interval=host.settings.decision_interval,
-    )
-    host.consumer(TYPES, scaler.handle)
-    host.loop(scaler.interval, scaler.tick, name="tick")
-
-    async def on_started() -> None:
-        await ensure_schema(host.store.pool)
-
-    return on_started
+    scaler = Autoscaler(host, window=host.settings.qps_window, interval=host.settings.decision_interval)
+    return scaler.register()
 
 
 def main() -> None:

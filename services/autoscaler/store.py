@@ -1,44 +1,42 @@
-"""The autoscaler's projection table: one ``AutoscalerState`` per service, in Postgres.
+"""The autoscaler's reads of the log and its lock (asyncpg), in the deciding transaction.
 
-It is written in the same transaction as the consumer's tracking row and any ScaleDecided it
-appends, so the hysteresis survives a restart exactly (SkyServe keeps it in memory and flaps
-after a controller restart: its issue #8562).
+The autoscaler keeps no table of its own: its state is the ``AUTOSCALER`` projection of the log
+(``fold.py``; snapshotted like the fleet's), plus the last window of ``QpsSampled`` read here.
+The pre-log table ``stratus_autoscaler_state`` is carried into the log and dropped by migration
+10 (libs/events/schema.py).
 """
 
 from __future__ import annotations
 
 import asyncpg
-import msgspec
 
-from libs.events.schema import AUTOSCALER_DDL, apply_ddl
+from libs.events.codec import decode
+from libs.events.types import QpsSampled, service_stream
 
-from .decide import AutoscalerState
+# Advisory lock namespace of a service's decision (namespaced like libs.events.schema's).
+DECISION_LOCK = 0x5354_0021
 
-_SCHEMA = AUTOSCALER_DDL  # the one text, in libs.events.schema's migration list
-
-_decoder = msgspec.json.Decoder(AutoscalerState)
-
-
-async def ensure_schema(pool: asyncpg.Pool) -> None:
-    await apply_ddl(pool, 0x5354_0020, _SCHEMA)
+# A sample is read if it was recorded within this much more than a window before now: it is
+# appended once its window has ended, so this covers an appender's lag and clock skew.
+SAMPLE_SLACK_SECONDS = 60.0
 
 
-async def load_state(conn: asyncpg.Connection, service: str, *, for_update: bool = False) -> AutoscalerState:
-    lock = " FOR UPDATE" if for_update else ""
-    raw = await conn.fetchval(
-        f"SELECT state::text FROM stratus_autoscaler_state WHERE service = $1{lock}", service
+async def lock_service(conn: asyncpg.Connection, service: str) -> int:
+    """Take ``service``'s decision lock for this transaction (one deciding instance at a time);
+    returns the log's head, which the caller's projections must reach before deciding."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1::int, hashtext($2))", DECISION_LOCK, service)
+    return int(await conn.fetchval("SELECT coalesce(max(position), 0) FROM stratus_events"))
+
+
+async def recent_samples(conn: asyncpg.Connection, service: str, window_seconds: float) -> list[QpsSampled]:
+    """The service's QpsSampled recorded in the last window (plus slack), in log order. Read by
+    the time index, so the cost is the last minutes of the log, not the service's history."""
+    rows = await conn.fetch(
+        "SELECT schema_version, payload::text FROM stratus_events WHERE stream_id = $1 AND event_type = $2"
+        " AND occurred_at > now() - make_interval(secs => $3) ORDER BY position",
+        service_stream(service),
+        QpsSampled.__name__,
+        window_seconds + SAMPLE_SLACK_SECONDS,
     )
-    return _decoder.decode(raw) if raw else AutoscalerState(service=service)
-
-
-async def save_state(conn: asyncpg.Connection, state: AutoscalerState) -> None:
-    await conn.execute(
-        "INSERT INTO stratus_autoscaler_state (service, state) VALUES ($1, $2::jsonb)"
-        " ON CONFLICT (service) DO UPDATE SET state = EXCLUDED.state, updated_at = now()",
-        state.service,
-        msgspec.json.encode(state).decode(),
-    )
-
-
-async def delete_state(conn: asyncpg.Connection, service: str) -> None:
-    await conn.execute("DELETE FROM stratus_autoscaler_state WHERE service = $1", service)
+    out = [decode(QpsSampled.__name__, r[0], r[1]) for r in rows]
+    return [s for s in out if isinstance(s, QpsSampled)]

@@ -9,11 +9,10 @@ from libs.events.schema import MIGRATIONS, migrate
 from libs.events.store import EventStore
 from libs.secrets import endpoint as secrets_endpoint
 from libs.secrets import store as secrets_store
-from services.autoscaler import store as autoscaler_store
 
 
 def test_every_package_table_is_in_the_one_list_with_the_same_text() -> None:
-    for module in (secrets_store, secrets_endpoint, auth_store, bootstrap_tokens, autoscaler_store):
+    for module in (secrets_store, secrets_endpoint, auth_store, bootstrap_tokens):
         ddl = module._SCHEMA.strip()
         assert any(m.strip() == ddl for m in MIGRATIONS), f"{module.__name__}'s tables are not in MIGRATIONS"
     assert any(m.strip() == redelivery.SCHEMA.strip() for m in MIGRATIONS), "redelivery.py's table"
@@ -32,7 +31,7 @@ async def test_migrations_apply_once_in_order(store: EventStore) -> None:
     assert {
         "stratus_events", "stratus_projection_snapshots", "stratus_tracking_floor", "stratus_leases",
         "stratus_secrets", "stratus_endpoint_keys", "stratus_api_tokens", "stratus_bootstrap_tokens",
-        "stratus_autoscaler_state", "stratus_dead_letter_retries",
+        "stratus_dead_letter_retries",
     } <= tables  # fmt: skip
 
 
