@@ -107,6 +107,15 @@ class WindowResult(msgspec.Struct, frozen=True, kw_only=True):
     preemptions: int
 
 
+class TickRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One tick of a recorded run: the events of the tick (provider and scheduler, in order)
+    and the replicas READY at its end."""
+
+    tick: int
+    events: list[Event]
+    ready: int
+
+
 class _Running(msgspec.Struct, kw_only=True):
     zone: int  # -1: on-demand
     since: int
@@ -131,10 +140,12 @@ def simulate(
     cold_start: int = 4,
     config: SchedulerConfig | None = None,
     rounds: int = 1,
+    record: list[TickRecord] | None = None,
 ) -> WindowResult:
     """One window: ``ticks`` ticks of ``trace`` from ``offset`` under ``policy``. The scheduler
     plans once a tick (the protocol retries a failed launch the next tick), or up to ``rounds``
-    times (again after a failed launch, as the event-driven scheduler would within 30 s)."""
+    times (again after a failed launch, as the event-driven scheduler would within 30 s).
+    ``record``: a list that gets every tick's events and READY count (``TickRecord``)."""
     catalog = catalog_for(trace)
     cfg = config if config is not None else bench_config(catalog, policy)
     zone_index = {z.name: i for i, z in enumerate(trace.zones)}
@@ -156,6 +167,7 @@ def simulate(
         now = EPOCH + t * TICK_SECONDS
         cap = caps[t]
         events: list[Event] = []
+        tick_events: list[Event] = []
         # 1. capacity: preempt the youngest spot replicas above each zone's capacity.
         per_zone: dict[int, list[int]] = {}
         for rid, run in running.items():
@@ -175,6 +187,7 @@ def simulate(
             if not run.ready and t - run.since >= cold_start:
                 run.ready = True
                 events.append(ReplicaReady(service=SERVICE, replica_id=rid))
+        tick_events += events
         if events:
             fleet = fold_events([(e, now) for e in events], fleet)
             svc = fleet.services[SERVICE]
@@ -206,6 +219,7 @@ def simulate(
                     events.append(ReplicaTerminated(service=SERVICE, replica_id=event.replica_id))
             fleet = _fold(fleet, events, now)
             svc = fleet.services[SERVICE]
+            tick_events += events
             if not failed:
                 break
         # 4. accounting.
@@ -219,6 +233,9 @@ def simulate(
                 ready += t - run.since >= cold_start
             ready_sum += ready
             available += ready >= target
+        if record is not None:
+            ready_now = sum(1 for run in running.values() if t - run.since >= cold_start)
+            record.append(TickRecord(tick=t, events=tick_events, ready=ready_now))
     if launches == 0 and target > 0:
         raise RuntimeError(
             f"no replica was launched in {ticks} ticks of {trace.name} under {policy.name}: "

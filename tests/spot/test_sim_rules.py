@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from bench.spot.sim import POLICIES, Policy, simulate
+from bench.spot.sim import POLICIES, Policy, TickRecord, simulate
 from bench.spot.traces import Trace, Zone
 
 
@@ -109,3 +109,16 @@ def test_unplaceable_spec_is_an_error() -> None:
     assert bad.name == "broken"
     with pytest.raises(RuntimeError, match="no replica was launched"):
         simulate(trace([1] * 10), 0, NoGpu(name="nogpu", use_spot=False), ticks=10, target=1)
+
+
+def test_record_gives_each_ticks_events_and_ready_count() -> None:
+    from libs.events.types import Preempted, ReplicaLaunched
+
+    record: list[TickRecord] = []
+    r = simulate(trace([2] * 6 + [1] * 6), 0, SPOT_ONLY, ticks=12, target=2, cold_start=4, record=record)
+    assert [x.tick for x in record] == list(range(12))
+    launched = [e for x in record for e in x.events if isinstance(e, ReplicaLaunched)]
+    assert len(launched) == r.launches == 2
+    # Capacity drops to 1 at tick 6: the youngest replica is preempted there, READY falls to 1.
+    assert [x.tick for x in record if any(isinstance(e, Preempted) for e in x.events)] == [6]
+    assert [x.ready for x in record] == [0, 0, 0, 0, 2, 2, 1, 1, 1, 1, 1, 1]
