@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from libs.catalog import Offer
 from libs.fleet.policy import ResourceRequest
 
-from .match import describe_request, matches
+from .match import describe_request, matches, no_cpu_types
 
 
 def _n(count: float) -> str:
@@ -55,7 +55,7 @@ def explain_request(req: ResourceRequest, offers: Sequence[Offer], clouds: Seque
         else:
             cpu = [o for o in in_cloud if o.accelerator is None]
             if not cpu:
-                notes.append(f"the catalog has only GPU instances on {cloud} ({_names(in_cloud)})")
+                notes.append(no_cpu_types(req, in_cloud, cloud))
             else:
                 notes.append(_narrowed(req, cpu, cloud, "CPU-only"))
     text = f"{head}; " + "; ".join(notes)

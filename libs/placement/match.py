@@ -4,9 +4,15 @@
 accelerator names compare case-insensitively and counts exactly; ``instance_type``, ``cloud``,
 ``region`` and ``zone`` pin. A request with no accelerator matches CPU-only offers, or any
 offer of the instance type it names. ``disk_size`` does not change the price.
+
+The shipped catalog has CPU-only rows on GCP alone (N1 hosts; see libs/catalog/data/README.md):
+on AWS and Azure every row is a GPU instance, so a CPU-only request can only be placed there by
+naming an ``instance_type``. ``no_cpu_types`` says so, with the cheapest type that would do.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from libs.catalog import Offer
 from libs.fleet.policy import ResourceRequest
@@ -77,3 +83,31 @@ def describe_request(req: ResourceRequest) -> str:
 
 def _n(count: float) -> str:
     return str(int(count)) if float(count).is_integer() else str(count)
+
+
+def _price(p: float) -> str:
+    """$1.00/h, $0.7354/h: two decimals, or up to four when needed."""
+    text = f"{p:.4f}".rstrip("0")
+    return f"${text if len(text.partition('.')[2]) >= 2 else f'{p:.2f}'}/h"
+
+
+def no_cpu_types(req: ResourceRequest, in_cloud: Sequence[Offer], cloud: str) -> str:
+    """Why a CPU-only ``req`` has no offer on ``cloud``, whose catalog rows are all GPU types, and
+    the fix: ``instance_type`` set to the cheapest type there that fits (dropping ``cpus`` /
+    ``memory`` when none fits them), or ``accelerators``."""
+    priced = [o for o in in_cloud if o.hourly(req.use_spot) is not None]
+    head = f"the catalog lists no CPU-only instance type on {cloud} (GPU instances only)"
+    if not priced:
+        return head
+    fitting = [o for o in priced if size_ok(req.cpus, o.vcpus) and size_ok(req.memory, o.memory_gib)]
+    best = min(fitting or priced, key=lambda o: (o.hourly(req.use_spot) or 0.0, o.instance_type))
+    gpu = f"{best.accelerator}:{_n(best.accelerator_count)}" if best.accelerator else "no GPU"
+    sized = f"{_n(best.vcpus or 0)} vCPUs, {_n(best.memory_gib or 0)} GiB"
+    fix = f"`instance_type: {best.instance_type}` ({gpu}, {sized}, {_price(best.hourly(req.use_spot) or 0.0)}"
+    fix += f"{' spot' if req.use_spot else ''}, the cheapest {cloud} type"
+    if fitting:
+        fix += " that fits)"
+    else:
+        sizes = " and ".join(f"{k} {v}" for k, v in (("cpus", req.cpus), ("memory", req.memory)) if v)
+        fix += f"; none fits {sizes}, so drop that)"
+    return f"{head}; to run it on {cloud}, set {fix}, or ask for `accelerators`"
