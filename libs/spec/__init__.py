@@ -8,6 +8,8 @@
     parse_env_overrides(["K=V", ...])              -> dict
     parse_env_file(text)                           -> dict   (a dotenv file, ``--env-file``)
     apply_overrides(text, resources=..., secrets=...) -> text (``--cloud``, ``--gpus``, ``--secret``)
+    check_launchable(spec)                         -> ServiceSpec, or a SpecValidationError naming
+                                                      what no provider can launch (num_nodes > 1)
 
 Every failure is a ``SpecError`` (see ``errors``) listing all problems by field path.
 """
@@ -24,6 +26,7 @@ from .errors import (
     SpecSyntaxError,
     SpecValidationError,
 )
+from .launch import check_launchable, launch_issues
 from .model import ReadinessProbe, ResourceCandidate, Resources, ServiceSection, ServiceSpec, Tls
 from .overrides import apply_overrides
 from .parse import load_spec, load_spec_file, read_spec_text
@@ -44,9 +47,11 @@ __all__ = [
     "SpecValidationError",
     "Tls",
     "apply_overrides",
+    "check_launchable",
     "decode_recorded_spec",
     "describe_resources",
     "describe_service",
+    "launch_issues",
     "load_spec",
     "load_spec_file",
     "parse_env_file",

@@ -118,7 +118,11 @@ def resolve_envs(
     for section, values in (("envs", envs), ("secrets", secrets)):
         done: dict[str, str] = {}
         for key, declared in values.items():
-            if declared is None:
+            if declared is None and section == "secrets":
+                # SkyPilot resolves a null secret at launch from --secret or its managed secrets
+                # store; Stratus has no such store, so the value must come with the request.
+                issues.add(join(section, key), f"has no value: pass it with --secret {key}=VALUE")
+            elif declared is None:
                 issues.add(join(section, key), f"has no value: pass it with --env {key}=VALUE")
             else:
                 done[key] = declared

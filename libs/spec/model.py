@@ -157,6 +157,7 @@ class ServiceSpec(msgspec.Struct, frozen=True, kw_only=True):
     run: str
     workdir: str | None = None
     file_mounts: dict[str, str | dict[str, Any]] = {}
+    num_nodes: int = 1  # nodes per replica (SkyServe's num_nodes; see launch.check_launchable)
 
     def _redacted_fields(self) -> Iterator[tuple[str, Any]]:
         for field in self.__struct_fields__:

@@ -82,10 +82,9 @@ def _build(data: Mapping[Any, Any], overrides: Mapping[str, str], issues: Issues
     name = top.string("name")
     if name is not None and not _NAME.match(name):
         issues.add("name", "must start with a letter and contain only letters, digits, '-', '_' and '.'")
-    if top.has("num_nodes"):
-        nodes = top.integer("num_nodes", minimum=1)
-        if nodes is not None and nodes != 1:
-            issues.add("num_nodes", f"must be 1: each service replica runs on a single node (got {nodes})")
+    # SkyServe launches each replica on num_nodes nodes; accepted here as by SkyPilot's parser,
+    # refused at up where no provider can honour it (launch.check_launchable).
+    nodes = top.integer("num_nodes", minimum=1) if top.has("num_nodes") else None
     envs, secrets = resolve_envs(
         parse_env_map(top.get("envs"), "envs", issues),
         parse_env_map(top.get("secrets"), "secrets", issues),
@@ -120,6 +119,7 @@ def _build(data: Mapping[Any, Any], overrides: Mapping[str, str], issues: Issues
         run=run or "",
         workdir=_workdir(filled.get("workdir"), issues),
         file_mounts=_file_mounts(filled.get("file_mounts"), issues),
+        num_nodes=nodes or 1,
     )
 
 

@@ -32,6 +32,8 @@ def describe_resources(spec: ServiceSpec) -> str:
     parts.extend(_parts(res, base=None))
     if res.use_spot:
         parts.append("spot")
+    if spec.num_nodes > 1:
+        parts.append(f"{spec.num_nodes} nodes per replica")
     return "resources: " + (" ".join(parts) or "any")
 
 

@@ -30,7 +30,15 @@ from libs.placement import NoOffer, placement_json, placement_line, preview_in
 from libs.secrets import SplitEnvs, ensure_schema, purge_service, redact_spec_dict, split_envs, store_secrets
 from libs.secrets.endpoint import ensure_endpoint_schema, purge_endpoint, store_endpoint_tls, tls_pair_for
 from libs.secrets.errors import EndpointTlsInvalid
-from libs.spec import ServiceSpec, SpecError, describe_resources, describe_service, load_spec, spec_to_dict
+from libs.spec import (
+    ServiceSpec,
+    SpecError,
+    check_launchable,
+    describe_resources,
+    describe_service,
+    load_spec,
+    spec_to_dict,
+)
 
 from .deps import ApiDeps
 from .errors import Conflict, Invalid, NotFound, Unavailable, spec_invalid
@@ -119,7 +127,7 @@ def load_request_spec(src: SpecSource) -> ServiceSpec:
         )
     text = src.yaml if src.yaml is not None else json.dumps(src.spec)
     try:
-        return load_spec(text, env_overrides=src.env, source="spec")
+        return check_launchable(load_spec(text, env_overrides=src.env, source="spec"))
     except SpecError as exc:
         raise spec_invalid(exc) from exc
 

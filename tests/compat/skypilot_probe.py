@@ -5,8 +5,8 @@
 For each YAML it does what ``sky serve up`` does before launching anything: the task is built
 from the YAML (``sky.Task.from_yaml_config``, which checks the schemas and builds the service
 spec) and ``sky.serve.serve_utils.validate_service_task`` runs on it. A verdict is
-``{"accepted": true, "service": {...}, "ports": [...]}`` with the service spec's fields as
-SkyServe holds them, or ``{"accepted": false, "error": "..."}``.
+``{"accepted": true, "service": {...}, "ports": [...], "num_nodes": N}`` with the service spec's
+fields as SkyServe holds them, or ``{"accepted": false, "error": "..."}``.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ def verdict(path: Path) -> dict[str, Any]:
         "accepted": True,
         "service": {name: getattr(service, name) for name in SERVICE_FIELDS},
         "ports": ports,
+        "num_nodes": task.num_nodes,
     }
 
 

@@ -1,23 +1,30 @@
 """Stratus's spec parser against SkyPilot 0.14.1's own, on a corpus of service YAMLs.
 
-The corpus is ``corpus/*.yaml`` (named ``accept-``, ``refuse-`` or ``stricter-``) plus every
-YAML in ``examples/``. ``skypilot_0_14_1.json`` records what SkyPilot 0.14.1 did with each (the
-checks ``sky serve up`` runs before launching: ``sky.Task.from_yaml_config`` and
+The corpus is ``corpus/*.yaml`` (named ``accept-``, ``refuse-``, ``stricter-`` or
+``unsupported-``), every YAML of SkyPilot's own ``examples/serve`` and the ``llm/`` recipes with a
+``service:`` section (``corpus/skypilot/``, verbatim; origin in ``corpus/README.md``), plus every
+YAML in this repository's ``examples/``. ``skypilot_0_14_1.json`` records what SkyPilot 0.14.1 did
+with each (the checks ``sky serve up`` runs before launching: ``sky.Task.from_yaml_config`` and
 ``validate_service_task``, see ``skypilot_probe.py``), so the Stratus side always runs:
 
 - SkyPilot accepts -> Stratus accepts, with the same values (SkyServe's defaults included);
-- SkyPilot refuses -> Stratus refuses, naming the field;
+- SkyPilot refuses -> Stratus refuses, naming the field (``REFUSED_AT``);
 - ``stricter-``: SkyPilot accepts nonsense (a negative count, a zero timeout) -> Stratus
   refuses, naming the field;
-- ``unsupported-``: SkyPilot accepts a feature Stratus does not have (multi-node replicas) ->
-  Stratus refuses, naming the field and saying so (docs/skyserve.md lists them).
+- ``LAUNCH_REFUSED``: SkyPilot accepts a feature no Stratus provider has (a replica on
+  ``num_nodes > 1`` nodes) -> the parser accepts it with SkyServe's values, and ``up`` refuses
+  it, naming the field (``libs.spec.check_launchable``; docs/skyserve.md lists them);
+- ``NEEDS_VALUES``: a ``secrets:`` entry left null, which SkyPilot resolves at launch from
+  ``--secret`` or its managed secrets store. Stratus has no such store: refused, naming the
+  field and the flag, and accepted with SkyServe's values given ``--secret`` as the YAML says.
 
 ``test_recorded_verdicts_are_skypilots`` re-runs SkyPilot itself on the corpus when it is
 installed in a side venv: ``STRATUS_SKYPILOT_PYTHON`` names its interpreter, else a venv at
 ``.skypilot-venv/`` in the repository or ``skyvenv/`` in the temp directory is used
 (``python -m venv <dir> && <dir>/bin/pip install skypilot==0.14.1``). Without one that test
 alone is skipped. To re-record: ``<python> tests/compat/skypilot_probe.py
-tests/compat/skypilot_0_14_1.json tests/compat/corpus/*.yaml examples/*.yaml``.
+tests/compat/skypilot_0_14_1.json tests/compat/corpus/*.yaml tests/compat/corpus/skypilot/*.yaml
+examples/*.yaml``.
 """
 
 from __future__ import annotations
@@ -31,11 +38,12 @@ from typing import Any
 
 import pytest
 
-from libs.spec import SpecValidationError, load_spec_file
+from libs.spec import SpecValidationError, check_launchable, load_spec_file
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-CORPUS = sorted(HERE.glob("corpus/*.yaml")) + sorted((REPO / "examples").glob("*.yaml"))
+SKYPILOT_OWN = sorted(HERE.glob("corpus/skypilot/*.yaml"))
+CORPUS = sorted(HERE.glob("corpus/*.yaml")) + SKYPILOT_OWN + sorted((REPO / "examples").glob("*.yaml"))
 RECORDED: dict[str, dict[str, Any]] = json.loads((HERE / "skypilot_0_14_1.json").read_text())
 SKYPILOT_VERSION = "0.14.1"
 
@@ -81,7 +89,64 @@ REFUSED_AT = {
     "stricter-stream-timeout-zero": "service.load_balancer.stream_timeout_seconds",
     "stricter-timeout-zero": "service.readiness_probe.timeout_seconds",
     "stricter-upscale-negative": "service.replica_policy.upscale_delay_seconds",
+    # SkyPilot's own examples (corpus/skypilot/) that SkyPilot 0.14.1 refuses: fields of other
+    # SkyPilot versions (route53, https, the v2 ``model:``, the early spot policies), an env left
+    # null, no service section, or target_qps_per_replica without max_replicas.
+    "examples-serve-auth-server": "service.auth_key",
+    "examples-serve-external-lb": "service.route53_hosted_zone",
+    "examples-serve-external-lb-client": "envs.HF_TOKEN",
+    "examples-serve-external-lb-global-sky-lb": "envs.IP",
+    "examples-serve-external-lb-llm": "envs.HF_TOKEN",
+    "examples-serve-external-lb-router": "envs.WORKER_URLS",
+    "examples-serve-external-lb-service": "service.route53_hosted_zone",
+    "examples-serve-https-service": "service.https",
+    "examples-serve-llama-3-8b": "model",
+    "examples-serve-llama2-llama2": "envs.HF_TOKEN",
+    "examples-serve-nvidia-dynamo-nvidia-dynamo-multinode.sky": "service",
+    "examples-serve-nvidia-dynamo-nvidia-dynamo.sky": "service",
+    "examples-serve-on-demand-policy": "service.replica_policy.on_demand_zones",
+    "examples-serve-policy-base_on_demand_fallback_replicas": (
+        "service.replica_policy.base_on_demand_fallback_replicas"
+    ),
+    "examples-serve-policy-dynamic_on_demand_fallback": "service.replica_policy.dynamic_on_demand_fallback",
+    "examples-serve-policy-multi_accelerators": "service.replica_policy.target_qps_per_replica",
+    "examples-serve-policy-on_demand": "service.replica_policy.autoscaler",
+    "examples-serve-policy-on_demand_plus": "service.replica_policy.init_replicas",
+    "examples-serve-policy-spot_hedge": "service.replica_policy.spot_policy",
+    "examples-serve-policy-spot_hedge_minus": "service.replica_policy.spot_zones",
+    "examples-serve-policy-spot_hedge_no_spot_zones": "service.replica_policy.min_on_demand_replicas",
+    "examples-serve-policy-spot_on_demand_mix": "service.replica_policy.extra_on_demand_replicas",
+    "examples-serve-policy-spot_only": "service.replica_policy.autoscaler",
+    "examples-serve-qwen-7b": "model",
+    "examples-serve-ray_serve-ray_serve": "service.port",
+    "examples-serve-spot-dynamic-failover-on-demand-fallback": "service.replica_policy.spot_mixer",
+    "examples-serve-spot-spot-aws-no-zone": "service.replica_policy.num_extra",
+    "examples-serve-spot-spot-aws-test": "service.replica_policy.num_extra",
+    "examples-serve-spot-spot-task-auto_restart-false": "service.replica_policy.auto_restart",
+    "examples-serve-spot-spot-task-has-zone": "service.replica_policy.num_init_replicas",
+    "examples-serve-spot-spot-task-use-spot-false": "service.replica_policy.spot_mixer",
+    "examples-serve-spot_policy-base_on_demand_fallback_replicas": (
+        "service.replica_policy.target_qps_per_replica"
+    ),
+    "examples-serve-spot_policy-dynamic_on_demand_fallback": "service.replica_policy.target_qps_per_replica",
+    "examples-serve-spot_policy-multi_accelerators": "service.replica_policy.target_qps_per_replica",
+    "examples-serve-stable_diffusion_service": "resources.load_balancing_policy",
+    "llm-qwen-serve-7b": "resources.ports",
+    "llm-sglang-llama2": "envs.HF_TOKEN",
+}
+
+# Valid for SkyPilot and for Stratus's parser; refused at ``up`` (no provider launches it).
+LAUNCH_REFUSED = {
     "unsupported-multi-node": "num_nodes",
+    "examples-serve-multi_node-multi_node": "num_nodes",
+    "examples-serve-multi_node-multi_node_job": "num_nodes",
+}
+
+# Null secrets SkyPilot resolves at launch: the field refused without them, the --secret values
+# the YAML's usage line gives.
+NEEDS_VALUES = {
+    "llm-vllm-service-with-auth": ("secrets.HF_TOKEN", {"HF_TOKEN": "hf_x", "AUTH_TOKEN": "tok"}),
+    "llm-vllm-vllm.sky": ("secrets.HF_TOKEN", {"HF_TOKEN": "hf_x"}),
 }
 
 
@@ -117,26 +182,64 @@ def skyserve_as_stratus(verdict: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_corpus_is_recorded_and_named_by_verdict() -> None:
-    assert len(CORPUS) >= 70
+    assert len(CORPUS) >= 130 and len(SKYPILOT_OWN) >= 60
+    assert len({p.stem for p in CORPUS}) == len(CORPUS)
     assert sorted(RECORDED) == sorted(p.stem for p in CORPUS)
     for path in CORPUS:
         accepted = RECORDED[path.stem]["accepted"]
         if path.stem.startswith("refuse-"):
             assert not accepted, path.stem
+        elif path in SKYPILOT_OWN:  # verbatim: the verdict decides, REFUSED_AT names the field
+            assert accepted == (path.stem not in REFUSED_AT), (path.stem, RECORDED[path.stem].get("error"))
         else:
             assert accepted, (path.stem, RECORDED[path.stem].get("error"))
-    refused_by_stratus = ("refuse-", "stricter-", "unsupported-")
-    assert set(REFUSED_AT) == {p.stem for p in CORPUS if p.stem.startswith(refused_by_stratus)}
+    named = {p.stem for p in CORPUS if p.stem.startswith(("refuse-", "stricter-"))}
+    assert set(REFUSED_AT) == named | {p.stem for p in SKYPILOT_OWN if not RECORDED[p.stem]["accepted"]}
+    assert set(LAUNCH_REFUSED) >= {p.stem for p in CORPUS if p.stem.startswith("unsupported-")}
+    assert all(RECORDED[name]["accepted"] for name in (*LAUNCH_REFUSED, *NEEDS_VALUES))
 
 
-ACCEPTED = [p for p in CORPUS if RECORDED.get(p.stem, {}).get("accepted") and p.stem not in REFUSED_AT]
+SET_ASIDE = REFUSED_AT.keys() | NEEDS_VALUES.keys()
+ACCEPTED = [p for p in CORPUS if RECORDED.get(p.stem, {}).get("accepted") and p.stem not in SET_ASIDE]
 
 
 @pytest.mark.parametrize("path", ACCEPTED, ids=[p.stem for p in ACCEPTED])
 def test_accepted_by_both_with_skyserve_values(path: Path) -> None:
-    svc = load_spec_file(path).service
-    got = {name: getattr(svc, name) for name in skyserve_as_stratus(RECORDED[path.stem])}
+    spec = load_spec_file(path)
+    got = {name: getattr(spec.service, name) for name in skyserve_as_stratus(RECORDED[path.stem])}
     assert got == skyserve_as_stratus(RECORDED[path.stem])
+    assert spec.num_nodes == RECORDED[path.stem]["num_nodes"]
+    if path.stem not in LAUNCH_REFUSED:
+        assert check_launchable(spec) is spec
+
+
+LAUNCHED_NOT = [p for p in CORPUS if p.stem in LAUNCH_REFUSED]
+
+
+@pytest.mark.parametrize("path", LAUNCHED_NOT, ids=[p.stem for p in LAUNCHED_NOT])
+def test_valid_but_refused_at_up_naming_the_field(path: Path) -> None:
+    spec = load_spec_file(path)  # valid, as for SkyPilot; num_nodes carried into the spec
+    assert spec.num_nodes > 1
+    with pytest.raises(SpecValidationError) as info:
+        check_launchable(spec)
+    assert [issue.path for issue in info.value.issues] == [LAUNCH_REFUSED[path.stem]]
+    assert "no Stratus provider" in str(info.value) and "num_nodes: 1" in str(info.value)
+
+
+@pytest.mark.parametrize("name", sorted(NEEDS_VALUES))
+def test_null_secrets_need_their_values(name: str) -> None:
+    path = HERE / "corpus" / "skypilot" / f"{name}.yaml"
+    field, values = NEEDS_VALUES[name]
+    with pytest.raises(SpecValidationError) as info:
+        load_spec_file(path)
+    assert field in [issue.path for issue in info.value.issues]
+    assert f"--secret {field.split('.')[1]}=VALUE" in str(info.value)
+    svc = load_spec_file(path, env_overrides=values).service
+    want = skyserve_as_stratus(RECORDED[name])
+    got = {key: getattr(svc, key) for key in want}
+    # SkyPilot leaves a null secret unsubstituted in the probe headers; given, it is filled in.
+    assert got.pop("headers").keys() == want.pop("headers").keys()
+    assert got == want
 
 
 REFUSED = [p for p in CORPUS if p.stem in REFUSED_AT]

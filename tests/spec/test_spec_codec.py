@@ -39,6 +39,7 @@ def test_json_shape_uses_skyserve_names() -> None:
         "run",
         "workdir",
         "file_mounts",
+        "num_nodes",
     }
     assert set(out["service"]) == SERVICE_KEYS
     assert out["service"]["ports"] == 8080

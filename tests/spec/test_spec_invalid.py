@@ -354,7 +354,7 @@ CASES = [
     ("env-list-value", variant(envs={"ARGS": [1, 2]}), "envs.ARGS", "string"),
     ("env-bad-name", variant(envs={"1BAD": "x"}), "envs", "not a valid"),
     ("envs-not-mapping", variant(envs=["A=1"]), "envs", "mapping"),
-    ("secret-null", variant(secrets={"API_KEY": None}), "secrets.API_KEY", "--env"),
+    ("secret-null", variant(secrets={"API_KEY": None}), "secrets.API_KEY", "--secret API_KEY=VALUE"),
     (
         "secret-also-env",
         variant(envs={"TOKEN": "a"}, secrets={"TOKEN": "b"}),
@@ -366,7 +366,6 @@ CASES = [
     ("run-list", variant(run=["python", "app.py"]), "run", "string"),
     ("setup-list", variant(setup=["pip install x"]), "setup", "string"),
     ("workdir-number", variant(workdir=5), "workdir", "string"),
-    ("num-nodes-two", variant(num_nodes=2), "num_nodes", "must be 1"),
     ("num-nodes-zero", variant(num_nodes=0), "num_nodes", "at least 1"),
     ("name-invalid", variant(name="my service!"), "name", "letter"),
     ("file-mount-number", variant(file_mounts={"/data": 5}), "file_mounts./data", "mapping"),

@@ -12,8 +12,11 @@ from libs.spec import (
     SpecFileError,
     SpecSyntaxError,
     SpecValidationError,
+    check_launchable,
+    describe_resources,
     load_spec,
     load_spec_file,
+    spec_to_dict,
 )
 
 
@@ -199,6 +202,22 @@ def test_task_fields() -> None:
     assert spec.envs == {"A": "x", "N": "7", "F": "1.5", "B": "True"}  # SkyPilot's str()
     assert spec.secrets == {"TOKEN": "s3cr3t"}
     assert spec.file_mounts == {"/data": "~/data", "/bucket": {"source": "s3://b", "mode": "MOUNT"}}
+    assert spec.num_nodes == 1
+
+
+def test_num_nodes_is_accepted_and_carried_but_not_launchable() -> None:
+    """SkyServe 0.14.1 accepts num_nodes > 1 (a replica on several nodes): so does the parser, and
+    the recorded spec keeps it; no provider launches it, so ``check_launchable`` (the API, at up
+    and update) refuses it naming the field."""
+    spec = load_spec(variant(num_nodes=3))
+    assert spec.num_nodes == 3 and spec_to_dict(spec)["num_nodes"] == 3
+    assert "3 nodes per replica" in describe_resources(spec)
+    with pytest.raises(SpecValidationError) as info:
+        check_launchable(spec)
+    assert [i.path for i in info.value.issues] == ["num_nodes"]
+    assert "is 3" in str(info.value) and "no Stratus provider" in str(info.value)
+    one = load_spec(variant(num_nodes=1))
+    assert check_launchable(one) is one and load_spec(variant()).num_nodes == 1
 
 
 def test_blank_setup_is_none() -> None:
@@ -216,7 +235,7 @@ resources:
   cloud: gpc
 envs:
   HF_TOKEN:
-num_nodes: 2
+num_nodes: 0
 run: ""
 """
     with pytest.raises(SpecValidationError) as info:
