@@ -6,6 +6,7 @@ from msgspec.structs import replace
 
 from libs.events.types import (
     Preempted,
+    PreemptionRequested,
     ProbeFailed,
     ReplicaDrained,
     ReplicaFailed,
@@ -78,6 +79,15 @@ class ReplicaFolding(FolderBase):
         if rep is None or rep.termination is not None or replica_status(rep) in REPLACED_STATUSES:
             return
         svc.replicas[rep.replica_id] = replace(rep, preempted_at=at)
+
+    def preemption_requested(self, ev: PreemptionRequested, at: float) -> None:
+        found = self.replica(ev)
+        if found is None or found[1].preemption_requested_at is not None:
+            return
+        svc, rep = found
+        if rep.termination is not None or replica_status(rep) in REPLACED_STATUSES:
+            return
+        svc.replicas[rep.replica_id] = replace(rep, preemption_requested_at=at)
 
     def termination_requested(self, ev: ReplicaTerminationRequested, at: float) -> None:
         found = self.replica(ev)

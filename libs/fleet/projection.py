@@ -21,6 +21,8 @@ from .state import FleetState
 # Everything that decides what a snapshot holds: a change to any of them is a new fingerprint.
 _SOURCES = (
     Path(__file__).parent / "fold.py",
+    Path(__file__).parent / "fold_base.py",
+    Path(__file__).parent / "fold_replicas.py",
     Path(__file__).parent / "state.py",
     Path(__file__).parent / "policy.py",
     Path(__file__).parent / "status.py",

@@ -64,6 +64,8 @@ class ReplicaState(msgspec.Struct, frozen=True, kw_only=True):
     last_probe_failure: str = ""
     failed: Failure | None = None
     preempted_at: float | None = None
+    # ``stratus debug preempt`` asked for it (PreemptionRequested): the provisioner acts on it once.
+    preemption_requested_at: float | None = None
     exited: ProcessExit | None = None
     termination: TerminationRequest | None = None
     # A router saw its in-flight requests finish after the termination request (ReplicaDrained).

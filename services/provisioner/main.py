@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable
 import msgspec
 
 from libs import bootstrap as bootstrap_tokens
-from libs.events import errors as events_errors
 from libs.events.consumer import ConsumerOptions
 from libs.events.envelope import RecordedEvent
 from libs.events.store import Transaction
@@ -45,7 +44,6 @@ from libs.telemetry.usage import watch_usage
 
 from .cloud_checks import refresh_clouds
 from .cloud_logs import MIRROR_INTERVAL_SECONDS, LogMirror
-from .clouds import errors as clouds_errors
 from .clouds.base import Bootstrap, InstanceState, LaunchTask, Provider
 from .clouds.errors import ProviderError
 from .clouds.local import LocalProvider

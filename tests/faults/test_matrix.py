@@ -356,3 +356,68 @@ def test_fault(
     )
     check_invariants(ha_stack)
     check_nothing_lost(ha_stack)
+
+
+# --------------------------------------------------------------------------- a missed preemption
+
+
+def purge_bus(stack: Stack, service: str, event_type: str) -> None:
+    """Remove every message of ``event_type`` of ``service`` from the stack's JetStream stream
+    (as an expired consumer or a lost store would lose them)."""
+    import json
+
+    import nats
+
+    from libs.runtime.host import bus_config
+    from libs.runtime.settings import Settings
+
+    url = json.loads((Path(stack.home) / "run" / "env.json").read_text())["NATS_URL"]
+    bus = bus_config(Settings(bus_prefix=stack.env["STRATUS_BUS_PREFIX"]))
+
+    async def run() -> None:
+        nc = await nats.connect(url, connect_timeout=2, allow_reconnect=False)
+        try:
+            await nc.jetstream().purge_stream(bus.stream, subject=bus.subject(service, event_type))
+        finally:
+            await nc.close()
+
+    asyncio.run(asyncio.wait_for(run(), 10))
+
+
+def test_a_preemption_requested_while_every_provisioner_is_down_is_acted_on_once(
+    ha_stack: Stack, deployed: dict[str, Any]
+) -> None:
+    """Both provisioners stopped, a replica's preemption requested, its bus message lost, both
+    killed and restarted: the restarted provisioners find the request in their projection and
+    preempt the replica once; it is replaced. (No traffic check here: requests routed to the
+    replica while it is being preempted fail, as with a cloud's preemption.)"""
+    want = deployed["replicas"]
+    svc = ha_stack.wait(NAME, settled(want), timeout=CONVERGE, what=f"{want} READY replicas")
+    target = min(r["replica_id"] for r in svc["replicas"] if r["status"] == "READY")
+    provisioners = [n for n in ha_stack.supervisor_state()["components"] if n.startswith("provisioner")]
+    for name in provisioners:
+        os.kill(ha_stack.component_pid(name), signal.SIGSTOP)  # down: neither can act from here on
+    r = ha_stack.cli("--api-url", second_api(ha_stack), "debug", "preempt", NAME, str(target), timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    head = query(ha_stack, "SELECT max(position) FROM stratus_events")[0][0]
+    deadline = time.monotonic() + CONVERGE
+    while query(ha_stack, "SELECT coalesce(max(position), 0) FROM stratus_relay_offsets")[0][0] < head:
+        assert time.monotonic() < deadline, "the relay did not publish the request"
+        time.sleep(0.2)
+    purge_bus(ha_stack, NAME, "PreemptionRequested")  # the message is gone: only the log has it
+    started = time.monotonic()
+    for name in provisioners:
+        kill(ha_stack, name)  # kill -9 the stopped process; the supervisor starts a new one
+
+    def replaced(svc: dict[str, Any]) -> bool:
+        return target not in {r["replica_id"] for r in alive(svc)} and settled(want)(svc)
+
+    ha_stack.wait(NAME, replaced, timeout=CONVERGE + 15, what=f"replica {target} preempted and replaced")
+    took = time.monotonic() - started
+    assert took <= CONVERGE, f"replaced in {took:.1f}s"
+    events = ha_stack.events(NAME)
+    of_target = Counter(e["type"] for e in events if e["data"].get("replica_id") == target)
+    assert of_target["PreemptionRequested"] == 1 and of_target["PreemptionStarted"] == 1, of_target
+    assert of_target["Preempted"] == 1 and of_target["ReplicaTerminated"] <= 1, of_target
+    print(f"\nfault-matrix preempt-while-provisioners-down: replica {target} replaced in {took:.1f}s")
+    check_invariants(ha_stack)

@@ -1,0 +1,199 @@
+"""A ``PreemptionRequested`` recorded while every provisioner was down (its bus message never
+delivered: here no relay runs at all) is acted on when provisioners start, exactly once even
+when two start together; a claim whose holder died is taken over. The whole stack's version of
+this (kill -9 both provisioners, the bus message removed, the replica replaced) is the fault
+matrix's ``preempt-while-provisioners-down`` case."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from libs.events.envelope import RecordedEvent
+from libs.events.projection import LiveProjection
+from libs.events.store import EventStore
+from libs.events.types import (
+    Event,
+    Placement,
+    Preempted,
+    PreemptionRequested,
+    PreemptionStarted,
+    ReplicaLaunched,
+    ReplicaScheduled,
+    ServiceRequested,
+    replica_stream,
+    service_stream,
+)
+from libs.fleet.projection import FLEET
+from libs.runtime.host import ServiceHost
+from libs.runtime.settings import Settings
+from services.provisioner.clouds.base import Instance, InstanceState, InstanceStatus, LaunchTask, Provider
+from services.provisioner.clouds.errors import LaunchError
+from services.provisioner.main import Provisioner
+from services.provisioner.preemption import Decision, decide
+
+SPEC = {"service": {"readiness_path": "/", "replicas": 2}, "resources": {"ports": [8080]}}
+
+
+class Cloud(Provider):
+    """Instances that run until preempted; every preempt call counted (shared by provisioners)."""
+
+    cloud = "counting"
+
+    def __init__(self) -> None:
+        self.preempts: list[str] = []
+
+    async def launch(self, placement: Placement, task: LaunchTask) -> Instance:
+        raise LaunchError("not used here")
+
+    async def terminate(self, instance_id: str, *, grace_seconds: float = 10) -> None:
+        return None
+
+    async def status(self, instance_id: str) -> InstanceStatus:
+        state = InstanceState.PREEMPTED if instance_id in self.preempts else InstanceState.RUNNING
+        return InstanceStatus(state=state)
+
+    async def list_instances(self, service: str | None = None) -> list[Instance]:
+        return []
+
+    async def preempt(self, instance_id: str, *, grace_seconds: float = 5.0) -> None:
+        await asyncio.sleep(0.05)  # a window for a second provisioner to try too
+        self.preempts.append(instance_id)
+
+
+async def provisioner(store: EventStore, home: Path, cloud: Cloud) -> Provisioner:
+    host = ServiceHost("provisioner", Settings(home=home, database_url=store.dsn))
+    host._store = store
+    host._fleet = LiveProjection(FLEET, store, poll_interval=0.1)
+    await host._fleet.start()
+    prov = Provisioner(host, cloud)
+    prov.claims.lease.pool = store.pool
+    assert await prov.claims.lease.try_acquire()  # alive, as a running provisioner's lease is
+    return prov
+
+
+@pytest.fixture
+async def fleet(store: EventStore) -> AsyncIterator[None]:
+    await store.append(service_stream("web"), [ServiceRequested(service="web", spec=SPEC)])
+    for rid in (1, 2):
+        await store.append(replica_stream("web", rid), [
+            ReplicaScheduled(service="web", replica_id=rid),
+            ReplicaLaunched(service="web", replica_id=rid, instance_id=f"i-{rid}", url="http://127.0.0.1:1"),
+        ])  # fmt: skip
+    yield
+
+
+async def stopped(*provs: Provisioner) -> None:
+    for p in provs:
+        await p.host.fleet.stop()
+
+
+async def kinds(store: EventStore, rid: int) -> list[str]:
+    return [type(r.event).__name__ for r in await store.read_stream(replica_stream("web", rid))]
+
+
+async def test_a_preemption_requested_while_no_provisioner_ran_is_acted_on_once(
+    store: EventStore, fleet: None, tmp_path: Path
+) -> None:
+    # Requested while every provisioner is down: no provisioner, no relay, no bus message.
+    head = await store.append(replica_stream("web", 1), [PreemptionRequested(service="web", replica_id=1)])
+    cloud = Cloud()
+    a = await provisioner(store, tmp_path / "a", cloud)
+    b = await provisioner(store, tmp_path / "b", cloud)
+    try:
+        for p in (a, b):
+            await p.host.fleet.wait_for(head.last_position, 10)
+        # Both start at once: each reconciles every service from its projection (on_started).
+        await asyncio.gather(a.reconcile("web"), b.reconcile("web"))
+        assert cloud.preempts == ["i-1"]  # once, by one of them; replica 2 untouched
+        await asyncio.gather(a.reconcile("web"), b.reconcile("web"))  # and not again
+        assert cloud.preempts == ["i-1"]
+        started = [r.event for r in await store.read_stream(replica_stream("web", 1))
+                   if isinstance(r.event, PreemptionStarted)]  # fmt: skip
+        assert len(started) == 1 and started[0].claimed_by in (a.claims.me, b.claims.me)
+        await a.monitor()  # the provider says PREEMPTED: recorded, so the scheduler replaces it
+        await b.monitor()
+        assert (await kinds(store, 1)).count("Preempted") == 1
+        await a.host.fleet.wait_for(await store.last_position(), 10)
+        state = a.host.fleet.state.services["web"]
+        assert state.replicas[1].preempted_at is not None and state.replicas[2].preempted_at is None
+    finally:
+        await stopped(a, b)
+
+
+async def test_a_claim_whose_holder_died_is_taken_over(
+    store: EventStore, fleet: None, tmp_path: Path
+) -> None:
+    dead = f"provisioner@gone:1:{uuid.uuid4().hex[:6]}"  # never held a lease: as one expired
+    await store.append(replica_stream("web", 2), [
+        PreemptionRequested(service="web", replica_id=2),
+        PreemptionStarted(service="web", replica_id=2, instance_id="i-2", claimed_by=dead),
+    ])  # fmt: skip
+    cloud = Cloud()
+    a = await provisioner(store, tmp_path / "a", cloud)
+    try:
+        await a.host.fleet.wait_for(await store.last_position(), 10)
+        await a.reconcile("web")
+        assert cloud.preempts == ["i-2"]
+        claims = [r.event.claimed_by for r in await store.read_stream(replica_stream("web", 2))
+                  if isinstance(r.event, PreemptionStarted)]  # fmt: skip
+        assert claims == [dead, a.claims.me]
+    finally:
+        await stopped(a)
+
+
+async def test_a_live_claim_of_another_instance_is_left_to_it(
+    store: EventStore, fleet: None, tmp_path: Path
+) -> None:
+    cloud = Cloud()
+    a = await provisioner(store, tmp_path / "a", cloud)
+    b = await provisioner(store, tmp_path / "b", cloud)
+    try:
+        await store.append(replica_stream("web", 1), [
+            PreemptionRequested(service="web", replica_id=1),
+            PreemptionStarted(service="web", replica_id=1, instance_id="i-1", claimed_by=b.claims.me),
+        ])  # fmt: skip
+        await a.host.fleet.wait_for(await store.last_position(), 10)
+        await a.reconcile("web")
+        assert cloud.preempts == []  # b is alive: it acts (or its claim expires with its lease)
+    finally:
+        await stopped(a, b)
+
+
+def rec(event: Event, version: int) -> RecordedEvent:
+    return RecordedEvent(
+        event=event, position=version, stream_id="replica-web-1", version=version,
+        event_type=type(event).__name__, event_id=uuid.uuid4(), occurred_at=datetime.now(UTC),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("events", "decision"),
+    [
+        ([], Decision(act=False)),  # nothing requested
+        ([PreemptionRequested(service="web", replica_id=1)], Decision(act=True)),
+        (
+            [PreemptionRequested(service="web", replica_id=1),
+             PreemptionStarted(service="web", replica_id=1, instance_id="i-1", claimed_by="me")],
+            Decision(act=True, claimed=True),  # ours: the provider again (it is idempotent)
+        ),
+        (
+            [PreemptionRequested(service="web", replica_id=1),
+             PreemptionStarted(service="web", replica_id=1, instance_id="i-1", claimed_by="other")],
+            Decision(act=False, holder="other"),
+        ),
+        (
+            [PreemptionRequested(service="web", replica_id=1),
+             Preempted(service="web", replica_id=1, instance_id="i-1")],
+            Decision(act=False),  # done
+        ),
+    ],
+)  # fmt: skip
+def test_decide(events: list[Event], decision: Decision) -> None:
+    records = [rec(e, i + 1) for i, e in enumerate(events)]
+    assert decide(records, "i-1", "me") == decision
