@@ -9,7 +9,9 @@ pause the client past ``PENDING_HIGH`` bytes.
 
 from __future__ import annotations
 
-from services.router.errors import UpstreamFailed
+from time import monotonic
+
+from services.router.errors import UpstreamFailed, UpstreamTimeout
 from services.router.exchange_base import ExchangeBase, log
 from services.router.flow import (
     ATTACHED,
@@ -58,7 +60,7 @@ class Exchange(ExchangeBase):
             return
         if self.chunked:
             self.pending.append(LAST_CHUNK)
-        if self.state == ATTACHED:
+        if self.state == ATTACHED and not self.resp_started:  # begun: armed by response_head
             self.client.ep.arm(self)
 
     # -- response side (ResponseSink) ------------------------------------------------
@@ -80,6 +82,9 @@ class Exchange(ExchangeBase):
         ep = client.ep
         if ep.waiting:
             ep.waiting.pop(self, None)
+        # The stream timeout now bounds each wait for the next body byte (httpx's read timeout
+        # in SkyServe's load balancer): re-armed by every read in response_body.
+        ep.arm(self)
         http11 = self.http11
         if self.is_head or mode == BODY_NONE:
             cmode = C_NONE
@@ -103,6 +108,10 @@ class Exchange(ExchangeBase):
         client.out.append(b"".join(parts))
 
     def response_body(self, data: bytes) -> None:
+        waiting = self.client.ep.waiting
+        if self in waiting:  # to the end: ``waiting`` stays ordered by when each was armed
+            del waiting[self]
+            waiting[self] = monotonic()
         mode = self.mode
         if mode == C_CHUNKED:
             self.client.out.extend((b"%x\r\n" % len(data), data, CRLF))
@@ -154,6 +163,23 @@ class Exchange(ExchangeBase):
             self._truncated()
         else:
             self.fail(UpstreamFailed(message))
+
+    def timed_out(self, timeout: float) -> None:
+        """SkyServe's ``stream_timeout_seconds`` (httpx's read timeout in its load balancer): the
+        replica sent no response head, or no byte of the body, for ``timeout`` seconds (the
+        endpoint's tick checks ``ep.waiting``; ``response_body`` re-arms it on every read)."""
+        if self.state == DONE:
+            return
+        client = self.client
+        if not self.resp_started:
+            self.fail(UpstreamTimeout(f"replica did not answer within {timeout:g} s"))
+        elif client.write_paused:  # the client reads slowly (upstream reads paused): not a stall
+            client.ep.arm(self)
+        else:
+            rid = self.replica.replica_id if self.replica is not None else None
+            log.warning("service %s: replica %s sent no byte for %g s mid-response; response cut",
+                        client.pool.service, rid, timeout)  # fmt: skip
+            self.fail(UpstreamTimeout(f"replica sent no byte for {timeout:g} s"))
 
     def upstream_write_paused(self, paused: bool) -> None:
         if paused:

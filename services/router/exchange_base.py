@@ -12,9 +12,8 @@ is closed by the replica before any byte of a response (the bytes already
 sent are kept, up to ``REPLAY_LIMIT``, to be sent again). It is never retried
 once the replica began to respond.
 
-The exchange sees its client connection and endpoint only through the
-:class:`ClientSide` and :class:`EndpointSide` protocols, so imports run one
-way: flow <- exchange_base <- exchange <- client <- endpoint <- router.
+The exchange sees its client connection and endpoint only through the :class:`ClientSide` and
+:class:`EndpointSide` protocols: imports run flow <- exchange_base <- exchange <- client <- endpoint.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ from time import perf_counter
 from typing import Protocol, cast
 
 from libs.telemetry.router_stats import EndpointStats
-from services.router.errors import HoldTimeout, NoReadyReplica, ProxyError, UpstreamFailed, UpstreamTimeout
+from services.router.errors import HoldTimeout, NoReadyReplica, ProxyError, UpstreamFailed
 from services.router.flow import (
     ATTACHED,
     C_NONE,
@@ -285,21 +284,15 @@ class ExchangeBase:
         if nxt is None:
             self.fail(self._upstream_failed(why))
             return
-        log.info(
-            "service %s: retrying on replica %d after replica %d failed: %s",
-            pool.service,
-            nxt.replica_id,
-            r.replica_id,
-            why,
-        )
+        log.info("service %s: retrying on replica %d after replica %d failed: %s",
+                 pool.service, nxt.replica_id, r.replica_id, why)  # fmt: skip
         if stale:
             self.force_new = True
         self.client.ep.stats.retries += 1
         self.start_on(nxt)
 
     def timed_out(self, timeout: float) -> None:
-        if self.state != DONE and not self.resp_started:
-            self.fail(UpstreamTimeout(f"replica did not answer within {timeout:g} s"))
+        raise NotImplementedError  # Exchange's: the stream timeout, before and during the response
 
     def hold_expired(self, waited: float) -> None:
         self.state = NEW

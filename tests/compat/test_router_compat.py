@@ -5,6 +5,7 @@ accelerator's ``target_qps_per_replica``), driven by the recorded events as in p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -146,6 +147,94 @@ async def test_stream_timeout_is_the_services_and_follows_updates(rs: RouterServ
             waited = await client.get(f"http://127.0.0.1:{port}/")
             assert waited.status_code == 200 and waited.text == "ok"
     assert slow.requests == 2
+
+
+class Streamer:
+    """A replica that answers a chunked stream: one chunk after each of ``gaps`` seconds."""
+
+    def __init__(self, gaps: list[float]) -> None:
+        self.gaps = gaps
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+            for gap in self.gaps:
+                await asyncio.sleep(gap)  # the replica is slow between tokens (not synchronisation)
+                writer.write(b"2\r\nok\r\n")
+                await writer.drain()
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+
+async def test_stream_timeout_bounds_each_gap_between_body_bytes_not_the_whole_stream(
+    rs: RouterService,
+) -> None:
+    """SkyServe passes stream_timeout_seconds to httpx as its read timeout: it bounds the wait for
+    the head and every wait for the next body byte, never the stream's whole duration."""
+    steady = Streamer([0.0] + [0.3] * 5)  # 1.5 s in all, never 1 s without a byte
+    stalled = Streamer([0.0, 30.0])  # one chunk, then silence
+    name_ok, name_cut = f"so{uuid.uuid4().hex[:6]}", f"sc{uuid.uuid4().hex[:6]}"
+    server_ok = await asyncio.start_server(steady.handle, "127.0.0.1", 0)
+    server_cut = await asyncio.start_server(stalled.handle, "127.0.0.1", 0)
+    async with server_ok, server_cut:
+        url_ok = f"http://127.0.0.1:{server_ok.sockets[0].getsockname()[1]}"
+        url_cut = f"http://127.0.0.1:{server_cut.sockets[0].getsockname()[1]}"
+        port_ok = await _serve(rs, name_ok, _timeout_spec(1.0), {1: (url_ok, "")})
+        port_cut = await _serve(rs, name_cut, _timeout_spec(0.5), {1: (url_cut, "")})
+        async with httpx.AsyncClient(timeout=20) as client:
+            began = time.monotonic()
+            whole = await client.get(f"http://127.0.0.1:{port_ok}/")
+            assert whole.status_code == 200 and whole.text == "ok" * 6
+            assert time.monotonic() - began >= 1.4  # longer than the timeout, streamed whole
+
+            got = b""
+            began = time.monotonic()
+            with pytest.raises(httpx.RemoteProtocolError):  # cut: no last chunk
+                async with client.stream("GET", f"http://127.0.0.1:{port_cut}/") as cut:
+                    assert cut.status_code == 200
+                    async for part in cut.aiter_raw():
+                        got += part
+            took = time.monotonic() - began
+    assert got == b"ok" and 0.4 < took < 5.0, (got, took)
+    assert rs.router.endpoint(name_cut).waiting == {}
+
+
+async def test_stream_timeout_does_not_cut_a_client_that_reads_slowly(rs: RouterService) -> None:
+    """A client that stops reading stalls the stream through back-pressure (the router pauses the
+    replica's side): that is no replica stall, so the stream timeout does not cut it."""
+    size = 16 * 1024 * 1024
+
+    async def bulk(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size + b"x" * size)
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+            await reader.read()  # until the router closes
+        writer.close()
+
+    name = f"sp{uuid.uuid4().hex[:6]}"
+    server = await asyncio.start_server(bulk, "127.0.0.1", 0)
+    async with server:
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        port = await _serve(rs, name, _timeout_spec(0.3), {1: (url, "")})
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        endpoint = rs.router.endpoint(name)
+        deadline = time.monotonic() + 10
+        while not any(c.write_paused for c in endpoint.clients) and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)  # poll (bounded) until the router holds back the response
+        assert any(c.write_paused for c in endpoint.clients)
+        await asyncio.sleep(1.0)  # the client reads nothing for more than 3 stream timeouts
+        data = await asyncio.wait_for(reader.read(), 20)  # then all of it, until the router closes
+        writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and len(body) == size
 
 
 INSTANCE_AWARE = """
