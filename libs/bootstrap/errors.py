@@ -5,7 +5,8 @@
     │   ├── TokenUnknown    no such token (never issued, or mistyped)
     │   ├── TokenUsed       it was redeemed already (a token works exactly once)
     │   └── TokenExpired    its time ran out before anyone redeemed it
-    └── BootstrapStoreError Postgres failed while issuing or redeeming
+    ├── BootstrapStoreError Postgres failed while issuing or redeeming
+    └── BootstrapUrlError   a VM may not fetch its secrets at that URL (plain http off loopback)
 
 asyncpg errors are translated into ``BootstrapStoreError`` with ``raise X from exc``.
 """
@@ -35,3 +36,7 @@ class TokenExpired(TokenRefused):
 
 class BootstrapStoreError(BootstrapError):
     """The tokens table could not be read or written."""
+
+
+class BootstrapUrlError(BootstrapError):
+    """The bootstrap URL is unusable: not http(s), or plain http to a host that is not loopback."""

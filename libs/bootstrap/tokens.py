@@ -8,6 +8,12 @@ service's data key from ``libs.secrets``), which the control plane reads back wi
 ``log_token_for`` to fetch the instance's log.
 
 ``refusal`` is the pure decision (unknown / used / expired / fine) given a row and ``now``.
+
+A lost answer (the instance's request timed out, or the connection dropped, after the API had
+used the token) is not a failed boot: the instance sends a random ``request_id`` with every
+attempt, ``redeem`` records its SHA-256 as the redeemer, and the same requester may fetch the
+answer again, at most ``MAX_REPLAYS`` times within ``REPLAY_SECONDS`` of the first use. Anyone
+else holding the token (read from user-data later) still finds it used.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from typing import TypeAlias
 import asyncpg
 from cryptography.fernet import Fernet, InvalidToken
 
-from libs.events.schema import BOOTSTRAP_DDL, apply_ddl
+from libs.events.schema import BOOTSTRAP_DDL, BOOTSTRAP_REPLAY_DDL, apply_ddl
 from libs.secrets.store import ensure_schema as ensure_secrets_schema
 from libs.secrets.store import service_data_key
 
@@ -32,7 +38,12 @@ Conn: TypeAlias = asyncpg.Pool | asyncpg.Connection
 _SCHEMA_LOCK = 0x5354_0020
 DEFAULT_TTL_SECONDS = 1800.0  # a GPU VM can take many minutes to boot
 
-_SCHEMA = BOOTSTRAP_DDL  # the one text, in libs.events.schema's migration list
+_SCHEMA = BOOTSTRAP_DDL  # the one text, in libs.events.schema's migration list (7)
+_REPLAYS = BOOTSTRAP_REPLAY_DDL  # its migration 11: the redeemer columns
+# A requester whose answer got lost may fetch it again this often, this long after the first use.
+MAX_REPLAYS = 10
+REPLAY_SECONDS = 600.0
+MAX_REQUEST_ID = 128
 
 
 @dataclass(frozen=True)
@@ -53,9 +64,14 @@ def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def refusal(used_at: float | None, expires_at: float, now: float) -> type[TokenRefused] | None:
-    """Why a found token cannot be redeemed at ``now`` (None: it can)."""
+def refusal(
+    used_at: float | None, expires_at: float, now: float, *, same_requester: bool = False, replays: int = 0
+) -> type[TokenRefused] | None:
+    """Why a found token cannot be redeemed at ``now`` (None: it can). A used token can be, by the
+    requester that used it (``same_requester``), ``MAX_REPLAYS`` times in ``REPLAY_SECONDS``."""
     if used_at is not None:
+        if same_requester and replays < MAX_REPLAYS and now < used_at + REPLAY_SECONDS:
+            return None
         return TokenUsed
     if now >= expires_at:
         return TokenExpired
@@ -67,6 +83,7 @@ async def ensure_schema(conn: Conn) -> None:
     await ensure_secrets_schema(conn)
     try:
         await apply_ddl(conn, _SCHEMA_LOCK, _SCHEMA)
+        await apply_ddl(conn, _SCHEMA_LOCK, _REPLAYS)
     except (OSError, asyncpg.PostgresError) as exc:
         raise BootstrapStoreError(f"cannot create the bootstrap tokens table: {exc}") from exc
 
@@ -102,24 +119,41 @@ async def issue(
     return Issued(token=token, log_token=log_token)
 
 
-async def redeem(pool: asyncpg.Pool, token: str, home: Path, *, now: float | None = None) -> Redeemed:
-    """Use ``token`` (once): whose it is and the replica's log token; ``TokenRefused`` if not."""
+async def redeem(
+    pool: asyncpg.Pool, token: str, home: Path, *, request_id: str = "", now: float | None = None
+) -> Redeemed:
+    """Use ``token`` (once): whose it is and the replica's log token; ``TokenRefused`` if not.
+
+    ``request_id``: the instance's random id, the same in each of its attempts; with it, a repeat
+    whose first answer got lost is answered again (bounded), without it a token works once."""
     at = time.time() if now is None else now
+    requester = digest(request_id) if request_id else None
+    if len(request_id) > MAX_REQUEST_ID:
+        raise TokenUnknown(f"a request id is at most {MAX_REQUEST_ID} characters")
     try:
         async with pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
-                "SELECT service, replica_id, version, log_token_encrypted, used_at, expires_at "
-                "FROM stratus_bootstrap_tokens WHERE token_sha256 = $1 FOR UPDATE",
+                "SELECT service, replica_id, version, log_token_encrypted, used_at, expires_at, "
+                "redeemed_by, replays FROM stratus_bootstrap_tokens WHERE token_sha256 = $1 FOR UPDATE",
                 digest(token),
             )
             if row is None:
                 raise TokenUnknown("no such bootstrap token")
-            why = refusal(row["used_at"], row["expires_at"], at)
+            same = requester is not None and row["redeemed_by"] == requester
+            why = refusal(row["used_at"], row["expires_at"], at, same_requester=same, replays=row["replays"])
             if why is not None:
                 raise why(f"the bootstrap token is {why.reason}")
-            await conn.execute(
-                "UPDATE stratus_bootstrap_tokens SET used_at = $2 WHERE token_sha256 = $1", digest(token), at
-            )
+            if row["used_at"] is None:
+                await conn.execute(
+                    "UPDATE stratus_bootstrap_tokens SET used_at = $2, redeemed_by = $3 "
+                    "WHERE token_sha256 = $1",
+                    digest(token), at, requester,
+                )  # fmt: skip
+            else:  # the same requester again: its first answer was lost on the way
+                await conn.execute(
+                    "UPDATE stratus_bootstrap_tokens SET replays = replays + 1 WHERE token_sha256 = $1",
+                    digest(token),
+                )
             fernet = await service_data_key(conn, row["service"], home)
             log_token = _decrypt(fernet, bytes(row["log_token_encrypted"]), row["service"])
     except asyncpg.UndefinedTableError as exc:

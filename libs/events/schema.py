@@ -110,6 +110,12 @@ CREATE TABLE IF NOT EXISTS stratus_bootstrap_tokens (
 CREATE INDEX IF NOT EXISTS stratus_bootstrap_tokens_replica
     ON stratus_bootstrap_tokens (service, replica_id, issued_at)
 """
+# Who redeemed a token (sha256 of the instance's random request id) and how often it fetched its
+# answer again after losing it (libs.bootstrap.tokens: a lost answer is retried, bounded).
+BOOTSTRAP_REPLAY_DDL = """
+ALTER TABLE stratus_bootstrap_tokens ADD COLUMN IF NOT EXISTS redeemed_by text;
+ALTER TABLE stratus_bootstrap_tokens ADD COLUMN IF NOT EXISTS replays integer NOT NULL DEFAULT 0
+"""
 
 
 # the autoscaler's pre-log table (one mutable row per service), dropped by AUTOSCALER_TO_LOG.
@@ -315,6 +321,8 @@ MIGRATIONS: list[str] = [
     DEAD_LETTER_RETRIES_DDL,
     # 10: the autoscaler's table carried into the log (its state is a fold of it) and dropped.
     AUTOSCALER_TO_LOG,
+    # 11: libs.bootstrap (tokens.py): the redeemer of a token, so a lost answer can be fetched again
+    BOOTSTRAP_REPLAY_DDL,
 ]
 
 

@@ -43,7 +43,7 @@ def task(service: str = "llm", replica_id: int = 1, **kw: Any) -> LaunchTask:
         "run": "python -m http.server 8080",
         "envs": {"HF_TOKEN": SECRET, "MODEL_NAME": "mistral-7b"},
         "secret_names": ["HF_TOKEN"],
-        "bootstrap": Bootstrap(url="http://10.20.0.5:8765/v1/bootstrap", token="boot-token-1"),
+        "bootstrap": Bootstrap(url="https://10.20.0.5:8765/v1/bootstrap", token="boot-token-1"),
         "num_gpus": 1,
         **kw,
     }

@@ -88,7 +88,7 @@ def task(svc: str, replica_id: int = 1, **kw: Any) -> LaunchTask:
         "run": "serve --port 8080", "setup": "pip install x",
         "envs": {"MODEL": "mixtral", "HF_TOKEN": SECRET},
         "secret_names": ["HF_TOKEN"], "ports": [8080, 9000], "num_gpus": 1,
-        "bootstrap": Bootstrap(url="http://203.0.113.1:8765/v1/bootstrap", token="one-time-token"),
+        "bootstrap": Bootstrap(url="https://203.0.113.1:8765/v1/bootstrap", token="one-time-token"),
     }  # fmt: skip
     fields.update(kw)
     return LaunchTask(**fields)
@@ -329,7 +329,7 @@ async def test_a_repeated_launch_returns_the_instance_it_already_started(
     aws.fail_run("IdempotentParameterMismatch", "Arguments on this idempotent request are inconsistent",
                  status=400, times=1)  # fmt: skip
     again = await provider.launch(
-        placement(), task(svc, 1, bootstrap=Bootstrap(url="http://x/v1/bootstrap", token="t2"))
+        placement(), task(svc, 1, bootstrap=Bootstrap(url="https://x/v1/bootstrap", token="t2"))
     )
     assert again.instance_id == first.instance_id
     assert len(aws.actions("RunInstances")) == 2

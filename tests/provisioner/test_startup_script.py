@@ -218,7 +218,7 @@ def test_no_secret_value_appears_in_the_script(tmp_path: Path) -> None:
         setup="prep",
         envs={"PUBLIC": "shown", "DB_PASSWORD": "pw-9f8e7d", "OTHER": "also-secret-42"},
         secret_names=["DB_PASSWORD", "OTHER"],
-        bootstrap=Bootstrap(url="http://api:8765/v1/bootstrap", token="tok"),
+        bootstrap=Bootstrap(url="https://api:8765/v1/bootstrap", token="tok"),
     )
     script = render_startup_script(task, cloud="aws")
     assert "pw-9f8e7d" not in script and "also-secret-42" not in script

@@ -4,7 +4,9 @@ Authorization is the bootstrap token itself (``Authorization: Bearer <token>``, 
 provisioner with ``libs.bootstrap.issue`` and carried in the instance's startup script), so the
 API's general authentication exempts this route. The answer holds the replica's secret envs
 and its log token: it is never logged, and ``Cache-Control: no-store`` keeps proxies from it.
-A second call with the same token, an expired or unknown one, gets 401 / 410 and no values.
+A second call with the same token, an expired or unknown one, gets 401 / 410 and no values,
+except the same instance retrying an answer it lost (the same ``request_id``; bounded, see
+``libs.bootstrap.tokens``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,14 @@ class TokenGone(ApiError):
     code = "bootstrap_token_gone"
 
 
+class BootstrapIn(BaseModel):
+    request_id: str = Field(
+        default="", max_length=128,
+        description="The instance's random id, the same in each attempt: a repeat whose answer was lost "
+        "is answered again (bounded); anyone else gets 410.",
+    )  # fmt: skip
+
+
 class BootstrapOut(BaseModel):
     envs: dict[str, str] = Field(description="The replica's secret env values (name -> value).")
     log_token: str = Field(description="The token the replica's log server requires.")
@@ -57,11 +67,13 @@ def build(deps: ApiDeps) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["bootstrap"], responses=ERRORS)
 
     @router.post("/bootstrap", summary="A cloud instance fetches its secret envs (one-time token)")
-    async def bootstrap(response: Response, authorization: str | None = Header(default=None)) -> BootstrapOut:
+    async def bootstrap(
+        response: Response, body: BootstrapIn | None = None, authorization: str | None = Header(default=None)
+    ) -> BootstrapOut:
         token = bearer(authorization)
         pool, home = deps.store.pool, deps.settings.home
         try:
-            got = await redeem(pool, token, home)
+            got = await redeem(pool, token, home, request_id=body.request_id if body else "")
             envs = await load_secrets(pool, got.service, got.version, home)
         except TokenUnknown as exc:
             raise TokenUnauthorized("unknown bootstrap token: it was never issued (or is mistyped)") from exc

@@ -29,6 +29,8 @@ import re
 import shlex
 from pathlib import Path
 
+from libs.bootstrap import BootstrapUrlError, check_url
+
 from .base import LaunchTask
 from .errors import LaunchError
 from .startup_bundle import Bundle, build_bundle
@@ -163,6 +165,11 @@ def render_startup_script(task: LaunchTask, *, log_port: int = DEFAULT_LOG_PORT,
             f"service {task.service!r} has secret envs {sorted(task.secret_names)} but no bootstrap "
             "token: a cloud instance can only fetch secrets with one (the provisioner issues it)"
         )
+    if task.bootstrap is not None:
+        try:
+            check_url(task.bootstrap.url)
+        except BootstrapUrlError as exc:
+            raise LaunchError(str(exc)) from exc
     _exports(task.envs)  # validates every name, the secret ones too
     public = {**task.public_envs(), **platform_envs(task)}
     bundle = build_bundle(task)
