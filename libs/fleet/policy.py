@@ -277,6 +277,24 @@ def target_qps_for(policy: AutoscalePolicy, accelerator: str | None) -> float:
     return min(per.values())
 
 
+def instance_aware_scale_down(policy: AutoscalePolicy) -> bool:
+    """Whether SkyServe's instance-aware autoscaler chooses the replicas a scale-down removes: a
+    per-accelerator ``target_qps_per_replica`` without on-demand fallback (with fallback SkyServe
+    0.14.1 runs its fallback autoscaler, which removes by status, version and id)."""
+    return bool(policy.target_qps_per_accelerator) and not policy.uses_fallback
+
+
+def instance_aware_scale_down_key(
+    policy: AutoscalePolicy, accelerators: Mapping[str, float], version: int, replica_id: int
+) -> tuple[float, int, int]:
+    """SkyServe 0.14.1's order of the replicas an instance-aware scale-down removes (sorted
+    ascending, first removed first): the lowest target QPS of the replica's accelerator (an
+    unknown or CPU-only one counts as the smallest target), then the older version, then the
+    newer replica id. Its first sort key, the status's ``scale_down_decision_order()``, is the
+    same list for every replica, so the status orders nothing there; nor does it here."""
+    return target_qps_for(policy, next(iter(accelerators), None)), version, -replica_id
+
+
 def replica_capacities(
     policy: AutoscalePolicy, accelerators: Mapping[int, Mapping[str, float]]
 ) -> dict[int, float]:

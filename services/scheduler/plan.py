@@ -32,6 +32,7 @@ import msgspec
 from msgspec.structs import replace
 
 from libs.catalog import CLOUDS, Offer, load_catalog
+from libs.fleet.policy import instance_aware_scale_down, instance_aware_scale_down_key
 from libs.fleet.state import CloudsState, ReplicaState, ServiceState
 from libs.fleet.status import (
     ALIVE_STATUSES,
@@ -142,6 +143,15 @@ class _Planner:
         st = self.statuses
         return sorted(reps, key=lambda r: (USEFULNESS.get(st[r.replica_id], 0), r.version, -r.replica_id))
 
+    def sort_for_scale_down(self, reps: list[ReplicaState]) -> list[ReplicaState]:
+        """The replicas a scale-down removes first; an instance-aware service's: the lowest target
+        QPS first, as SkyServe's instance-aware autoscaler (libs.fleet.policy)."""
+        scale = self.service.policy.autoscale
+        if not instance_aware_scale_down(scale):
+            return self.sort_least_useful(reps)
+        key = instance_aware_scale_down_key
+        return sorted(reps, key=lambda r: key(scale, r.placement.accelerators, r.version, r.replica_id))
+
     def can_launch(self, version: int) -> bool:
         info = self.service.versions.get(version)
         if info is None or is_blocked(info, self.config.max_consecutive_failures):
@@ -237,7 +247,7 @@ class _Planner:
             have = [r for r in members if r.is_spot == use_spot]
             if len(have) > want:
                 kind = "spot" if use_spot else "on-demand"
-                for rep in self.sort_least_useful(have)[: len(have) - want]:
+                for rep in self.sort_for_scale_down(have)[: len(have) - want]:
                     self.terminate(rep, f"scale down: {len(have)} {kind} replicas, {want} wanted")
             else:
                 self.launch(version, use_spot, want - len(have))
