@@ -14,7 +14,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import nats.errors
@@ -42,11 +42,11 @@ COUNTS: Projection[Counter[str]] = Projection(initial=Counter, apply=count)
 
 
 @pytest.fixture
-def private_pg(tmp_path: Path) -> PostgresServer:
+def private_pg(tmp_path: Path) -> Iterator[PostgresServer]:
     server = PostgresServer(tmp_path / "pg")
     server.start()
     try:
-        yield server  # type: ignore[misc]
+        yield server
     finally:
         server.stop()
 
