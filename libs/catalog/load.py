@@ -190,4 +190,10 @@ def load_catalog(home: Path | None = None) -> Catalog:
         else:
             offers.extend(_shipped(cloud))
             snapshots.append(Snapshot(cloud=cloud, date=SNAPSHOT_DATE, source="shipped"))
+    if home is not None:
+        # The local provider's simulated spot zones, when home has a zone trace (spot_local_zones).
+        from libs.placement.spot_local_zones import LOCAL_ZONE_TRACE_FILE, read_zone_trace
+
+        zones = read_zone_trace(home / LOCAL_ZONE_TRACE_FILE)
+        offers.extend(zones.offers() if zones is not None else ())
     return Catalog(offers=tuple(offers), snapshots=tuple(snapshots))

@@ -146,7 +146,9 @@ def place(
     for i, req in enumerate(requests):
         cloud = req.cloud.lower() if req.cloud else None
         if cloud == LOCAL or (cloud is None and not usable):
-            found.append(_Candidate(len(found), i, LOCAL_OFFER, 0.0))
+            # The local provider's simulated zones (spot_local_zones) when the catalog has them.
+            zoned = [o for o in offers if o.cloud == LOCAL]
+            found.extend(_Candidate(len(found) + k, i, o, 0.0) for k, o in enumerate(zoned or [LOCAL_OFFER]))
             continue
         if cloud is not None and cloud not in usable:
             reason = why_not.get(cloud, "not allowed, or not reported enabled by the provisioner")

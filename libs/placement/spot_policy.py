@@ -246,8 +246,10 @@ def spot_zones(
     usable = {c.lower() for c in clouds}
     out: dict[ZoneKey, None] = {}
     for offer in offers:
+        # The local provider's simulated zones place a request without a cloud when none is enabled.
+        local = offer.cloud == "local" and (not usable or any(r.cloud == "local" for r in requests))
         if (
-            offer.cloud in usable
+            (offer.cloud in usable or local)
             and offer.spot_price is not None
             and any(matches(r, offer) for r in requests)
         ):

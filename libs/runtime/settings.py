@@ -308,6 +308,11 @@ class Settings:
     def provisioner_dir(self) -> Path:
         return self.home / "provisioner"
 
+    @property
+    def local_zone_trace(self) -> Path:
+        """Simulated spot zones of the local provider, when this file exists (docs/settings.md)."""
+        return self.home / "local-zones.json"
+
     def replica_log(self, service: str, replica_id: int) -> Path:
         """The local provider keeps each replica's setup+run output here, after it ends too."""
         return self.provisioner_dir / "logs" / service / f"replica-{replica_id}.log"

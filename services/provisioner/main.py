@@ -272,7 +272,7 @@ class Provisioner:
 
 
 def build(host: ServiceHost) -> Callable[[], Awaitable[None]]:
-    local = LocalProvider(host.settings.provisioner_dir)
+    local = LocalProvider(host.settings.provisioner_dir, zone_trace=host.settings.local_zone_trace)
     provider = CloudRouter({"local": local})  # the clouds join once their credentials check out
     prov = Provisioner(host, provider)
     watch_usage(lambda: host.fleet.state)  # /metrics: instance-hours and cost by cloud, spot/on-demand

@@ -21,6 +21,7 @@ import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from libs.events.types import Placement
 
@@ -47,6 +48,9 @@ from .local_records import InstanceRecord, Mode, iter_records, load_record, save
 from .local_spawn import spawn_launcher, write_launch_files
 from .local_status import derive_status
 
+if TYPE_CHECKING:
+    from .local_zones import LocalZones
+
 
 class LocalProvider(Provider):
     cloud = "local"
@@ -59,9 +63,13 @@ class LocalProvider(Provider):
         subnet: str = DEFAULT_SUBNET,
         base_env: Mapping[str, str] | None = None,
         spawn_timeout: float = 30.0,
+        zone_trace: Path | None = None,
     ) -> None:
         """``base_env``: what replicas inherit (default: a safe part of this process's
-        environment, see local_env). ``subnet``: where netns mode takes each replica's /30."""
+        environment, see local_env). ``subnet``: where netns mode takes each replica's /30.
+        ``zone_trace``: simulated spot zones whose capacity follows that file, when it exists
+        (``libs.placement.spot_local_zones``: launches above capacity fail, spot instances above
+        it are preempted)."""
         self.state_dir = Path(state_dir).absolute()
         self.isolation: IsolationRequest = isolation
         self._network = ipaddress.IPv4Network(subnet)
@@ -73,6 +81,11 @@ class LocalProvider(Provider):
         self._locks: dict[str, asyncio.Lock] = {}
         self._launching: set[str] = set()
         self._netns_manager: NetnsManager | None = None
+        self._zones: LocalZones | None = None
+        if zone_trace is not None:  # imported only then: it needs the catalog and placement libs
+            from .local_zones import LocalZones
+
+            self._zones = LocalZones(zone_trace, self.state_dir / "replicas")
 
     # ------------------------------------------------------------------ the Provider interface
 
@@ -90,6 +103,8 @@ class LocalProvider(Provider):
                 ):
                     return self._instance(existing)  # a redelivered launch: it runs already
                 await self._stop_and_release(existing, grace_seconds=0)  # remains of a dead launch
+            if self._zones is not None:
+                await asyncio.to_thread(self._zones.check_launch, placement)
             mode = await self.isolation_mode()
             self._launching.add(key)
             try:
@@ -116,6 +131,7 @@ class LocalProvider(Provider):
         if found is None:
             return derive_status(None, launching_here=False, launcher_alive=False, phase=None, exit_code=None)
         key, paths = found
+        await self.enforce_zones()
         return await asyncio.to_thread(self._observe, instance_id, key, paths)
 
     async def list_instances(self, service: str | None = None) -> list[Instance]:
@@ -142,6 +158,16 @@ class LocalProvider(Provider):
             record.lifecycle = "preempted"
             await asyncio.to_thread(save_record, paths.record, record)
             await self._stop_and_release(record, grace_seconds=grace_seconds)
+
+    async def enforce_zones(self) -> list[str]:
+        """Preempt the spot instances above their simulated zone's capacity now (local_zones)."""
+        if self._zones is None:
+            return []
+        victims = await asyncio.to_thread(self._zones.over_capacity)
+        for instance_id in victims:
+            with contextlib.suppress(InstanceNotFound):
+                await self.preempt(instance_id, grace_seconds=1.0)
+        return victims
 
     def log_path(self, instance_id: str) -> Path | None:
         parsed = parse_instance_id(instance_id)

@@ -58,7 +58,9 @@ def build_providers(settings: Settings, checks: Iterable[CloudCheck]) -> dict[st
     """``local`` plus every enabled cloud whose provider loads (a failure is logged, not raised)."""
     from .local import LocalProvider
 
-    providers: dict[str, Provider] = {"local": LocalProvider(settings.provisioner_dir)}
+    providers: dict[str, Provider] = {
+        "local": LocalProvider(settings.provisioner_dir, zone_trace=settings.local_zone_trace)
+    }
     for check in checks:
         if not check.enabled:
             continue
