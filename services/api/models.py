@@ -114,8 +114,11 @@ class AutoscalingOut(BaseModel):
     min_replicas: int
     max_replicas: int
     target_qps_per_replica: float | None = None
-    upscale_delay_seconds: int | None = None
-    downscale_delay_seconds: int | None = None
+    target_qps_per_accelerator: dict[str, float] | None = Field(
+        default=None, description="instance_aware_least_load: the target QPS of a replica per accelerator."
+    )
+    upscale_delay_seconds: int | float | None = None  # SkyServe allows fractional seconds
+    downscale_delay_seconds: int | float | None = None
     num_overprovision: int = 0
     base_ondemand_fallback_replicas: int = 0
     dynamic_ondemand_fallback: bool = False

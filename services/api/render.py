@@ -152,9 +152,13 @@ def policy_text(auto: Mapping[str, Any]) -> str:
     if auto["policy"] == "fixed":
         text = f"fixed, {lo} replica{'s' if lo != 1 else ''}"
     else:
-        text = f"autoscaling {lo}-{hi} replicas at {auto['target_qps_per_replica']:g} QPS per replica"
+        if per := auto.get("target_qps_per_accelerator"):  # instance_aware_least_load
+            each = ", ".join(f"{acc} {qps:g}" for acc, qps in per.items())
+            text = f"autoscaling {lo}-{hi} replicas at QPS per replica by accelerator: {each}"
+        else:
+            text = f"autoscaling {lo}-{hi} replicas at {auto['target_qps_per_replica']:g} QPS per replica"
         up, down = auto["upscale_delay_seconds"], auto["downscale_delay_seconds"]
-        text += f" (upscale delay {up}s, downscale delay {down}s)"
+        text += f" (upscale delay {up:g}s, downscale delay {down:g}s)"  # fractional seconds kept
     extras = []
     if auto.get("num_overprovision"):
         extras.append(f"overprovision {auto['num_overprovision']}")
