@@ -15,6 +15,8 @@ from typer.testing import CliRunner, Result
 
 from libs.events.types import PreemptionRequested, ServiceUpdateRequested, replica_stream, service_stream
 from services.api.cli import app
+from services.api.cli.overrides import TaskOverrides
+from services.api.cli.serve import with_overrides
 from services.api.logfiles import COMPONENTS
 
 from .conftest import SERVICE_YAML, Live
@@ -310,3 +312,50 @@ async def test_unknown_component_error_lists_what_help_lists(live: Live) -> None
     assert result.exit_code == 1
     listed = result.stderr.split("components: ", 1)[1].strip().split(", ")
     assert tuple(listed) == COMPONENTS
+
+
+def test_up_and_update_share_one_set_of_override_options() -> None:
+    """The override flags are declared once (``with_overrides``): the same flags, help and order in
+    ``up`` and ``update``, built into one ``TaskOverrides`` for the command."""
+    import typer
+    import typer.main
+
+    def options(name: str) -> list[tuple[str, ...]]:
+        command = typer.main.get_command(app).commands[name]  # type: ignore[attr-defined]
+        return [(*p.opts, *p.secondary_opts, p.help or "") for p in command.params if p.name in NAMES]
+
+    NAMES = {
+        "env",
+        "cloud",
+        "region",
+        "zone",
+        "gpus",
+        "cpus",
+        "memory",
+        "use_spot",
+        "ports",
+        "env_file",
+        "secret",
+    }
+    assert options("up") == options("update") and len(options("up")) == len(NAMES)
+
+    got: list[TaskOverrides] = []
+    probe = typer.Typer()
+
+    def deploy(file: str, *, task: TaskOverrides, yes: bool = False) -> None:
+        got.append(task)
+
+    probe.command()(with_overrides(deploy))
+    result = runner.invoke(
+        probe, ["f.yaml", "--gpus", "A100:2", "--ports", "8080", "--no-use-spot", "--env", "A=1"]
+    )
+    assert result.exit_code == 0, result.output
+    (task,) = got
+    assert (task.gpus, task.ports, task.use_spot, task.env, task.cloud) == (
+        "A100:2",
+        ["8080"],
+        False,
+        ["A=1"],
+        None,
+    )
+    assert task.resources["accelerators"] == "A100:2" and task.resources["ports"] == [8080]

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import fnmatch
+import functools
+import inspect
 import json
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar, get_type_hints
 
 import typer
 
@@ -36,6 +39,51 @@ from .overrides import (
 from .waiting import wait_for_version
 
 FAILED_SERVICE_STATUSES = frozenset({"FAILED", "FAILED_CLEANUP", "TERMINATED", "SHUTTING_DOWN"})
+R = TypeVar("R")
+
+
+def _override_options(
+    env: EnvOpt = None,
+    cloud: CloudOpt = None,
+    region: RegionOpt = None,
+    zone: ZoneOpt = None,
+    gpus: GpusOpt = None,
+    cpus: CpusOpt = None,
+    memory: MemoryOpt = None,
+    use_spot: SpotOpt = None,
+    ports: PortsOpt = None,
+    env_file: EnvFileOpt = None,
+    secret: SecretOpt = None,
+) -> TaskOverrides:
+    """The options of ``sky serve up/update`` that override the YAML, in the order --help lists them."""
+    return TaskOverrides(
+        cloud=cloud, region=region, zone=zone, gpus=gpus, cpus=cpus, memory=memory, use_spot=use_spot,
+        ports=ports, env=env, env_file=env_file, secret=secret,
+    )  # fmt: skip
+
+
+def with_overrides(command: Callable[..., R]) -> Callable[..., R]:
+    """A typer command whose keyword-only ``task: TaskOverrides`` parameter stands for the override
+    options: typer sees ``_override_options``' parameters in its place (the same flags and help in
+    every command that has them), and the command gets them built into one ``TaskOverrides``."""
+    hints = get_type_hints(command, include_extras=True)
+    options = [
+        p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+        for p in inspect.signature(_override_options, eval_str=True).parameters.values()
+    ]
+    params: list[inspect.Parameter] = []
+    for p in inspect.signature(command).parameters.values():
+        params.extend(options if p.name == "task" else [p.replace(annotation=hints[p.name])])
+    names = [p.name for p in options]
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> R:
+        task = _override_options(**{name: kwargs.pop(name, None) for name in names})
+        return command(*args, task=task, **kwargs)
+
+    wrapper.__signature__ = inspect.Signature(params, return_annotation=hints.get("return"))  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    return wrapper
 
 
 class UpdateMode(StrEnum):
@@ -52,17 +100,8 @@ def up(
             "-n", "--service-name", help="Service name (default: the YAML's name, else the file's stem)."
         ),
     ] = None,
-    env: EnvOpt = None,
-    cloud: CloudOpt = None,
-    region: RegionOpt = None,
-    zone: ZoneOpt = None,
-    gpus: GpusOpt = None,
-    cpus: CpusOpt = None,
-    memory: MemoryOpt = None,
-    use_spot: SpotOpt = None,
-    ports: PortsOpt = None,
-    env_file: EnvFileOpt = None,
-    secret: SecretOpt = None,
+    *,
+    task: TaskOverrides,
     async_: AsyncOpt = False,
     yes: YesOpt = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the endpoint to be READY.")] = 1800.0,
@@ -74,7 +113,6 @@ def up(
     as_json: Annotated[bool, typer.Option("--json", help="With --dry-run: print the plan as JSON.")] = False,
 ) -> None:
     """Deploy a service: show the plan, then follow it until its endpoint is READY or it failed."""
-    task = TaskOverrides(cloud, region, zone, gpus, cpus, memory, use_spot, ports, env, env_file, secret)
     text, yaml_name, overrides = prepare(file, task)
     detach = detach or async_
     tls = tls_pems(file, text, overrides)  # service.tls files are read here, not by the API
@@ -145,17 +183,8 @@ def update(
             "traffic once the new version is READY."
         ),
     ] = UpdateMode.rolling,
-    env: EnvOpt = None,
-    cloud: CloudOpt = None,
-    region: RegionOpt = None,
-    zone: ZoneOpt = None,
-    gpus: GpusOpt = None,
-    cpus: CpusOpt = None,
-    memory: MemoryOpt = None,
-    use_spot: SpotOpt = None,
-    ports: PortsOpt = None,
-    env_file: EnvFileOpt = None,
-    secret: SecretOpt = None,
+    *,
+    task: TaskOverrides,
     async_: AsyncOpt = False,
     yes: YesOpt = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the new version.")] = 1800.0,
@@ -163,7 +192,6 @@ def update(
 ) -> None:
     """Update a service to a new version of its YAML, then follow it until that version serves
     (--async: return once requested)."""
-    task = TaskOverrides(cloud, region, zone, gpus, cpus, memory, use_spot, ports, env, env_file, secret)
     text, _, overrides = prepare(file, task)
     tls = tls_pems(file, text, overrides)
     with api_errors(), state_of(ctx).client() as client:
@@ -300,7 +328,7 @@ def _is_glob(name: str) -> bool:
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(up)
-    app.command()(update)
+    app.command()(with_overrides(up))
+    app.command()(with_overrides(update))
     app.command()(status)
     app.command()(down)
