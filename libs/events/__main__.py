@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from libs.runtime.settings import Settings
+from libs.telemetry.serve import serve_metrics
 from libs.telemetry.tracing import setup_tracing
 
 from .bus import BusConfig
@@ -59,7 +60,14 @@ def relay_main(argv: Sequence[str]) -> int:
         finally:
             remove()
 
-    return asyncio.run(run())
+    if args.republish_from is not None:
+        return asyncio.run(run())
+    url, stop_metrics = serve_metrics("relay", settings.home)  # `stratus local status --json` lists it
+    logging.getLogger("libs.events.relay").info("relay %s: metrics at %s", args.name, url)
+    try:
+        return asyncio.run(run())
+    finally:
+        stop_metrics()
 
 
 COMMANDS = {"relay": relay_main}

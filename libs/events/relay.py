@@ -41,6 +41,7 @@ from nats.aio.client import Client as NATS
 from nats.js.api import PubAck
 from opentelemetry.trace import Span
 
+from libs.telemetry.relay_metrics import sample_relay
 from libs.telemetry.tracing import end_publish, inject_span, publish_span, tracing_on
 
 from .bus import BusConfig, OutboxMessage, connect_until_stopped, ensure_stream
@@ -338,7 +339,12 @@ async def serve(
                 n = await relay.republish(republish_from, republish_to)
                 log.info("relay %s: republished %d events from position %d", options.name, n, republish_from)
             else:
-                await relay.run(stop)
+                sampler = asyncio.create_task(sample_relay(relay, stop))  # its /metrics gauges
+                try:
+                    await relay.run(stop)
+                finally:
+                    sampler.cancel()
+                    await asyncio.gather(sampler, return_exceptions=True)
             await nc.flush(timeout=5)
         finally:
             await nc.close()

@@ -18,6 +18,12 @@ router (per service and replica; produced at scrape time by ``router_stats.Route
     stratus_router_held_requests{service}                         waiting for a ready replica
     stratus_router_upstream_errors_total{service,replica}
     stratus_router_retries_total{service}
+    (none of these with STRATUS_ROUTER_METRICS=off: ``router_stats.NoStats``)
+relay (``relay_metrics.py``: published at scrape time, the rest sampled every 5 s)
+    stratus_relay_published_total{relay}                          messages JetStream acked
+    stratus_relay_leader{relay}                                   1 while holding the lease
+    stratus_relay_offset{relay}                                   last log position acked
+    stratus_relay_lag_events{relay}                               log head minus that offset
 provisioner (instance-hours and cost: ``usage.UsageCollector``, at scrape time)
     stratus_launches_total{cloud,outcome}                         outcome: launched | <error kind>
     stratus_instance_hours{cloud,capacity}                        capacity: spot | on_demand

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import httpx
@@ -43,7 +44,7 @@ def test_every_component_serves_metrics_and_the_router_counts_requests(stack: St
 
     status = json.loads(stack.cli("local", "status", "--json", check=True).stdout)
     comps = status["components"]
-    for name in ("api", "scheduler", "provisioner", "prober", "autoscaler", "router"):
+    for name in ("api", "relay", "scheduler", "provisioner", "prober", "autoscaler", "router"):
         assert comps[name]["metrics"], (name, comps[name], status["metrics"])
     with httpx.Client(timeout=10) as http:
         router = http.get(comps["router"]["metrics"]).text
@@ -55,4 +56,14 @@ def test_every_component_serves_metrics_and_the_router_counts_requests(stack: St
     assert value(scheduler, "stratus_projection_position", projection="fleet") > 0
     assert value(provisioner, "stratus_launches_total", cloud="local", outcome="launched") >= 1
     assert value(provisioner, "stratus_instance_hours", cloud="local", capacity="on_demand") > 0
+    # The relay: what it published, its lease, and (sampled every 5 s) its offset and lag.
+    deadline = time.monotonic() + 30
+    while True:
+        with httpx.Client(timeout=10) as http:
+            relay = http.get(comps["relay"]["metrics"]).text
+        if value(relay, "stratus_relay_offset") > 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert value(relay, "stratus_relay_published_total") > 0 and value(relay, "stratus_relay_leader") == 1
+    assert value(relay, "stratus_relay_offset") > 0 and value(relay, "stratus_relay_lag_events") >= 0
     assert stack.cli("down", "metered", "-y").returncode == 0
