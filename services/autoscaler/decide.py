@@ -182,8 +182,9 @@ def decide(
     live: Sequence[LiveReplica] = (),
 ) -> tuple[AutoscalerState, ScaleDecided | None]:
     """Evaluate at ``now``. ``ready_spot``: READY spot replicas (for dynamic fallback);
-    ``live``: the latest version's live replicas (for per-accelerator targets). The state a
-    ScaleEvaluated would record is returned too (``evaluate`` returns that event)."""
+    ``live``: the latest version's live replicas (for per-accelerator targets). A tick that
+    only moved the hysteresis returns its new state and no event (``evaluate`` returns the
+    ScaleEvaluated to record for it)."""
     new, event = evaluate(policy, state, now, ready_spot=ready_spot, live=live)
     return new, event if isinstance(event, ScaleDecided) else None
 

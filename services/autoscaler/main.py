@@ -150,7 +150,7 @@ class Autoscaler:
                 await self._evaluate(tx, name)
 
     async def _evaluate(self, tx: Transaction, name: str) -> None:
-        head = await lock_service(tx.conn, name)
+        head = await lock_service(tx.conn, name, hold=PROJECTION_WAIT + 5.0)
         await self.host.fleet.wait_for(head, PROJECTION_WAIT)
         states = await self.live.wait_for(head, PROJECTION_WAIT)
         svc = self._autoscaled(name)  # as of the head, now

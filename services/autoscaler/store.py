@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncpg
 
 from libs.events.codec import decode
+from libs.events.errors import TransientError
 from libs.events.types import QpsSampled, service_stream
 
 # Advisory lock namespace of a service's decision (namespaced like libs.events.schema's).
@@ -21,10 +22,19 @@ DECISION_LOCK = 0x5354_0021
 SAMPLE_SLACK_SECONDS = 60.0
 
 
-async def lock_service(conn: asyncpg.Connection, service: str) -> int:
+async def lock_service(conn: asyncpg.Connection, service: str, *, hold: float) -> int:
     """Take ``service``'s decision lock for this transaction (one deciding instance at a time);
-    returns the log's head, which the caller's projections must reach before deciding."""
-    await conn.execute("SELECT pg_advisory_xact_lock($1::int, hashtext($2))", DECISION_LOCK, service)
+    returns the log's head, which the caller's projections must reach before deciding.
+
+    An instance paused or cut off while it holds the lock loses it (and its transaction, so its
+    decision is never recorded) once the transaction has been idle for ``hold`` seconds: Postgres
+    ends the session. Another waits for the lock that long at most, plus a margin."""
+    try:
+        await conn.execute(f"SET LOCAL idle_in_transaction_session_timeout = {int(hold * 1000)}")
+        await conn.execute(f"SET LOCAL lock_timeout = {int(hold * 2000)}")
+        await conn.execute("SELECT pg_advisory_xact_lock($1::int, hashtext($2))", DECISION_LOCK, service)
+    except asyncpg.LockNotAvailableError as exc:
+        raise TransientError(f"{service}: another autoscaler holds its decision lock; retry later") from exc
     return int(await conn.fetchval("SELECT coalesce(max(position), 0) FROM stratus_events"))
 
 

@@ -41,6 +41,7 @@ from libs.spec import load_spec, spec_to_dict
 from services.autoscaler.decide import AutoscalerState, QpsSample, evaluate
 from services.autoscaler.fold import AUTOSCALER, SNAPSHOT_NAME, with_samples
 from services.autoscaler.main import Autoscaler
+from services.autoscaler.store import lock_service
 from tests.unit.autoscaler_model import Model
 
 pytestmark = pytest.mark.timeout(240)
@@ -300,3 +301,26 @@ async def test_an_upgrade_carries_the_old_table_into_the_log(fresh_db_url: str) 
     busy = with_samples(states.of("busy"), [surge], window_seconds=WINDOW)  # 15 qps: 8, clipped to 6
     _, moved = evaluate(p, busy, 1015.0)
     assert isinstance(moved, ScaleDecided) and moved.target == 6 and "held 15s" in moved.reason
+
+
+async def test_a_paused_instance_loses_the_decision_lock(store: EventStore) -> None:
+    """An instance stopped (SIGSTOP, a partition) inside its decision's transaction: Postgres
+    ends its session once it has been idle for ``hold``, the other instance takes the lock, and
+    the paused one's transaction (its decision) is gone."""
+    paused = await asyncpg.connect(store.dsn)
+    other = await asyncpg.connect(store.dsn)
+    try:
+        tx = paused.transaction()
+        await tx.start()
+        await lock_service(paused, "svc", hold=1.0)
+        await paused.execute("SELECT 1")  # then nothing: the instance is paused
+        t0 = asyncio.get_running_loop().time()
+        async with other.transaction():
+            await lock_service(other, "svc", hold=1.0)
+        waited = asyncio.get_running_loop().time() - t0
+        assert 0.5 < waited < 5.0, waited
+        with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError)):
+            await paused.execute("SELECT 1")
+    finally:
+        paused.terminate()
+        await other.close()
