@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,6 +32,20 @@ __all__ = [
 ]
 
 _CONFLICT_SQLSTATE = "SE001"
+
+# Postgres unreachable, or the connection lost: translated into the store's StoreUnavailable
+# (transient: outcomes.py). Only around the store's own calls, never around a caller's code.
+_UNREACHABLE = (
+    OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
+)  # fmt: skip
+
+
+@contextmanager
+def _unreachable(what: str) -> Iterator[None]:
+    try:
+        yield
+    except _UNREACHABLE as exc:
+        raise StoreUnavailable(f"cannot {what}: Postgres is unreachable ({exc!r})") from exc
 
 _SELECT = (
     "SELECT position, event_id, stream_id, version, event_type, schema_version, payload::text,"
@@ -155,8 +169,9 @@ class EventStore:
         self, batches: Sequence[StreamAppend], *, now: datetime | None = None
     ) -> AppendResult:
         """Append to several streams in one transaction (all or nothing)."""
-        async with self.pool.acquire() as conn:
-            return await append_on(conn, batches, now=now)
+        with _unreachable("append"):
+            async with self.pool.acquire() as conn:
+                return await append_on(conn, batches, now=now)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
@@ -167,15 +182,17 @@ class EventStore:
     # ------------------------------------------------------------------ reading
 
     async def stream_version(self, stream_id: str) -> int:
-        v = await self.pool.fetchval(
-            "SELECT coalesce(max(version), 0) FROM stratus_events WHERE stream_id = $1", stream_id
-        )
+        with _unreachable("read a stream's version"):
+            v = await self.pool.fetchval(
+                "SELECT coalesce(max(version), 0) FROM stratus_events WHERE stream_id = $1", stream_id
+            )
         return int(v)
 
     async def read_stream(self, stream_id: str, *, from_version: int = 1) -> list[RecordedEvent]:
-        rows = await self.pool.fetch(
-            _SELECT + " WHERE stream_id = $1 AND version >= $2 ORDER BY version", stream_id, from_version
-        )
+        with _unreachable("read a stream"):
+            rows = await self.pool.fetch(
+                _SELECT + " WHERE stream_id = $1 AND version >= $2 ORDER BY version", stream_id, from_version
+            )
         return [row_to_recorded(r) for r in rows]
 
     async def read_all(
@@ -242,7 +259,8 @@ class EventStore:
         return Page(records, undecodable, last, len(rows))
 
     async def last_position(self) -> int:
-        v = await self.pool.fetchval("SELECT coalesce(max(position), 0) FROM stratus_events")
+        with _unreachable("read the log's head"):
+            v = await self.pool.fetchval("SELECT coalesce(max(position), 0) FROM stratus_events")
         return int(v)
 
     async def position_at(self, when: datetime) -> int:

@@ -22,6 +22,7 @@ import pytest
 
 from libs.events.bus import BusConfig, connect
 from libs.events.envelope import RecordedEvent
+from libs.events.errors import StoreUnavailable
 from libs.events.projection import LiveProjection, Projection
 from libs.events.relay import Relay, RelayOptions
 from libs.events.store import EventStore
@@ -97,6 +98,11 @@ async def test_projection_and_relay_survive_a_postgres_kill(
             # hundred ms of commits. Flushed first, so the crash tests reconnection, not that.
             await store.pool.execute("CHECKPOINT")
             crash(private_pg)
+            # Down: the store says so in its own terms (a transient error), not asyncpg's or OSError.
+            with pytest.raises(StoreUnavailable):
+                await store.append("s", [requested("lost")])
+            with pytest.raises(StoreUnavailable):
+                await store.read_stream("s")
             await asyncio.to_thread(private_pg.start)
             appended = 0
 
