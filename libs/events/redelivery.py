@@ -12,6 +12,10 @@ Outcomes recorded on the request: ``handled``, ``already handled``, ``failed: <r
 permanent or unexpected error: the dead letter stays, and may be retried again), or
 ``unreadable: <reason>`` (no such event, or this code cannot decode it). A transient error
 leaves the request open for the next poll.
+
+The audit trail is in the log, on stream ``dead-letters``: each request appends a
+``DeadLetterRetryRequested`` (the ids it opened and who asked) and each settled retry a
+``DeadLetterRetried`` (its outcome and who asked), in the transaction that writes the row.
 """
 
 from __future__ import annotations
@@ -27,13 +31,15 @@ from .consumer import Handler
 from .errors import EventDecodeError, UnknownEventType
 from .outcomes import TRANSIENT_ERRORS, classify
 from .schema import DEAD_LETTER_RETRIES_DDL, apply_ddl
-from .store import EventStore
+from .store import EventStore, StreamAppend, append_on
+from .types import DeadLetterRetried, DeadLetterRetryRequested
 
 log = logging.getLogger(__name__)
 
 _LOCK_KEY = 0x5354524454_4C52  # advisory lock serializing the schema's creation
 
 SCHEMA = DEAD_LETTER_RETRIES_DDL  # the one text, in libs.events.schema's migration list
+DEAD_LETTERS_STREAM = "dead-letters"  # the retries' audit events
 
 
 async def ensure_schema(pool: asyncpg.Pool) -> None:
@@ -80,7 +86,13 @@ async def request_retry(
             " RETURNING dead_letter_id",
             wanted, requested_by,
         )  # fmt: skip
-    return RetryRequested(sorted(r[0] for r in opened), unknown)
+        requested = sorted(r[0] for r in opened)
+        if requested:
+            event = DeadLetterRetryRequested(
+                service="", dead_letter_ids=requested, consumer=consumer or "", principal=requested_by
+            )
+            await append_on(conn, [StreamAppend(DEAD_LETTERS_STREAM, [event])])
+    return RetryRequested(requested, unknown)
 
 
 async def list_dead_letters(pool: asyncpg.Pool, consumer: str | None = None) -> list[dict[str, Any]]:
@@ -150,7 +162,7 @@ class Redeliverer:
         """One request: 1 if closed, 0 if left open (transient), None if there was none."""
         async with self.store.transaction() as tx:
             row = await tx.conn.fetchrow(
-                "SELECT r.dead_letter_id, d.position FROM stratus_dead_letter_retries r"
+                "SELECT r.dead_letter_id, d.position, r.requested_by FROM stratus_dead_letter_retries r"
                 " JOIN stratus_dead_letters d ON d.id = r.dead_letter_id"
                 " WHERE r.done_at IS NULL AND d.consumer = $1 ORDER BY r.requested_at, r.dead_letter_id"
                 " LIMIT 1 FOR UPDATE OF r SKIP LOCKED",
@@ -172,6 +184,10 @@ class Redeliverer:
                 " attempts = attempts + 1 WHERE dead_letter_id = $1",
                 dl_id, outcome,
             )  # fmt: skip
+            await tx.append(DEAD_LETTERS_STREAM, [DeadLetterRetried(
+                service="", dead_letter_id=dl_id, consumer=self.consumer, position=position, outcome=outcome,
+                principal=row[2] or "",
+            )])  # fmt: skip
             log.info("consumer %s: dead letter %d retried: %s", self.consumer, dl_id, outcome)
             return 1
 

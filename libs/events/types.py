@@ -308,6 +308,24 @@ class ApiTokenRevoked(Event, frozen=True, tag="ApiTokenRevoked"):
 AUTH_STREAM = "auth"
 
 
+class DeadLetterRetryRequested(Event, frozen=True, tag="DeadLetterRetryRequested"):
+    """An operator asked for dead letters to be retried (stream ``dead-letters``, ``service`` "")."""
+
+    dead_letter_ids: list[int] = []  # those (re)opened for retry
+    consumer: str = ""  # `retry --all` narrowed to one consumer ("" none)
+    principal: str = ""  # who asked
+
+
+class DeadLetterRetried(Event, frozen=True, tag="DeadLetterRetried"):
+    """A consumer handled a dead letter again: ``outcome`` as ``stratus dead-letters list`` shows."""
+
+    dead_letter_id: int
+    consumer: str
+    position: int | None = None
+    outcome: str = ""
+    principal: str = ""  # who asked for the retry
+
+
 # --------------------------------------------------------------------------- debug
 
 
@@ -359,6 +377,8 @@ ALL_EVENT_TYPES: tuple[type[Event], ...] = (
     PlacementUnavailable,
     ApiTokenCreated,
     ApiTokenRevoked,
+    DeadLetterRetryRequested,
+    DeadLetterRetried,
 )
 
 EVENT_TYPES_BY_TAG: dict[str, type[Event]] = {str(t.__struct_config__.tag): t for t in ALL_EVENT_TYPES}
