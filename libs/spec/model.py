@@ -23,6 +23,7 @@ INSTANCE_AWARE_POLICY = "instance_aware_least_load"
 LOAD_BALANCING_POLICIES = ("round_robin", "least_load", INSTANCE_AWARE_POLICY)
 SPOT_PLACERS = ("dynamic_fallback",)
 DISK_TIERS = ("low", "medium", "high", "ultra", "best")
+NETWORK_TIERS = ("standard", "best")  # SkyPilot's NetworkTier (a hint: no provider acts on it yet)
 REDACTED = "<redacted>"
 
 
@@ -124,6 +125,7 @@ class ResourceCandidate(msgspec.Struct, frozen=True):
     job_recovery: dict[str, Any] | None = None
     disk_size: int | None = None
     disk_tier: str | None = None
+    network_tier: str | None = None
     ports: list[int] = []
     image_id: str | dict[str, str] | None = None
     labels: dict[str, str] = {}

@@ -12,13 +12,13 @@ from typing import Any
 
 from .accelerators import AcceleratorChoices, parse_accelerators
 from .fields import Issues, Section, check_str, check_str_map, describe
-from .model import DISK_TIERS, ResourceCandidate, Resources
+from .model import DISK_TIERS, NETWORK_TIERS, ResourceCandidate, Resources
 from .ports import parse_ports
 
 CANDIDATE_FIELDS = (
     "cloud", "region", "zone", "infra", "instance_type", "accelerators", "accelerator_args", "cpus",
-    "memory", "use_spot", "job_recovery", "spot_recovery", "disk_size", "disk_tier", "ports",
-    "image_id", "labels",
+    "memory", "use_spot", "job_recovery", "spot_recovery", "disk_size", "disk_tier", "network_tier",
+    "ports", "image_id", "labels",
 )  # fmt: skip
 RESOURCES_FIELDS = (*CANDIDATE_FIELDS, "any_of", "ordered")
 CLOUDS = (
@@ -100,13 +100,13 @@ def _parse_candidate_fields(sec: Section) -> tuple[dict[str, Any], AcceleratorCh
         out["job_recovery"] = recovery
     if (disk_size := sec.integer("disk_size", minimum=1)) is not None:
         out["disk_size"] = disk_size
-    if sec.has("disk_tier"):
-        tier = sec.get("disk_tier")
-        tier = check_str(
-            tier.lower() if isinstance(tier, str) else tier, sec.at("disk_tier"), issues, choices=DISK_TIERS
-        )
-        if tier is not None:
-            out["disk_tier"] = tier
+    for field, tiers in (("disk_tier", DISK_TIERS), ("network_tier", NETWORK_TIERS)):
+        if sec.has(field):
+            tier = sec.get(field)
+            tier = tier.lower() if isinstance(tier, str) else tier
+            tier = check_str(tier, sec.at(field), issues, choices=tiers)
+            if tier is not None:
+                out[field] = tier
     if sec.has("ports") and (ports := parse_ports(sec.get("ports"), sec.at("ports"), issues)) is not None:
         out["ports"] = ports
     if sec.has("image_id") and (image := _parse_image_id(sec.get("image_id"), sec.at("image_id"), issues)):

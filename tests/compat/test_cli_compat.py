@@ -177,10 +177,14 @@ async def test_skyserve_0_14_fields_through_the_api_and_status(live: Live) -> No
     assert "at 2.5 QPS per replica (upscale delay 10.5s, downscale delay 30.25s)" in shown.stdout
 
 
+NO_PROVIDER = {"llm-gpt-oss-gpt-oss-vllm.sky": "cloud nebius: Stratus has no provider for it"}
+
+
 async def test_skypilots_own_examples_through_the_api(live: Live) -> None:
     """SkyPilot's own accepted examples plan through the API as they are (those naming local
     files, a workdir or file mounts, aside); a null secret with ``--secret`` as the YAML says;
-    ``num_nodes > 1``, valid, is refused at ``up`` naming the field."""
+    ``num_nodes > 1`` and a cloud without a Stratus provider, valid, are refused at ``up``
+    naming them."""
     from tests.compat.test_skypilot_compat import LAUNCH_REFUSED, NEEDS_VALUES, RECORDED
 
     planned = 0
@@ -193,6 +197,8 @@ async def test_skypilots_own_examples_through_the_api(live: Live) -> None:
         if path.stem in LAUNCH_REFUSED:
             assert plan.exit_code != 0 and "num_nodes" in plan.output, (path.name, plan.output)
             assert "no Stratus provider" in plan.output
+        elif path.stem in NO_PROVIDER:  # a valid cloud Stratus cannot place on: named at up
+            assert plan.exit_code != 0 and NO_PROVIDER[path.stem] in plan.output, (path.name, plan.output)
         else:
             assert plan.exit_code == 0, (path.name, plan.output)
             planned += 1

@@ -131,6 +131,7 @@ REFUSED_AT = {
     "examples-serve-spot_policy-dynamic_on_demand_fallback": "service.replica_policy.target_qps_per_replica",
     "examples-serve-spot_policy-multi_accelerators": "service.replica_policy.target_qps_per_replica",
     "examples-serve-stable_diffusion_service": "resources.load_balancing_policy",
+    "llm-llama-3_2-llama3_2": "envs.HF_TOKEN",
     "llm-qwen-serve-7b": "resources.ports",
     "llm-sglang-llama2": "envs.HF_TOKEN",
 }
@@ -140,11 +141,14 @@ LAUNCH_REFUSED = {
     "unsupported-multi-node": "num_nodes",
     "examples-serve-multi_node-multi_node": "num_nodes",
     "examples-serve-multi_node-multi_node_job": "num_nodes",
+    "llm-kimi-k2-kimi-k2.sky": "num_nodes",
 }
 
 # Null secrets SkyPilot resolves at launch: the field refused without them, the --secret values
 # the YAML's usage line gives.
 NEEDS_VALUES = {
+    "llm-kimi-k2-kimi-k2.sky": ("secrets.HF_TOKEN", {"HF_TOKEN": "hf_x"}),
+    "llm-llama-3_1-llama-3_1": ("secrets.HF_TOKEN", {"HF_TOKEN": "hf_x"}),
     "llm-vllm-service-with-auth": ("secrets.HF_TOKEN", {"HF_TOKEN": "hf_x", "AUTH_TOKEN": "tok"}),
     "llm-vllm-vllm.sky": ("secrets.HF_TOKEN", {"HF_TOKEN": "hf_x"}),
 }
@@ -218,7 +222,8 @@ LAUNCHED_NOT = [p for p in CORPUS if p.stem in LAUNCH_REFUSED]
 
 @pytest.mark.parametrize("path", LAUNCHED_NOT, ids=[p.stem for p in LAUNCHED_NOT])
 def test_valid_but_refused_at_up_naming_the_field(path: Path) -> None:
-    spec = load_spec_file(path)  # valid, as for SkyPilot; num_nodes carried into the spec
+    given = NEEDS_VALUES.get(path.stem, ("", {}))[1]
+    spec = load_spec_file(path, env_overrides=given)  # valid, as for SkyPilot; num_nodes carried
     assert spec.num_nodes > 1
     with pytest.raises(SpecValidationError) as info:
         check_launchable(spec)

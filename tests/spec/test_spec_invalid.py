@@ -299,6 +299,7 @@ CASES = [
     ("memory-plus-plus", variant(resources__memory="32++"), "resources.memory", "4+"),
     ("use-spot-string", variant(resources__use_spot="yes"), "resources.use_spot", "true or false"),
     ("disk-tier", variant(resources__disk_tier="fast"), "resources.disk_tier", "one of"),
+    ("network-tier", variant(resources__network_tier="fast"), "resources.network_tier", "standard, best"),
     ("disk-size-negative", variant(resources__disk_size=-10), "resources.disk_size", "at least 1"),
     ("cloud-typo", variant(resources__cloud="gpc"), "resources.cloud", "did you mean gcp"),
     (

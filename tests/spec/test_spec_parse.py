@@ -141,6 +141,7 @@ def test_common_resource_fields() -> None:
                 "use_spot": True,
                 "disk_size": 1024,
                 "disk_tier": "Best",
+                "network_tier": "BEST",
                 "image_id": {"us-central1": "projects/x/images/y"},
                 "labels": {"team": "ml"},
             }
@@ -151,7 +152,7 @@ def test_common_resource_fields() -> None:
     assert res.instance_type == "g2-standard-96" and res.accelerators == {"L4": 8}
     assert res.accelerator_args == {"tpu_vm": True} and res.use_spot
     assert res.job_recovery is None
-    assert (res.disk_size, res.disk_tier) == (1024, "best")
+    assert (res.disk_size, res.disk_tier, res.network_tier) == (1024, "best", "best")
     assert res.image_id == {"us-central1": "projects/x/images/y"} and res.labels == {"team": "ml"}
 
 
