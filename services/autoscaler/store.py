@@ -20,6 +20,8 @@ DECISION_LOCK = 0x5354_0021
 # A sample is read if it was recorded within this much more than a window before now: it is
 # appended once its window has ended, so this covers an appender's lag and clock skew.
 SAMPLE_SLACK_SECONDS = 60.0
+PAGE = 256  # rows of the stream read at once, newest first
+MAX_PAGES = 64  # a bound: more samples than this in a window would be a flood
 
 
 async def lock_service(conn: asyncpg.Connection, service: str, *, hold: float) -> int:
@@ -39,14 +41,30 @@ async def lock_service(conn: asyncpg.Connection, service: str, *, hold: float) -
 
 
 async def recent_samples(conn: asyncpg.Connection, service: str, window_seconds: float) -> list[QpsSampled]:
-    """The service's QpsSampled recorded in the last window (plus slack), in log order. Read by
-    the time index, so the cost is the last minutes of the log, not the service's history."""
-    rows = await conn.fetch(
-        "SELECT schema_version, payload::text FROM stratus_events WHERE stream_id = $1 AND event_type = $2"
-        " AND occurred_at > now() - make_interval(secs => $3) ORDER BY position",
-        service_stream(service),
-        QpsSampled.__name__,
-        window_seconds + SAMPLE_SLACK_SECONDS,
+    """The service's QpsSampled recorded in the last window (plus slack), in log order.
+
+    Read backwards through the service's stream by its (stream, version) key, a page at a time,
+    until a row older than that: the cost is the stream's last minutes, never its history."""
+    horizon = await conn.fetchval(
+        "SELECT now() - make_interval(secs => $1)", window_seconds + SAMPLE_SLACK_SECONDS
     )
-    out = [decode(QpsSampled.__name__, r[0], r[1]) for r in rows]
-    return [s for s in out if isinstance(s, QpsSampled)]
+    stream = service_stream(service)
+    found: list[QpsSampled] = []
+    below = 2**31 - 1
+    for _ in range(MAX_PAGES):
+        rows = await conn.fetch(
+            "SELECT version, event_type, schema_version, payload::text, occurred_at FROM stratus_events"
+            " WHERE stream_id = $1 AND version < $2 ORDER BY version DESC LIMIT $3",
+            stream, below, PAGE,
+        )  # fmt: skip
+        for version, event_type, schema, payload, occurred_at in rows:
+            if occurred_at <= horizon:
+                return found[::-1]
+            if event_type == QpsSampled.__name__:
+                sample = decode(event_type, schema, payload)
+                if isinstance(sample, QpsSampled):
+                    found.append(sample)
+            below = version
+        if len(rows) < PAGE:
+            break
+    return found[::-1]

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import asyncpg
@@ -41,7 +42,7 @@ from libs.spec import load_spec, spec_to_dict
 from services.autoscaler.decide import AutoscalerState, QpsSample, evaluate
 from services.autoscaler.fold import AUTOSCALER, SNAPSHOT_NAME, with_samples
 from services.autoscaler.main import Autoscaler
-from services.autoscaler.store import lock_service
+from services.autoscaler.store import PAGE, SAMPLE_SLACK_SECONDS, lock_service, recent_samples
 from tests.unit.autoscaler_model import Model
 
 pytestmark = pytest.mark.timeout(240)
@@ -324,3 +325,25 @@ async def test_a_paused_instance_loses_the_decision_lock(store: EventStore) -> N
     finally:
         paused.terminate()
         await other.close()
+
+
+async def test_the_samples_read_are_the_last_window_across_pages(store: EventStore) -> None:
+    """Newest first through the stream's key, a page at a time, stopping at the first row older
+    than the window plus slack: old samples and other events are left out, the order is the log's."""
+    stream = service_stream("busy")
+    old = datetime.now(UTC) - timedelta(seconds=WINDOW + SAMPLE_SLACK_SECONDS + 30)
+
+    def sample(i: int) -> QpsSampled:
+        return QpsSampled(
+            service="busy", router_id=f"r{i % 3}", window_start=float(i), window_seconds=1.0, requests=i
+        )
+
+    await store.append(stream, [sample(i) for i in range(50)], now=old)  # too old to count
+    recent = [sample(i) for i in range(50, 50 + 2 * PAGE + 7)]
+    mixed: list[QpsSampled | ScaleEvaluated] = []
+    for s in recent:
+        mixed += [s, ScaleEvaluated(service="busy", at=s.window_start)] if s.requests % 5 == 0 else [s]
+    await store.append(stream, mixed)
+    async with store.pool.acquire() as conn:
+        read = await recent_samples(conn, "busy", WINDOW)
+    assert read == recent
