@@ -10,7 +10,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,11 +33,10 @@ __all__ = [
 
 _CONFLICT_SQLSTATE = "SE001"
 
-# Postgres unreachable, or the connection lost: translated into the store's StoreUnavailable
-# (transient: outcomes.py). Only around the store's own calls, never around a caller's code.
-_UNREACHABLE = (
-    OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
-)  # fmt: skip
+# Postgres unreachable, or the connection lost: the store's StoreUnavailable (transient:
+# outcomes.py). Only around the store's own calls, never around a caller's code.
+_UNREACHABLE = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
+                asyncpg.CannotConnectNowError)  # fmt: skip
 
 
 @contextmanager
@@ -175,8 +174,12 @@ class EventStore:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
-        """A unit of work: appends and tracking rows that commit together."""
-        async with self.pool.acquire() as conn, conn.transaction():
+        """A unit of work: appends and tracking rows that commit together. Postgres unreachable
+        as it begins is StoreUnavailable; errors raised inside pass through as they are."""
+        async with AsyncExitStack() as stack:
+            with _unreachable("begin a transaction"):
+                conn = await stack.enter_async_context(self.pool.acquire())
+                await stack.enter_async_context(conn.transaction())
             yield Transaction(conn)
 
     # ------------------------------------------------------------------ reading

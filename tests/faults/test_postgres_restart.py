@@ -103,6 +103,9 @@ async def test_projection_and_relay_survive_a_postgres_kill(
                 await store.append("s", [requested("lost")])
             with pytest.raises(StoreUnavailable):
                 await store.read_stream("s")
+            with pytest.raises(StoreUnavailable):
+                async with store.transaction():
+                    pass
             await asyncio.to_thread(private_pg.start)
             appended = 0
 
