@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 
 from libs.events.envelope import RecordedEvent
 from libs.events.errors import ProjectionFailed
+from libs.events.outcomes import TRANSIENT_ERRORS
 from libs.events.projection import LiveProjection
 from libs.events.store import Transaction
 from libs.events.types import (
@@ -146,8 +147,11 @@ class Autoscaler:
         for name in list(self.host.fleet.state.services):
             if self._autoscaled(name) is None:
                 continue
-            async with self.host.store.transaction() as tx:
-                await self._evaluate(tx, name)
+            try:
+                async with self.host.store.transaction() as tx:
+                    await self._evaluate(tx, name)
+            except TRANSIENT_ERRORS as exc:  # this service waits for the next tick, not the others
+                log.warning("%s: tick: %r; next tick in %gs", name, exc, self.tick_every)
 
     async def _evaluate(self, tx: Transaction, name: str) -> None:
         head = await lock_service(tx.conn, name, hold=PROJECTION_WAIT + 5.0)
