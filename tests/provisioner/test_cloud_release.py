@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from azure.mgmt.network.models import NetworkSecurityGroup
 
@@ -24,29 +23,20 @@ from services.provisioner.clouds.base import Instance, InstanceStatus, LaunchTas
 from services.provisioner.clouds.gcp_names import firewall_name, service_tag
 from services.provisioner.clouds.local import LocalProvider
 from services.provisioner.clouds.registry import CloudRouter, releasable, release_unused
-from tests.fakes.aws_ec2 import EmulatedAws, emulated_aws
-from tests.fakes.azure_server import FakeArm, StaticCredential, running_fake_arm
+from tests.fakes.aws_ec2 import EmulatedAws
+from tests.fakes.azure_server import FakeArm, StaticCredential
 from tests.fakes.gcp_server import FakeCompute
 
 from . import gcp_fixtures as gcpf
-from .test_aws_provider import AWS_ENV, ec2
+from .test_aws_provider import AWS_ENV, ec2, emulated
 from .test_aws_provider import make_provider as make_aws
 from .test_aws_provider import placement as aws_placement
 from .test_aws_provider import task as aws_task
-from .test_azure_provider import A100, ROUTER, SSH_KEY, SUB, make_task
+from .test_azure_provider import A100, ROUTER, SSH_KEY, SUB, arm, make_task
+
+__all__ = ["arm", "emulated"]  # the AWS (moto server) and Azure (fake ARM) fixtures
 
 # --------------------------------------------------------------------------------------- AWS
-
-
-@pytest.fixture(scope="module")
-def emulated() -> Iterator[EmulatedAws]:
-    with pytest.MonkeyPatch.context() as mp:
-        for var, value in AWS_ENV.items():
-            mp.setenv(var, value)
-        mp.delenv("AWS_PROFILE", raising=False)
-        with emulated_aws() as aws:
-            aws.session = boto3.Session()
-            yield aws
 
 
 @pytest.fixture
@@ -140,13 +130,6 @@ async def test_gcp_release_deletes_the_firewall_rule_once_no_vm_has_the_tag(gcp:
 
 
 # --------------------------------------------------------------------------------------- Azure
-
-
-@pytest.fixture
-def arm(tmp_path: Path) -> Iterator[FakeArm]:
-    with running_fake_arm(tmp_path) as fake:
-        yield fake
-    assert not fake.bugs, fake.bugs
 
 
 @pytest.fixture
