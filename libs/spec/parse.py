@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from . import unsupported
 from .envs import parse_env_map, references, resolve_envs, substitute
 from .errors import Issue, SpecFileError, SpecValidationError
 from .fields import Issues, Section, describe, join
@@ -78,7 +79,8 @@ def read_spec_text(path: str | os.PathLike[str]) -> str:
 
 
 def _build(data: Mapping[Any, Any], overrides: Mapping[str, str], issues: Issues) -> ServiceSpec:
-    top = Section(data, "", issues, TASK_FIELDS)
+    top = Section(data, "", issues, (*TASK_FIELDS, *unsupported.TASK))
+    unsupported.refuse(top, unsupported.TASK, issues)
     name = top.string("name")
     if name is not None and not _NAME.match(name):
         issues.add("name", "must start with a letter and contain only letters, digits, '-', '_' and '.'")

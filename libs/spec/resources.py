@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from . import unsupported
 from .accelerators import AcceleratorChoices, parse_accelerators
 from .fields import Issues, Section, check_str, check_str_map, describe
 from .model import DISK_TIERS, NETWORK_TIERS, ResourceCandidate, Resources
@@ -33,7 +34,7 @@ def parse_resources(value: object, path: str, issues: Issues) -> Resources:
     """Best-effort ``Resources``; every problem is recorded in ``issues``."""
     if value is None:
         return Resources()
-    sec = Section.of(value, path, issues, RESOURCES_FIELDS)
+    sec = Section.of(value, path, issues, (*RESOURCES_FIELDS, *unsupported.RESOURCES))
     if sec is None:
         return Resources()
     base, accelerators = _parse_candidate_fields(sec)
@@ -72,7 +73,9 @@ def _alternatives(sec: Section) -> list[dict[str, Any]]:
         return []
     out = []
     for i, entry in enumerate(entries):
-        entry_sec = Section.of(entry, f"{sec.at(key)}[{i}]", sec.issues, CANDIDATE_FIELDS)
+        entry_sec = Section.of(
+            entry, f"{sec.at(key)}[{i}]", sec.issues, (*CANDIDATE_FIELDS, *unsupported.RESOURCES)
+        )
         if entry_sec is None:
             continue
         fields, accelerators = _parse_candidate_fields(entry_sec)
@@ -88,6 +91,7 @@ def _parse_candidate_fields(sec: Section) -> tuple[dict[str, Any], AcceleratorCh
     """The normalized values of the fields present in ``sec`` (accelerators returned apart)."""
     out: dict[str, Any] = {}
     issues = sec.issues
+    unsupported.refuse(sec, unsupported.RESOURCES, issues)
     _parse_location(sec, out)
     if (instance_type := sec.string("instance_type")) is not None:
         out["instance_type"] = instance_type
