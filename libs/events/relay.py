@@ -86,6 +86,7 @@ class Relay:
         self.bus = bus or BusConfig()
         self.options = options or RelayOptions()
         self.published = 0  # messages acked by JetStream in this process (duplicates included)
+        self._led_term = -1
         self.lease = Lease(
             store.pool, f"relay:{self.options.name}", instance_id("relay"),
             ttl=self.options.lease_ttl, renew=self.options.standby_interval,
@@ -149,7 +150,9 @@ class Relay:
         """Once this relay leads: a connection to LISTEN and write the offset on (None: stopped)."""
         if not await self.lease.wait_leading(stop):
             return None
-        log.info("relay %s: leading", self.options.name)
+        if self._led_term != self.lease.term:  # once per term, not on every reconnection
+            self._led_term = self.lease.term
+            log.info("relay %s: leading (term %d)", self.options.name, self.lease.term)
         try:
             conn: asyncpg.Connection = await asyncpg.connect(self.store.dsn)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
