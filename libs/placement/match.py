@@ -96,6 +96,12 @@ def no_cpu_types(req: ResourceRequest, in_cloud: Sequence[Offer], cloud: str) ->
     the fix: ``instance_type`` set to the cheapest type there that fits (dropping ``cpus`` /
     ``memory`` when none fits them), or ``accelerators``."""
     priced = [o for o in in_cloud if o.hourly(req.use_spot) is not None]
+    pinned = [
+        o
+        for o in priced
+        if (not req.region or o.region == req.region) and (not req.zone or o.zone == req.zone)
+    ]
+    priced = pinned or priced  # the suggestion respects region/zone pins where it can
     head = f"the catalog lists no CPU-only instance type on {cloud} (GPU instances only)"
     if not priced:
         return head

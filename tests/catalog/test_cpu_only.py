@@ -89,3 +89,15 @@ async def test_up_with_only_aws_and_azure_enabled_refuses_with_the_fix(api: Api)
         "aws",
         suggested,
     )
+
+
+def test_the_suggested_type_is_offered_where_the_spec_pins_it() -> None:
+    req = ResourceRequest(cloud="aws", region="eu-west-1", zone="euw1-az2")
+    (suggested,) = FIX.findall(refused(req, ["aws"]))
+    fixed = place(
+        [msgspec.structs.replace(req, instance_type=suggested)], OFFERS, use_spot=False, clouds=["aws"]
+    )
+    assert isinstance(fixed, Chosen) and (fixed.placement.region, fixed.placement.zone) == (
+        "eu-west-1",
+        "euw1-az2",
+    )
