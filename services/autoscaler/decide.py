@@ -257,8 +257,8 @@ def evaluate(
         new, why = wanted, f"bounds now [{lo}, {hi}] + {ov} overprovision: {base}"
         cand = since = None
     elif wanted == cur:
+        why = base if since is None else f"{base}: back at the target, the streak ended"
         cand = since = None
-        why = base
     else:
         up = wanted > cur
         same_side = cand is not None and since is not None and (cand > cur) == up

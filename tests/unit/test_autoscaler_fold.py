@@ -204,3 +204,12 @@ def test_a_carried_over_state_folds_to_itself(at: float | None) -> None:
     # and the next tick goes on from it: a pending re-target happens at once
     _, nxt = evaluate(P, row, 1300.0)
     assert nxt is not None
+
+
+def test_a_streak_that_ends_is_recorded() -> None:
+    model = Model(P)
+    out = _run(model, [8.0, 12.0, 12.0, 4.0, 8.0])  # at 2; a streak up; back at 2 before its move
+    ended = out[3]
+    assert isinstance(ended, ScaleEvaluated) and ended.candidate_since is None
+    assert ended.reason.endswith("back at the target, the streak ended"), ended.reason
+    assert out[4] is None and model.state.candidate_target is None
