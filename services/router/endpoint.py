@@ -48,7 +48,7 @@ class ServiceEndpoint:
         self.key_check: Callable[[bytes], bool] | None = None
         self.tls: ssl.SSLContext | None = None
         self.clients: set[ClientConnection] = set()
-        self.waiting: dict[ExchangeBase, float] = {}  # awaiting a response head, oldest first
+        self.waiting: dict[ExchangeBase, float] = {}  # a replica's head or next byte due, oldest first
         self.held: deque[ExchangeBase] = deque()
         self.tasks: set[asyncio.Task[Any]] = set()
         self.closing = False
