@@ -2,8 +2,9 @@
 READY replicas by `update`, bounded traffic through its endpoint, and in turn: kill -9 of one
 instance of each service, of the relay leader, of nats-server (restarted, then restarted with its
 store removed), of Postgres (every process of it at once, restarted by the supervisor: crash
-recovery), SIGSTOP of the prober leader for longer than its lease, and the whole control plane
-frozen. After each:
+recovery; then kept down past every lease), Postgres hung (SIGSTOP) past every lease, SIGSTOP of
+the prober leader for longer than its lease, and the whole control plane frozen; and a
+preemption requested while every provisioner is down. After each:
 
 - convergence: the latest version has the wanted READY replicas within 30 s;
 - 0 duplicate launches: no replica id scheduled, launched or terminated twice; the replica
@@ -260,17 +261,33 @@ def kill_postgres(stack: Stack) -> None:
 
 
 def postgres_down(stack: Stack) -> None:
-    """Postgres crashes and stays down for three lease TTLs (the supervisor is held meanwhile):
+    """Postgres crashes and stays down for two lease TTLs (the supervisor is held meanwhile):
     every lease expires, every store call fails; then it comes back."""
     assert stack.proc is not None
     supervisor = stack.proc.pid
     os.kill(supervisor, signal.SIGSTOP)
     try:
         old = _crash_postgres(stack)
-        time.sleep(3 * LEASE_TTL)  # the fault's duration itself, not a synchronisation
+        time.sleep(2 * LEASE_TTL)  # the fault's duration itself, not a synchronisation
     finally:
         os.kill(supervisor, signal.SIGCONT)
     wait_restarted(stack, "postgres", old)
+
+
+def freeze_postgres(stack: Stack) -> None:
+    """Postgres hangs (every process of it SIGSTOPped) for two lease TTLs, as behind a
+    partition: connections stay open but nothing answers; then it carries on."""
+    import psutil
+
+    postmaster = psutil.Process(stack.component_pid("postgres"))
+    procs = [postmaster, *postmaster.children(recursive=True)]
+    for proc in procs:
+        proc.suspend()
+    try:
+        time.sleep(2 * LEASE_TTL)  # the fault's duration itself, not a synchronisation
+    finally:
+        for proc in procs:
+            proc.resume()
 
 
 def wait_restarted(stack: Stack, component: str, old: int, timeout: float = 30) -> None:
@@ -311,6 +328,7 @@ CASES: list[tuple[str, Callable[[Stack], None]]] = [
     ("nats-store-lost", wipe_nats),
     ("postgres-kill", kill_postgres),
     ("postgres-down", postgres_down),
+    ("postgres-frozen", freeze_postgres),
     ("control-plane-frozen", freeze_control_plane),
 ]
 
