@@ -197,3 +197,24 @@ def rec(event: Event, version: int) -> RecordedEvent:
 def test_decide(events: list[Event], decision: Decision) -> None:
     records = [rec(e, i + 1) for i, e in enumerate(events)]
     assert decide(records, "i-1", "me") == decision
+
+
+async def test_a_preemption_requested_before_the_launch_is_acted_on_once_launched(
+    store: EventStore, tmp_path: Path
+) -> None:
+    """Requested while the replica was still PROVISIONING (no instance to preempt yet): before,
+    the message was dropped with a warning; now the projection keeps the request."""
+    await store.append(service_stream("web"), [ServiceRequested(service="web", spec=SPEC)])
+    await store.append(replica_stream("web", 1), [
+        ReplicaScheduled(service="web", replica_id=1),
+        PreemptionRequested(service="web", replica_id=1),
+        ReplicaLaunched(service="web", replica_id=1, instance_id="i-1", url="http://127.0.0.1:1"),
+    ])  # fmt: skip
+    cloud = Cloud()
+    a = await provisioner(store, tmp_path / "a", cloud)
+    try:
+        await a.host.fleet.wait_for(await store.last_position(), 10)
+        await a.reconcile("web")
+        assert cloud.preempts == ["i-1"]
+    finally:
+        await stopped(a)
