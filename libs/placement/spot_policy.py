@@ -13,9 +13,13 @@ Policies (``SchedulerConfig.spot_policy``):
     capacity failure weighs ``exp(-age / zone_memory)``) plus ``spread_weight`` per spot
     replica of ours already there (spread, against correlated preemptions, but a zone that
     keeps failing loses to a full one). Counts: the ``num_overprovision`` spot buffer only
-    while *troubled* (starting up, or a preemption within ``trouble_seconds``), so a calm
-    service runs just ``min_replicas`` spot; on-demand covers the READY deficit below
-    ``min_replicas`` at once (spot already starting in a zone without a failure within
+    while *troubled* (starting up, or a preemption within ``trouble_seconds``, 1 h), so a calm
+    service runs just ``min_replicas`` spot. With more spot zones than spot replicas, the
+    buffer can sit in a zone of its own and covers any one zone's loss: it is then worth more
+    and kept longer, 9 h after a preemption (``spread_trouble_seconds``) and the first 15 min
+    of the service (``spread_young_seconds``); with few zones, replicas share zones, one zone's
+    loss often takes more than the buffer, and the buffer goes after 1 h. On-demand covers
+    the READY deficit below ``min_replicas`` at once (spot already starting in a zone without a failure within
     ``clean_seconds`` counts as coming), and, while troubled, the buffer not READY too unless
     spot launches into quiet zones are about to cover it (``hedge_on_demand``); on-demand is
     dropped as soon as spot covers ``min_replicas`` again (after ``od_hold_seconds``).
@@ -68,7 +72,7 @@ class StratusParams(msgspec.Struct, frozen=True, kw_only=True):
 
     zone_memory: float = 3600.0  # a zone failure's weight decays as exp(-age / zone_memory)
     cooldown: float = 600.0  # a zone that failed this recently is avoided (while another has not)
-    trouble_seconds: float = 10800.0  # keep the spot buffer this long after a preemption
+    trouble_seconds: float = 3600.0  # keep the spot buffer this long after a preemption
     od_hold_seconds: float = 0.0  # keep on-demand this long after spot covers the need again
     clean_seconds: float = 3600.0  # a zone without a failure this long is "quiet"
     spread_weight: float = 0.3  # score per spot replica of ours already in the zone
@@ -76,6 +80,11 @@ class StratusParams(msgspec.Struct, frozen=True, kw_only=True):
     hedge_on_demand: bool = True  # while troubled, on-demand also covers the buffer not READY
     hedge_seconds: float = 10800.0  # ... for at most this long after a preemption
     count_coming: bool = False  # count spot about to launch in quiet zones against the deficit too
+    # With a zone for every spot replica and more (``spread_zones_extra``), a buffer replica
+    # covers a whole zone's loss: it is kept longer after a preemption, and at start-up.
+    spread_trouble_seconds: float = 32400.0  # instead of trouble_seconds
+    spread_zones_extra: int = 1
+    spread_young_seconds: float = 900.0  # the buffer while the service is younger than this
 
 
 class ZoneView(msgspec.Struct, frozen=True, kw_only=True):
@@ -180,7 +189,12 @@ def stratus_counts(
     last = max(preempted) if preempted else None
     # Starting up (never had ``serving`` spot READY yet) counts as trouble: nothing is known.
     fresh = not any(r.is_spot and r.ready_at is not None for r in service.replicas.values()) and last is None
-    troubled = fresh or (last is not None and now - last < p.trouble_seconds)
+    trouble = p.trouble_seconds
+    young = 0.0
+    spread = len(zones) >= serving + buffer + p.spread_zones_extra
+    if spread:
+        trouble, young = max(trouble, p.spread_trouble_seconds), p.spread_young_seconds
+    troubled = fresh or (last is not None and now - last < trouble) or now - service.created_at < young
     spot = serving + (buffer if troubled else 0)
     # Spot replicas starting in zones without a recent failure will most likely be READY as
     # soon as an on-demand one would: no on-demand for those.
@@ -204,7 +218,7 @@ def stratus_counts(
     # Below the need, on-demand starts at once unless spot is already starting; the buffer
     # counts on the spot launches about to happen too.
     want = max(0, serving - ready_spot - starting - (coming if p.count_coming else 0))
-    hedging = last is not None and now - last < min(p.trouble_seconds, p.hedge_seconds)
+    hedging = last is not None and now - last < min(trouble, p.hedge_seconds)
     if hedging and p.hedge_on_demand:
         # Trouble: the buffer not READY is covered by on-demand (SpotHedge's rule) meanwhile.
         want = max(want, min(serving, spot - ready_spot - starting - coming))

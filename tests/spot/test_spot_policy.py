@@ -144,6 +144,22 @@ def test_stratus_starts_with_the_buffer_then_drops_it_when_calm() -> None:
     assert (calm.spot, calm.on_demand) == (3, 0)
 
 
+def test_stratus_keeps_the_buffer_longer_when_every_replica_can_have_a_zone_of_its_own() -> None:
+    many = [("aws", "us-east-1", f"us-east-1{c}") for c in "abcdef"]
+    events = running(1, 0, T0) + running(2, 1, T0) + running(3, 2, T0)
+    # Young (the first 15 min): the buffer with many zones, none with three.
+    assert stratus_counts(service(events), many, 3, 1, 3, 0, T0 + 600).spot == 4
+    assert stratus_counts(service(events), ZONES, 3, 1, 3, 0, T0 + 600).spot == 3
+    assert stratus_counts(service(events), many, 3, 1, 3, 0, T0 + 1000).spot == 3
+    events.append((Preempted(service="s", replica_id=3), T0 + 3000))
+    healed = service(events + running(5, 0, T0 + 3001))
+    # 2 h after the preemption: with 3 zones (replicas share them) the buffer is gone after 1 h;
+    # with 6 it stays 9 h.
+    assert stratus_counts(healed, ZONES, 3, 1, 3, 0, T0 + 3000 + 7200).spot == 3
+    assert stratus_counts(healed, many, 3, 1, 3, 0, T0 + 3000 + 7200).spot == 4
+    assert stratus_counts(healed, many, 3, 1, 3, 0, T0 + 3000 + 9 * 3600 + 60).spot == 3
+
+
 def test_stratus_after_a_preemption_buffers_and_hedges_with_on_demand() -> None:
     events = running(1, 0, T0) + running(2, 1, T0) + running(3, 2, T0)
     events.append((Preempted(service="s", replica_id=3), T0 + 3000))
