@@ -147,6 +147,7 @@ REFUSED_AT = {
     "examples-serve-spot_policy-dynamic_on_demand_fallback": "service.replica_policy.target_qps_per_replica",
     "examples-serve-spot_policy-multi_accelerators": "service.replica_policy.target_qps_per_replica",
     "examples-serve-stable_diffusion_service": "resources.load_balancing_policy",
+    "llm-gemma3-gemma3": "envs.HF_TOKEN",
     "llm-llama-3_2-llama3_2": "envs.HF_TOKEN",
     "llm-qwen-serve-7b": "resources.ports",
     "llm-sglang-llama2": "envs.HF_TOKEN",
@@ -158,6 +159,7 @@ LAUNCH_REFUSED = {
     "examples-serve-multi_node-multi_node": "num_nodes",
     "examples-serve-multi_node-multi_node_job": "num_nodes",
     "llm-kimi-k2-kimi-k2.sky": "num_nodes",
+    "llm-vllm-vllm-multinode.sky": "num_nodes",
 }
 
 # Null secrets SkyPilot resolves at launch: the field refused without them, the --secret values
@@ -167,6 +169,8 @@ NEEDS_VALUES = {
     "llm-llama-3_1-llama-3_1": ("secrets.HF_TOKEN", {"HF_TOKEN": "hf_x"}),
     "llm-vllm-service-with-auth": ("secrets.HF_TOKEN", {"HF_TOKEN": "hf_x", "AUTH_TOKEN": "tok"}),
     "llm-vllm-vllm.sky": ("secrets.HF_TOKEN", {"HF_TOKEN": "hf_x"}),
+    "llm-vllm-vllm-multinode.sky": ("secrets.HF_TOKEN", {"HF_TOKEN": "hf_x"}),
+    "llm-vllm-vllm-with-auth.sky": ("secrets.HF_TOKEN", {"HF_TOKEN": "hf_x", "AUTH_TOKEN": "tok"}),
 }
 
 
