@@ -147,8 +147,11 @@ REFUSED_AT = {
     "examples-serve-spot_policy-dynamic_on_demand_fallback": "service.replica_policy.target_qps_per_replica",
     "examples-serve-spot_policy-multi_accelerators": "service.replica_policy.target_qps_per_replica",
     "examples-serve-stable_diffusion_service": "resources.load_balancing_policy",
+    "llm-deepseek-r1-deepseek-r1-671B": "service.replica_policy.max_replicas",
     "llm-gemma3-gemma3": "envs.HF_TOKEN",
     "llm-llama-3_2-llama3_2": "envs.HF_TOKEN",
+    "llm-llama-3_2-llama3_2-vision-11b": "envs.HF_TOKEN",
+    "llm-llama-3_2-llama3_2-vision-90b": "envs.HF_TOKEN",
     "llm-qwen-serve-7b": "resources.ports",
     "llm-sglang-llama2": "envs.HF_TOKEN",
 }
