@@ -3,7 +3,8 @@
 ``python -m libs.runtime.stack`` runs in the foreground (``stratus local up`` starts it
 detached). NATS and Postgres are the embedded ones unless ``NATS_URL`` / ``DATABASE_URL``
 name servers to use. Ports chosen on first start are kept in ``<home>/run/stack.json`` so a
-restart finds the same data at the same address.
+restart finds the same data at the same address. The embedded Postgres commits synchronously: a
+kill -9 of it (restarted by the supervisor, crash recovery) loses no committed event.
 
 ``STRATUS_INSTANCES=N`` (``stratus local up --instances N``) runs N of each service and of the
 relay, named ``scheduler-1`` ... ``scheduler-N`` (just ``scheduler`` when N is 1). Instance i > 1
