@@ -52,4 +52,5 @@ def launch_task(
         secret_names=sorted(secrets),
         image_id=typed.resources.image_id or None,
         disk_size=typed.resources.disk_size or None,
+        num_nodes=typed.num_nodes,
     )

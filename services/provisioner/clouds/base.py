@@ -65,6 +65,8 @@ class LaunchTask(msgspec.Struct, frozen=True, kw_only=True):
     image_id: str | dict[str, str] | None = None
     # ``resources.disk_size`` in GB (None: the provider's default).
     disk_size: int | None = None
+    # SkyServe's ``num_nodes``: machines per replica (only providers with ``multi_node`` take > 1).
+    num_nodes: int = 1
 
     def public_envs(self) -> dict[str, str]:
         """The envs that may appear in cloud metadata (every one not named in ``secret_names``)."""
@@ -136,6 +138,9 @@ class Provider(abc.ABC):
     # True for providers whose instances boot from a startup script and so need
     # ``LaunchTask.bootstrap`` (the provisioner issues a one-time token before launching).
     needs_bootstrap: ClassVar[bool] = False
+    # True for providers that launch a replica of ``num_nodes > 1`` nodes (libs.spec.launch's
+    # MULTI_NODE_CLOUDS must list them: ``up`` refuses the others' multi-node specs).
+    multi_node: ClassVar[bool] = False
 
     @abc.abstractmethod
     async def launch(self, placement: Placement, task: LaunchTask) -> Instance:

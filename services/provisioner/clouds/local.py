@@ -15,7 +15,6 @@ import ipaddress
 import os
 import secrets
 import shutil
-import stat
 import sys
 import tempfile
 import time
@@ -25,10 +24,11 @@ from typing import TYPE_CHECKING
 
 from libs.events.types import Placement
 
-from .base import Instance, InstanceStatus, LaunchTask, Provider
+from .base import Instance, InstanceState, InstanceStatus, LaunchTask, Provider
 from .errors import InstanceNotFound, LaunchError, ProviderError, TransientError
 from .local_env import inherited_env, replica_env
 from .local_files import CopyPlan, materialize, plan_copies
+from .local_fs import append_log, check_private_dir, read_int, read_text
 from .local_isolation import IsolationRequest, choose_isolation, netns_unavailable
 from .local_layout import (
     ReplicaPaths,
@@ -42,18 +42,22 @@ from .local_layout import (
     unix_socket_url,
 )
 from .local_netns import DEFAULT_SUBNET, NetnsManager, NetnsNames, netns_inode, netns_names
+from .local_nodes import check_num_nodes, cluster_ips, create_workers, failed_worker, node_paths
 from .local_probe import find_ip_binary, netns_facts, userns_facts
 from .local_process import create_time, launcher_alive, stop_members
-from .local_records import InstanceRecord, Mode, iter_records, load_record, save_record
+from .local_records import InstanceRecord, Mode, NodeRecord, iter_records, load_record, save_record
 from .local_spawn import spawn_launcher, write_launch_files
 from .local_status import derive_status
 
 if TYPE_CHECKING:
     from .local_zones import LocalZones
 
+_LIVE = (InstanceState.RUNNING, InstanceState.PROVISIONING)
+
 
 class LocalProvider(Provider):
     cloud = "local"
+    multi_node = True  # netns mode: one namespace per node (local_nodes)
 
     def __init__(
         self,
@@ -106,6 +110,7 @@ class LocalProvider(Provider):
             if self._zones is not None:
                 await asyncio.to_thread(self._zones.check_launch, placement)
             mode = await self.isolation_mode()
+            check_num_nodes(task.num_nodes, mode)
             self._launching.add(key)
             try:
                 return await self._launch(mode, placement, task, plan, paths)
@@ -122,7 +127,10 @@ class LocalProvider(Provider):
             if record is None or record.instance_id != instance_id or record.lifecycle == "terminated":
                 return
             await self._stop_and_release(record, grace_seconds=grace_seconds)
-            await asyncio.to_thread(shutil.rmtree, paths.workdir, True)  # the log stays
+            for rank in range(record.num_nodes):  # the logs stay
+                await asyncio.to_thread(
+                    shutil.rmtree, node_paths(paths, record.replica_id, rank).workdir, True
+                )
             record.lifecycle = "terminated"
             await asyncio.to_thread(save_record, paths.record, record)
 
@@ -214,6 +222,7 @@ class LocalProvider(Provider):
             mode=mode,
             service_port=task.service_port,
             launched_at=time.time(),
+            num_nodes=task.num_nodes,
         )
         if mode == "netns":
             names = netns_names(self.state_dir, task.service, task.replica_id)
@@ -231,16 +240,12 @@ class LocalProvider(Provider):
                 addrs = await self._netns().create(names)
                 record.host_ip, record.ns_ip = addrs.host_ip, addrs.ns_ip
                 record.url = f"http://{addrs.ns_ip}:{task.service_port}"
+                if task.num_nodes > 1:
+                    await create_workers(self._netns(), self.state_dir, record, paths.record)
             else:
                 record.url = unix_socket_url(Path(record.socket))
-            await asyncio.to_thread(write_launch_files, paths, record, task, self._spawn_timeout)
-            env = replica_env(
-                self._base_env, task, instance_id=instance_id, node_ip=record.ns_ip or "127.0.0.1"
-            )
-            prefix = [self._netns().ip, "netns", "exec", record.netns] if mode == "netns" else []
-            pid, inode = await spawn_launcher(self._python, paths, env, prefix, self._spawn_timeout)
-            record.pid, record.netns_inode = pid, inode
-            record.pid_started_at = await asyncio.to_thread(create_time, pid)
+            for rank in range(task.num_nodes):  # the head first, then each worker (local_nodes)
+                await self._spawn_node(mode, task, plan, paths, record, rank)
             record.lifecycle = "started"
             await asyncio.to_thread(save_record, paths.record, record)
         except BaseException as exc:
@@ -250,10 +255,39 @@ class LocalProvider(Provider):
             raise
         return self._instance(record)
 
+    async def _spawn_node(
+        self,
+        mode: Mode,
+        task: LaunchTask,
+        plan: CopyPlan,
+        paths: ReplicaPaths,
+        record: InstanceRecord,
+        rank: int,
+    ) -> None:
+        node = record.workers[rank - 1] if rank else None
+        npaths = node_paths(paths, task.replica_id, rank)
+        if node is not None:
+            await asyncio.to_thread(materialize, plan, npaths.workdir)
+        await asyncio.to_thread(write_launch_files, npaths, record, task, self._spawn_timeout)
+        ips = cluster_ips(task.num_nodes) if task.num_nodes > 1 else None
+        env = replica_env(
+            self._base_env, task, instance_id=record.instance_id, node_ip=record.ns_ip or "127.0.0.1",
+            rank=rank, node_ips=ips,
+        )  # fmt: skip
+        netns = node.netns if node is not None else record.netns
+        prefix = [self._netns().ip, "netns", "exec", netns] if mode == "netns" else []
+        pid, inode = await spawn_launcher(self._python, npaths, env, prefix, self._spawn_timeout)
+        started_at = await asyncio.to_thread(create_time, pid)
+        if node is not None:
+            node.pid, node.netns_inode, node.pid_started_at = pid, inode, started_at
+        else:
+            record.pid, record.netns_inode, record.pid_started_at = pid, inode, started_at
+        await asyncio.to_thread(save_record, paths.record, record)
+
     async def _abandon(self, record: InstanceRecord, paths: ReplicaPaths, exc: BaseException) -> None:
         """Undo a failed launch, leaving a terminated record and a line in the log."""
         try:
-            await asyncio.to_thread(_append_log, paths.log, f"launch of {record.instance_id} failed: {exc}")
+            await asyncio.to_thread(append_log, paths.log, f"launch of {record.instance_id} failed: {exc}")
             await self._stop_and_release(record, grace_seconds=0)
             record.lifecycle = "terminated"
             await asyncio.to_thread(save_record, paths.record, record)
@@ -269,7 +303,7 @@ class LocalProvider(Provider):
             socket_dir = Path(record.socket).parent
             socket_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             if self.state_dir not in socket_dir.parents:
-                _check_private_dir(socket_dir)
+                check_private_dir(socket_dir)
         shutil.rmtree(paths.root, ignore_errors=True)  # what an earlier, finished instance left
         paths.root.mkdir()
         paths.log.parent.mkdir(exist_ok=True)
@@ -278,23 +312,26 @@ class LocalProvider(Provider):
     # ------------------------------------------------------------------ stopping
 
     async def _stop_and_release(self, record: InstanceRecord, *, grace_seconds: float) -> None:
-        """Stop every process of the instance, then free its namespace and socket (idempotent)."""
-        # A named namespace's inode is read now: the recorded one may name a dead namespace.
-        inode = netns_inode(record.netns) if record.netns else record.netns_inode or None
-        survivors = await asyncio.to_thread(
-            stop_members,
-            marker=record.instance_id,
-            pgid=record.pid or None,
-            netns_inode=inode,
-            grace_seconds=grace_seconds,
-        )
-        if survivors:
-            raise TransientError(
-                f"instance {record.instance_id}: processes {survivors} survived SIGKILL (stuck in the "
-                "kernel?); terminate again later"
+        """Stop every process of the instance (every node's: workers first, the head, which holds
+        the nodes' bridge, last), then free its namespaces and socket (idempotent)."""
+        nodes: list[NodeRecord | InstanceRecord] = [*record.workers, record]
+        for node in nodes:
+            # A named namespace's inode is read now: the recorded one may name a dead namespace.
+            inode = netns_inode(node.netns) if node.netns else node.netns_inode or None
+            survivors = await asyncio.to_thread(
+                stop_members,
+                marker=record.instance_id,
+                pgid=node.pid or None,
+                netns_inode=inode,
+                grace_seconds=grace_seconds,
             )
-        if record.netns:
-            await self._netns().destroy(NetnsNames(record.netns, record.veth_host, record.veth_ns))
+            if survivors:
+                raise TransientError(
+                    f"instance {record.instance_id}: processes {survivors} survived SIGKILL (stuck in "
+                    "the kernel?); terminate again later"
+                )
+            if node.netns:
+                await self._netns().destroy(NetnsNames(node.netns, node.veth_host, node.veth_ns))
         if record.socket:
             with contextlib.suppress(FileNotFoundError):
                 await asyncio.to_thread(os.unlink, record.socket)
@@ -315,13 +352,19 @@ class LocalProvider(Provider):
         if record is None or record.instance_id != instance_id:
             record = None
         alive = record is not None and launcher_alive(record.pid, record.pid_started_at)
-        return derive_status(
+        status = derive_status(
             record,
             launching_here=key in self._launching,
             launcher_alive=alive,
-            phase=_read_text(paths.phase),
-            exit_code=_read_int(paths.exit_code),
+            phase=read_text(paths.phase),
+            exit_code=read_int(paths.exit_code),
         )
+        if record is None or not record.workers or status.state not in _LIVE:
+            return status
+        workers_alive = [launcher_alive(w.pid, w.pid_started_at) for w in record.workers]
+        codes = [read_int(node_paths(paths, record.replica_id, w.rank).exit_code) for w in record.workers]
+        why = failed_worker(record.workers, workers_alive, codes)
+        return status if why is None else InstanceStatus(state=InstanceState.EXITED, detail=why)
 
     def _instance(self, record: InstanceRecord) -> Instance:
         paths = replica_paths(self.state_dir, record.service, record.replica_id)
@@ -334,6 +377,8 @@ class LocalProvider(Provider):
             "veth": record.veth_host,
             "address": record.ns_ip,
             "socket": record.socket,
+            "nodes": str(record.num_nodes) if record.num_nodes > 1 else "",
+            "cluster_ip": record.cluster_ip,
         }
         return Instance(
             instance_id=record.instance_id,
@@ -343,33 +388,3 @@ class LocalProvider(Provider):
             placement=record.placement,
             details={k: v for k, v in details.items() if v},
         )
-
-
-def _check_private_dir(path: Path) -> None:
-    """A socket directory outside the state dir (in /tmp, say) could have been made by someone
-    else, who could then swap our sockets for theirs: it must be ours and private."""
-    st = path.lstat()
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
-        raise LaunchError(
-            f"{path} holds replica sockets: it must be a directory of uid {os.geteuid()} with mode 0700"
-        )
-
-
-def _read_text(path: Path) -> str | None:
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        return None
-
-
-def _read_int(path: Path) -> int | None:
-    text = _read_text(path)
-    try:
-        return None if text is None else int(text)
-    except ValueError:
-        return None
-
-
-def _append_log(path: Path, message: str) -> None:
-    with contextlib.suppress(OSError), path.open("a") as f:
-        f.write(f"[stratus] {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {message}\n")

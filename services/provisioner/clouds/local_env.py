@@ -29,16 +29,21 @@ def inherited_env(environ: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in environ.items() if k in INHERITED_NAMES or k.startswith("LC_")}
 
 
-def platform_env(task: LaunchTask, *, instance_id: str, node_ip: str) -> dict[str, str]:
-    """What SkyPilot sets on a single-node replica (so its YAMLs run unchanged) and our names."""
+def platform_env(
+    task: LaunchTask, *, instance_id: str, node_ip: str, rank: int = 0, node_ips: list[str] | None = None
+) -> dict[str, str]:
+    """What SkyPilot sets on each node of a replica (so its YAMLs run unchanged) and our names.
+    ``node_ips``: every node's address, head (rank 0) first; one node (``node_ip``) by default.
+    SkyPilot joins them with newlines and counts them in ``SKYPILOT_NUM_NODES``."""
     gpus = str(task.num_gpus)
     replica = str(task.replica_id)
+    ips = node_ips if node_ips is not None else [node_ip]
     return {
         "SKYPILOT_NUM_GPUS_PER_NODE": gpus,
         "SKYPILOT_SERVE_REPLICA_ID": replica,
-        "SKYPILOT_NODE_RANK": "0",
-        "SKYPILOT_NUM_NODES": "1",
-        "SKYPILOT_NODE_IPS": node_ip,
+        "SKYPILOT_NODE_RANK": str(rank),
+        "SKYPILOT_NUM_NODES": str(len(ips)),
+        "SKYPILOT_NODE_IPS": "\n".join(ips),
         "STRATUS_NUM_GPUS_PER_NODE": gpus,
         "STRATUS_REPLICA_ID": replica,
         "STRATUS_SERVICE_NAME": task.service,
@@ -48,8 +53,18 @@ def platform_env(task: LaunchTask, *, instance_id: str, node_ip: str) -> dict[st
 
 
 def replica_env(
-    base: Mapping[str, str], task: LaunchTask, *, instance_id: str, node_ip: str
+    base: Mapping[str, str],
+    task: LaunchTask,
+    *,
+    instance_id: str,
+    node_ip: str,
+    rank: int = 0,
+    node_ips: list[str] | None = None,
 ) -> dict[str, str]:
     """base < task envs < platform variables: the platform's facts about the replica win, and
     the instance marker in particular must not be overridable."""
-    return {**base, **task.envs, **platform_env(task, instance_id=instance_id, node_ip=node_ip)}
+    return {
+        **base,
+        **task.envs,
+        **platform_env(task, instance_id=instance_id, node_ip=node_ip, rank=rank, node_ips=node_ips),
+    }

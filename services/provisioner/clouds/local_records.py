@@ -21,6 +21,20 @@ Mode = Literal["netns", "userns"]
 Lifecycle = Literal["launching", "started", "preempted", "terminated"]
 
 
+class NodeRecord(msgspec.Struct, kw_only=True):
+    """A worker node (rank >= 1) of a multi-node replica (local_nodes); the head is the record."""
+
+    rank: int
+    pid: int = 0
+    pid_started_at: float = 0.0
+    netns_inode: int = 0
+    netns: str = ""
+    veth_host: str = ""
+    veth_ns: str = ""
+    host_ip: str = ""
+    ns_ip: str = ""
+
+
 class InstanceRecord(msgspec.Struct, kw_only=True):
     instance_id: str
     service: str
@@ -44,6 +58,10 @@ class InstanceRecord(msgspec.Struct, kw_only=True):
     ns_ip: str = ""
     # userns mode
     socket: str = ""
+    # multi-node replicas (netns mode): the head's address on the nodes' bridge, and the workers
+    num_nodes: int = 1
+    cluster_ip: str = ""
+    workers: list[NodeRecord] = []
 
 
 def save_record(path: Path, record: InstanceRecord) -> None:

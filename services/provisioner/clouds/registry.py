@@ -157,7 +157,12 @@ class CloudRouter(Provider):
 
     async def launch(self, placement: Placement, task: LaunchTask) -> Instance:
         cloud = placement.cloud or "local"
-        return self._wrap(cloud, await self.provider_for(cloud).launch(placement, task))
+        provider = self.provider_for(cloud)
+        if task.num_nodes > 1 and not provider.multi_node:
+            raise LaunchError(
+                f"num_nodes is {task.num_nodes}: the {cloud} provider launches a replica on one node only"
+            )
+        return self._wrap(cloud, await provider.launch(placement, task))
 
     async def terminate(self, instance_id: str, *, grace_seconds: float = 10) -> None:
         provider, own = self._route(instance_id)
