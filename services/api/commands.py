@@ -127,7 +127,16 @@ def load_request_spec(src: SpecSource) -> ServiceSpec:
         )
     text = src.yaml if src.yaml is not None else json.dumps(src.spec)
     try:
-        return check_launchable(load_spec(text, env_overrides=src.env, source="spec"))
+        return load_spec(text, env_overrides=src.env, source="spec")
+    except SpecError as exc:
+        raise spec_invalid(exc) from exc
+
+
+def check_request_launchable(spec: ServiceSpec, state: FleetState) -> None:
+    """Refuse what the clouds this spec may be placed on cannot launch (libs.spec.launch)."""
+    enabled = state.clouds.usable if state.clouds is not None else None  # None: not checked yet
+    try:
+        check_launchable(spec, enabled_clouds=enabled)
     except SpecError as exc:
         raise spec_invalid(exc) from exc
 
@@ -179,6 +188,7 @@ async def create_service(deps: ApiDeps, req: CreateServiceRequest, *, principal:
     spec_dict = redact_spec_dict(spec_to_dict(spec), split)
     spec_dict["name"] = name
     state = await synced_state(deps)
+    check_request_launchable(spec, state)
     existing = state.services.get(name)
     if existing is not None and not existing.terminated:
         status = service_status(existing).status
@@ -226,6 +236,7 @@ async def update_service(
     spec_dict = redact_spec_dict(spec_to_dict(spec), split)
     spec_dict["name"] = name
     state = await synced_state(deps)
+    check_request_launchable(spec, state)
     svc = find_service(state, name)
     if svc.down_requested:
         raise Conflict(

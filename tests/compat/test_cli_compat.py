@@ -196,7 +196,7 @@ async def test_skypilots_own_examples_through_the_api(live: Live) -> None:
         plan = await cli(live, "up", str(path), "--dry-run", "--json", *secrets)
         if path.stem in LAUNCH_REFUSED:
             assert plan.exit_code != 0 and "num_nodes" in plan.output, (path.name, plan.output)
-            assert "no Stratus provider" in plan.output
+            assert "one node only" in plan.output  # no cloud checked yet: any provider may get it
         elif path.stem in NO_PROVIDER:  # a valid cloud Stratus cannot place on: named at up
             assert plan.exit_code != 0 and NO_PROVIDER[path.stem] in plan.output, (path.name, plan.output)
         else:

@@ -13,9 +13,10 @@ with each (the checks ``sky serve up`` runs before launching: ``sky.Task.from_ya
   refuses, naming the field;
 - ``unsupported-``: SkyPilot accepts a field Stratus does not implement (``config``,
   ``resources.max_hourly_cost``, ...) -> Stratus refuses, naming it and saying so;
-- ``LAUNCH_REFUSED``: SkyPilot accepts a feature no Stratus provider has (a replica on
-  ``num_nodes > 1`` nodes) -> the parser accepts it with SkyServe's values, and ``up`` refuses
-  it, naming the field (``libs.spec.check_launchable``; docs/skyserve.md lists them);
+- ``LAUNCH_REFUSED``: SkyPilot accepts a feature only some Stratus providers have (a replica on
+  ``num_nodes > 1`` nodes: local only) -> the parser accepts it with SkyServe's values, and ``up``
+  refuses it where it may be placed on another cloud, naming the cloud and the field
+  (``libs.spec.check_launchable``; docs/skyserve.md lists them);
 - ``NEEDS_VALUES``: a ``secrets:`` entry left null, which SkyPilot resolves at launch from
   ``--secret`` or its managed secrets store. Stratus has no such store: refused, naming the
   field and the flag, and accepted with SkyServe's values given ``--secret`` as the YAML says.
@@ -156,7 +157,8 @@ REFUSED_AT = {
     "llm-sglang-llama2": "envs.HF_TOKEN",
 }
 
-# Valid for SkyPilot and for Stratus's parser; refused at ``up`` (no provider launches it).
+# Valid for SkyPilot and for Stratus's parser; refused at ``up`` where a single-node provider may
+# get it (pinned to gcp, or no cloud while the enabled clouds are unknown).
 LAUNCH_REFUSED = {
     "unsupported-multi-node": "num_nodes",
     "examples-serve-multi_node-multi_node": "num_nodes",
@@ -253,7 +255,13 @@ def test_valid_but_refused_at_up_naming_the_field(path: Path) -> None:
     with pytest.raises(SpecValidationError) as info:
         check_launchable(spec)
     assert [issue.path for issue in info.value.issues] == [LAUNCH_REFUSED[path.stem]]
-    assert "no Stratus provider" in str(info.value) and "num_nodes: 1" in str(info.value)
+    assert "one node only" in str(info.value) and "num_nodes: 1" in str(info.value)
+    pinned = {c.cloud for c in spec.resources.candidates()} - {None}
+    if pinned:  # named in the refusal, whatever is enabled
+        with pytest.raises(SpecValidationError, match=f"provider of {sorted(pinned)[0]}"):
+            check_launchable(spec, enabled_clouds=[])
+    else:  # no cloud enabled: placed on this machine, whose provider launches every node
+        assert check_launchable(spec, enabled_clouds=[]) is spec
 
 
 @pytest.mark.parametrize("name", sorted(NEEDS_VALUES))

@@ -174,3 +174,19 @@ async def test_a_worker_dying_fails_the_replica_and_preempt_stops_every_node(
 
 async def _aread(*paths: Path) -> tuple[str, ...]:
     return tuple(_log(p) for p in paths)
+
+
+def test_the_spec_check_knows_which_providers_launch_several_nodes() -> None:
+    """``up`` refuses num_nodes > 1 from libs.spec's list; the providers say it themselves."""
+    import importlib
+
+    from libs.spec.launch import MULTI_NODE_CLOUDS, PROVIDERS
+    from services.provisioner.clouds.local import LocalProvider
+    from services.provisioner.clouds.registry import PROVIDER_CLASSES
+
+    says = {"local": LocalProvider.multi_node}
+    for cloud, (module, name) in PROVIDER_CLASSES.items():
+        mod = importlib.import_module(f"services.provisioner.clouds.{module}")
+        says[cloud] = getattr(mod, name).multi_node
+    assert set(says) == set(PROVIDERS)
+    assert sorted(c for c, yes in says.items() if yes) == sorted(MULTI_NODE_CLOUDS)

@@ -206,17 +206,23 @@ def test_task_fields() -> None:
     assert spec.num_nodes == 1
 
 
-def test_num_nodes_is_accepted_and_carried_but_not_launchable() -> None:
+def test_num_nodes_is_accepted_and_carried_but_launchable_only_where_a_provider_can() -> None:
     """SkyServe 0.14.1 accepts num_nodes > 1 (a replica on several nodes): so does the parser, and
-    the recorded spec keeps it; no provider launches it, so ``check_launchable`` (the API, at up
-    and update) refuses it naming the field."""
+    the recorded spec keeps it; only the local provider launches it, so ``check_launchable`` (the
+    API, at up and update) refuses it naming the field and the clouds it may land on."""
     spec = load_spec(variant(num_nodes=3))
     assert spec.num_nodes == 3 and spec_to_dict(spec)["num_nodes"] == 3
     assert "3 nodes per replica" in describe_resources(spec)
     with pytest.raises(SpecValidationError) as info:
         check_launchable(spec)
     assert [i.path for i in info.value.issues] == ["num_nodes"]
-    assert "is 3" in str(info.value) and "no Stratus provider" in str(info.value)
+    assert "is 3" in str(info.value) and "provider of local, aws, gcp, azure" not in str(info.value)
+    assert "provider of aws, gcp, azure" in str(info.value)  # enabled clouds unknown: any
+    assert check_launchable(spec, enabled_clouds=[]) is spec  # none enabled: placed locally
+    with pytest.raises(SpecValidationError, match="provider of aws "):
+        check_launchable(spec, enabled_clouds=["aws"])
+    pinned = load_spec(variant(num_nodes=2, resources__cloud="local"))
+    assert check_launchable(pinned, enabled_clouds=["gcp"]) is pinned
     one = load_spec(variant(num_nodes=1))
     assert check_launchable(one) is one and load_spec(variant()).num_nodes == 1
 
