@@ -88,11 +88,14 @@ def _force_cleanup(state_dir: Path) -> list[str]:
         for proc in marked_processes(record.instance_id):
             leaks.append(f"{record.instance_id}: process {proc.pid} {proc.cmdline()} left running")
             proc.kill()
-        if record.netns and netns_exists(record.netns):
-            leaks.append(f"{record.instance_id}: netns {record.netns} left")
-            subprocess.run([ip, "netns", "del", record.netns], check=False, timeout=10)
-        for link in (record.veth_host, record.veth_ns):
-            if link and link_exists(link):
-                leaks.append(f"{record.instance_id}: veth {link} left")
-                subprocess.run([ip, "link", "del", link], check=False, timeout=10)
+        nodes = [(record.netns, record.veth_host, record.veth_ns)]
+        nodes += [(w.netns, w.veth_host, w.veth_ns) for w in record.workers]  # multi-node replicas
+        for netns, *links in nodes:
+            if netns and netns_exists(netns):
+                leaks.append(f"{record.instance_id}: netns {netns} left")
+                subprocess.run([ip, "netns", "del", netns], check=False, timeout=10)
+            for link in links:
+                if link and link_exists(link):
+                    leaks.append(f"{record.instance_id}: veth {link} left")
+                    subprocess.run([ip, "link", "del", link], check=False, timeout=10)
     return leaks
