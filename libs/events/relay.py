@@ -42,7 +42,7 @@ from nats.js.api import PubAck
 from opentelemetry.trace import Span
 
 from libs.telemetry.relay_metrics import sample_relay
-from libs.telemetry.tracing import end_publish, inject_span, publish_span, tracing_on
+from libs.telemetry.tracing import end_publish, publish_span, tracing_on
 
 from .bus import BusConfig, OutboxMessage, connect_until_stopped, ensure_stream
 from .errors import BusUnavailable, StoreUnavailable
@@ -224,7 +224,9 @@ class Relay:
         """Publish ``rows`` pipelined; returns the last position of the acked prefix.
 
         Traced (``tracing_on()``): a ``publish`` span per event that carries a trace context, its
-        child, from the publish to JetStream's ack; the message names it as the parent."""
+        child, from the publish to JetStream's ack. The message carries the event's own context
+        (the append's), so a consumer's span is the append's child whether the event came from
+        the bus or the log, and a message is the stored event, byte for byte."""
         futures: list[asyncio.Future[PubAck]] = []
         spans: list[Span | None] = []
         traced = tracing_on()
@@ -232,10 +234,7 @@ class Relay:
             for row in rows:
                 subject, headers = row.subject(self.bus), row.headers()
                 if traced:
-                    span = publish_span(row.trace, subject, row.position, row.event_type)
-                    spans.append(span)
-                    if span is not None:
-                        inject_span(span, headers)
+                    spans.append(publish_span(row.trace, subject, row.position, row.event_type))
                 futures.append(
                     await self.js.publish_async(
                         subject, row.payload, headers=headers,

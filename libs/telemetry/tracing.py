@@ -165,11 +165,6 @@ def publish_span(carrier: Mapping[str, str], subject: str, position: int, event_
     )  # fmt: skip
 
 
-def inject_span(span: Span, headers: dict[str, str]) -> None:
-    """Make ``span`` the parent named by a message's headers (its ``traceparent``)."""
-    _PROPAGATOR.inject(headers, context=trace.set_span_in_context(span))
-
-
 def end_publish(span: Span, acked: bool) -> None:
     if not acked:
         span.set_status(Status(StatusCode.ERROR, "not acked by JetStream"))

@@ -91,20 +91,22 @@ def test_every_process_exports_its_spans_with_otlp_and_one_up_is_one_trace(
         assert s.resource["service.instance.id"].startswith(f"{s.component}-")
 
     # The router's handling of ReplicaReady goes back, parent by parent and across the processes,
-    # to the API request: through the relay's publishes, the prober, provisioner and scheduler.
+    # to the API request: through the appends, the prober, provisioner and scheduler; the relay
+    # published each event in a span beside its consumer's.
     routed_span = next(
         s for s in in_trace.values() if s.name == "handle ReplicaReady" and s.component == "router"
     )
     chain = _ancestors(routed_span, in_trace)
     assert request in chain, [(s.component, s.name) for s in chain]
     hops = [(s.component, s.name) for s in [routed_span, *chain[: chain.index(request) + 1]]]
-    assert hops[:4] == [
-        ("router", "handle ReplicaReady"), ("relay", "publish ReplicaReady"), ("prober", "append"),
-        ("prober", "probe"),
-    ], hops  # fmt: skip
+    assert hops[:3] == [("router", "handle ReplicaReady"), ("prober", "append"), ("prober", "probe")], hops
+    beside = [s for s in in_trace.values() if s.parent_span_id == chain[0].span_id and s.component == "relay"]
+    assert [s.name for s in beside] == ["publish ReplicaReady"], beside
     assert ("provisioner", "provider.launch") not in hops  # the launch's reconcile, not its call
     upstream = [("provisioner", "handle ReplicaScheduled"), ("scheduler", "handle ServiceRequested"),
-                ("relay", "publish ServiceRequested"), ("api", "append")]  # fmt: skip
+                ("api", "append")]  # fmt: skip
     assert all(hop in hops for hop in upstream), hops
+    relayed = {s.name for s in in_trace.values() if s.component == "relay"}
+    assert {"publish ServiceRequested", "publish ReplicaScheduled", "publish ReplicaLaunched"} <= relayed
     assert ("provisioner", "provider.launch") in {(s.component, s.name) for s in in_trace.values()}
     assert traced_stack.api("DELETE", "/v1/services/otlp").status_code == 202
