@@ -26,7 +26,7 @@ from .types import ALL_EVENT_TYPES
 from .upcasting import current_schema
 
 DOC_PATH = Path(__file__).resolve().parents[2] / "docs" / "events.asyncapi.yaml"
-CONTRACT_VERSION = "1.0.0"
+CONTRACT_VERSION = "1.1.0"
 
 DESCRIPTION = """\
 Stratus records every decision as an event in one append-only log (Postgres) and publishes the
