@@ -12,6 +12,7 @@ from libs.spec import (
     SpecError,
     describe_resources,
     describe_service,
+    launch_issues,
     load_spec_file,
     parse_env_overrides,
     spec_to_dict,
@@ -41,6 +42,10 @@ def check(
     except SpecError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
+    # Valid, but `up` may refuse it where the spec can be placed (which clouds are enabled is the
+    # server's to say): warn now rather than surprise at `up`.
+    for issue in launch_issues(spec):
+        typer.echo(f"warning: {issue.path}: {issue.message} (`up` refuses this where it applies)", err=True)
     if as_json:
         # Secrets are redacted: this output ends up in terminals, logs and CI artifacts.
         typer.echo(json.dumps(spec_to_dict(spec), indent=2))

@@ -93,3 +93,13 @@ def test_mounted_on_the_stratus_cli() -> None:
     result = runner.invoke(app, ["spec", "check", str(EXAMPLES / "tgi-vicuna.yaml")])
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("OK: service tgi-vicuna: 2 replicas, port 8080, probe GET /health")
+
+
+def test_check_warns_that_up_may_refuse_num_nodes(tmp_path: Path) -> None:
+    path = _write(tmp_path, variant(num_nodes=2, resources__cloud="aws"))
+    result = runner.invoke(spec_app, ["check", str(path)])
+    assert result.exit_code == 0, result.output  # a valid SkyServe spec
+    assert result.stdout.startswith("OK: ")
+    assert "warning: num_nodes" in result.stderr and "aws" in result.stderr
+    single = runner.invoke(spec_app, ["check", str(_write(tmp_path, variant(resources__cloud="aws")))])
+    assert "warning" not in single.stderr
