@@ -54,19 +54,25 @@ def replica_key(service: str, replica_id: int) -> str:
     return f"{service}-{replica_id}"
 
 
-def replica_paths(state_dir: Path, service: str, replica_id: int) -> ReplicaPaths:
-    root = state_dir / "replicas" / replica_key(service, replica_id)
+def paths_under(root: Path, *, record: str, log: Path) -> ReplicaPaths:
+    """One sandbox's files under ``root`` (a replica's, or a worker node's: ``local_nodes``)."""
     return ReplicaPaths(
         root=root,
-        record=root / "record.json",
+        record=root / record,
         launch_config=root / "launch.json",
         setup_script=root / "setup.sh",
         run_script=root / "run.sh",
         phase=root / "phase",
         exit_code=root / "exit_code",
         workdir=root / "workdir",
-        log=state_dir / "logs" / service / f"replica-{replica_id}.log",
+        log=log,
     )
+
+
+def replica_paths(state_dir: Path, service: str, replica_id: int) -> ReplicaPaths:
+    root = state_dir / "replicas" / replica_key(service, replica_id)
+    log = state_dir / "logs" / service / f"replica-{replica_id}.log"
+    return paths_under(root, record="record.json", log=log)
 
 
 def new_instance_id(service: str, replica_id: int, token: str) -> str:

@@ -20,12 +20,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import ipaddress
-from dataclasses import replace
 from pathlib import Path
 
 from .errors import LaunchError
 from .local_command import run_command
-from .local_layout import ReplicaPaths
+from .local_layout import ReplicaPaths, paths_under
 from .local_netns import NetnsManager, NetnsNames
 from .local_records import InstanceRecord, NodeRecord, save_record
 
@@ -64,19 +63,8 @@ def node_paths(paths: ReplicaPaths, replica_id: int, rank: int) -> ReplicaPaths:
     """A worker's files: the head's layout, under ``node-<rank>/``, and a log of its own."""
     if rank == 0:
         return paths
-    root = paths.root / f"node-{rank}"
-    return replace(
-        paths,
-        root=root,
-        record=root / "node.json",
-        launch_config=root / "launch.json",
-        setup_script=root / "setup.sh",
-        run_script=root / "run.sh",
-        phase=root / "phase",
-        exit_code=root / "exit_code",
-        workdir=root / "workdir",
-        log=paths.log.with_name(f"replica-{replica_id}-node-{rank}.log"),
-    )
+    log = paths.log.with_name(f"replica-{replica_id}-node-{rank}.log")
+    return paths_under(paths.root / f"node-{rank}", record="node.json", log=log)
 
 
 def cluster_commands(ip: str, head_netns: str, workers: list[NodeRecord]) -> list[list[str]]:
