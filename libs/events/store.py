@@ -24,6 +24,7 @@ from .envelope import NewEvent, RecordedEvent
 from .errors import ConcurrencyConflict, EventDecodeError, StoreUnavailable, UnknownEventType
 from .rows import AppendResult, Page, StreamAppend, Undecodable, row_to_recorded
 from .schema import NOTIFY_CHANNEL, migrate
+from .tracking import track_on
 from .types import Event
 
 # The plain data the store hands out lives in rows.py; importers of store keep finding it here.
@@ -49,19 +50,6 @@ def _unreachable(what: str) -> Iterator[None]:
 _SELECT = (
     "SELECT position, event_id, stream_id, version, event_type, schema_version, payload::text,"
     " occurred_at, causation_id, correlation_id, trace::text FROM stratus_events"
-)
-
-
-# The floor row is read FOR SHARE: a prune (which takes it FOR UPDATE, deletes the rows below the
-# new floor and raises it) cannot interleave with a redelivery's check, so a position is never
-# both pruned and tracked again. A dead-lettered position may still be tracked below the floor
-# (``stratus dead-letters retry``: libs/events/redelivery.py); its row is never pruned.
-_TRACK = (
-    "WITH f AS (SELECT position FROM stratus_tracking_floor WHERE consumer = $1 FOR SHARE)"
-    " INSERT INTO stratus_tracking (consumer, position)"
-    " SELECT $1, $2 WHERE $2 > coalesce((SELECT position FROM f), 0) OR EXISTS (SELECT 1 FROM"
-    " stratus_dead_letters d WHERE d.consumer = $1 AND d.position = $2)"
-    " ON CONFLICT DO NOTHING RETURNING 1"
 )
 
 
@@ -379,8 +367,7 @@ class Transaction:
     async def track(self, consumer: str, position: int) -> bool:
         """Record that ``consumer`` handled ``position``; False if it already had (a tracking
         row, or a position at or below the consumer's floor: see ``tracking.py``)."""
-        row = await self.conn.fetchval(_TRACK, consumer, position)
-        return row is not None
+        return await track_on(self.conn, consumer, position)
 
     async def record_dead_letter(
         self, consumer: str, *, reason: str, position: int | None = None, event_id: str | None = None,

@@ -21,7 +21,11 @@ projection, which reads Postgres, so what the old consumer had not delivered is 
 A dead-lettered position does not hold the floor, but it stays trackable below it and its
 tracking row is kept: a retried dead letter (libs/events/redelivery.py) is handled once.
 
-``prune`` and ``Transaction.track`` serialize on the floor row (FOR UPDATE / FOR SHARE).
+``prune`` and ``Transaction.track`` serialize on the floor row (FOR UPDATE / FOR SHARE), so the
+row must exist before a position is tracked: a track that finds none inserts it (floor 0) in its
+own transaction first. That insert holds back a concurrent ``prune`` (whose own insert of the row
+waits on it) until the handler commits; a track that saw no row and locked nothing could otherwise
+race a prune that deletes the row it is about to find missing, and handle a position twice.
 """
 
 from __future__ import annotations
@@ -34,12 +38,38 @@ from .errors import StoreUnavailable
 
 _DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
+_TRACK = """
+WITH f AS (SELECT position FROM stratus_tracking_floor WHERE consumer = $1 FOR SHARE),
+ins AS (
+  INSERT INTO stratus_tracking (consumer, position)
+  SELECT $1, $2 FROM f WHERE $2 > f.position OR EXISTS (SELECT 1 FROM stratus_dead_letters d
+    WHERE d.consumer = $1 AND d.position = $2)
+  ON CONFLICT DO NOTHING RETURNING 1)
+SELECT EXISTS (SELECT 1 FROM f), EXISTS (SELECT 1 FROM ins)
+"""
+
 _GAP = """
 SELECT min(e.position) FROM stratus_events e
 WHERE e.position > $2 AND e.position <= $4 AND e.event_type = ANY($3::text[])
   AND NOT EXISTS (SELECT 1 FROM stratus_tracking t WHERE t.consumer = $1 AND t.position = e.position)
   AND NOT EXISTS (SELECT 1 FROM stratus_dead_letters d WHERE d.consumer = $1 AND d.position = e.position)
 """
+
+
+async def track_on(conn: asyncpg.Connection, consumer: str, position: int) -> bool:
+    """Record, in ``conn``'s open transaction, that ``consumer`` handled ``position``; False if it
+    already had (a tracking row, or a position at or below the floor)."""
+    row = await conn.fetchrow(_TRACK, consumer, position)
+    if row is not None and row[0]:
+        return bool(row[1])
+    # No floor row yet: create it in this transaction (a concurrent prune or first track waits on
+    # it), then track again under a fresh statement snapshot that sees the row and locks it.
+    await conn.execute(
+        "INSERT INTO stratus_tracking_floor (consumer, position) VALUES ($1, 0) ON CONFLICT DO NOTHING",
+        consumer,
+    )
+    row = await conn.fetchrow(_TRACK, consumer, position)
+    return row is not None and bool(row[1])
 
 
 async def init_floor(pool: asyncpg.Pool, consumer: str, position: int) -> bool:

@@ -53,21 +53,56 @@ async def test_a_new_consumer_starts_its_floor_where_it_starts_delivering(store:
 
 async def test_tracking_and_pruning_concurrently_never_handle_a_position_twice(store: EventStore) -> None:
     positions = [(await store.append("s", [requested(f"x{i}")])).last_position for i in range(40)]
-    handled: list[int] = []
 
-    async def deliver(p: int) -> None:
-        for _ in range(3):  # each message delivered three times
-            if await track(store, "race", p):
-                handled.append(p)
-            await asyncio.sleep(0)
+    async def race(consumer: str) -> list[int]:
+        # A consumer with no floor row yet: its first tracks and first prune race to create it.
+        handled: list[int] = []
 
-    async def pruner() -> None:
-        for _ in range(20):
-            await prune(store.pool, "race", ["ServiceRequested"])
-            await asyncio.sleep(0)
+        async def deliver(p: int) -> None:
+            for _ in range(3):  # each message delivered three times
+                if await track(store, consumer, p):
+                    handled.append(p)
+                await asyncio.sleep(0)
 
-    await asyncio.gather(pruner(), *(deliver(p) for p in positions))
-    assert sorted(handled) == positions
+        async def pruner() -> None:
+            for _ in range(20):
+                await prune(store.pool, consumer, ["ServiceRequested"])
+                await asyncio.sleep(0)
+
+        await asyncio.gather(pruner(), pruner(), *(deliver(p) for p in positions))
+        return sorted(handled)
+
+    for round_ in range(4):
+        assert await race(f"race-{round_}") == positions, f"round {round_}"
+
+
+async def test_a_redelivery_racing_the_first_prune_is_not_handled_again(store: EventStore) -> None:
+    """The interleaving behind a double handle seen in CI: a consumer with no floor row yet, its
+    first prune deleting a handled row while a redelivery of that position is being tracked."""
+    p = (await store.append("s", [requested("a")])).last_position
+    assert await track(store, "first", p)
+    async with store.pool.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()
+        await conn.execute(  # what prune does, step by step, left uncommitted
+            "INSERT INTO stratus_tracking_floor (consumer, position) VALUES ('first', 0)"
+            " ON CONFLICT DO NOTHING"
+        )
+        await conn.execute("SELECT position FROM stratus_tracking_floor WHERE consumer = 'first' FOR UPDATE")
+        await conn.execute("DELETE FROM stratus_tracking WHERE consumer = 'first' AND position <= $1", p)
+        await conn.execute("UPDATE stratus_tracking_floor SET position = $1 WHERE consumer = 'first'", p)
+        redelivery = asyncio.create_task(track(store, "first", p))
+        for _ in range(500):  # until the redelivery waits on the prune's locks (bounded: 5 s)
+            waiting = await store.pool.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND pid <> pg_backend_pid() AND datname = current_database()"
+            )
+            if waiting or redelivery.done():
+                break
+            await asyncio.sleep(0.01)
+        await tx.commit()
+    assert not await asyncio.wait_for(redelivery, 5.0)
+    assert await store.handled_positions("first") == []
 
 
 async def test_a_dead_letter_below_the_floor_is_retried_once(store: EventStore) -> None:
