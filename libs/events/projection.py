@@ -193,8 +193,10 @@ class LiveProjection(Generic[S]):
     def __init__(
         self, projection: Projection[S], store: EventStore, *, batch_size: int = 1000,
         poll_interval: float = 1.0, snapshot_interval: float | None = None,
+        observe: Callable[[Sequence[RecordedEvent]], None] | None = None,
     ) -> None:  # fmt: skip
         self.projection = projection
+        self.observe = observe  # sees each page followed, just before its state is published
         self.store = store
         self.batch_size = batch_size
         self.poll_interval = poll_interval
@@ -324,6 +326,8 @@ class LiveProjection(Generic[S]):
                 ):  # fmt: skip
                     state = self.projection.fold(self.state, page.records)
                     skipped = self._snapshot.skipped + _warn_undecodable(page)
+                    if self.observe is not None:
+                        self.observe(page.records)
                     self._set(Snapshot(state, page.last_position, skipped))
                     if interrupted:
                         log.info("live projection: following the log again at %d", self.position)

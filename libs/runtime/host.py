@@ -45,6 +45,7 @@ from libs.telemetry.handlers import instrument_handler, instrument_memory_handle
 from libs.telemetry.process import ConsumerGauges, start_process_metrics
 from libs.telemetry.tracing import setup_tracing
 
+from .latest_causes import LatestCauses
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ class ServiceHost:
         self._store: EventStore | None = None
         self._nc: NATS | None = None
         self._fleet: LiveProjection[FleetState] | None = None
+        self.latest_causes = LatestCauses()  # for reconciles woken without a message
         self._tasks: list[Callable[[], Awaitable[None]]] = []
         self._tracked: dict[str, list[str]] = {}  # tracked consumer -> its event types
         self._start_time: datetime | None = None
@@ -261,8 +263,9 @@ class ServiceHost:
                 self._start_time = datetime.now(UTC)
                 self._start_position = await self._store.last_position()
                 self._fleet = LiveProjection(
-                    FLEET, self._store, poll_interval=1.0, snapshot_interval=self.settings.snapshot_interval
-                )
+                    FLEET, self._store, poll_interval=1.0, snapshot_interval=self.settings.snapshot_interval,
+                    observe=self.latest_causes.observe,
+                )  # fmt: skip
                 began = asyncio.get_running_loop().time()
                 try:
                     await self._fleet.start()

@@ -8,6 +8,9 @@ A worker never dies: a transient error (an outage) is logged as a warning; anyth
 bug, an error no one translated) is logged with its traceback. Both requeue the key with a
 per-key exponential backoff (0.2 s doubling, at most ``max_delay``), so a failing key is
 rate-limited and the other keys keep flowing.
+
+A key added with no cause (a resync) runs with ``cause_for(key)`` if given: the cause of the
+key's latest folded event (``latest_causes.py``), so its appends stay in that change's trace.
 """
 
 from __future__ import annotations
@@ -26,9 +29,11 @@ log = logging.getLogger(__name__)
 
 class WorkQueue:
     def __init__(
-        self, reconcile: Callable[[str], Awaitable[None]], *, workers: int = 4, max_delay: float = 30.0
-    ) -> None:
+        self, reconcile: Callable[[str], Awaitable[None]], *, workers: int = 4, max_delay: float = 30.0,
+        cause_for: Callable[[str], Cause | None] | None = None,
+    ) -> None:  # fmt: skip
         self._reconcile = reconcile
+        self._cause_for = cause_for
         self.max_delay = max_delay
         self._workers = workers
         self._queue: asyncio.Queue[str] = asyncio.Queue()
@@ -66,6 +71,8 @@ class WorkQueue:
             self._waiting.discard(key)
             self._active.add(key)
             cause = self._causes.pop(key, None)  # appends carry it; the span is its child
+            if cause is None and self._cause_for is not None:
+                cause = self._cause_for(key)
             try:
                 with (
                     using_cause(cause),

@@ -85,7 +85,7 @@ class Provisioner:
         self.provider = provider
         self._terminating: set[tuple[str, int]] = set()
         self._background: set[asyncio.Task[None]] = set()
-        self.queue = WorkQueue(self.reconcile, workers=4)
+        self.queue = WorkQueue(self.reconcile, workers=4, cause_for=host.latest_causes.get)
         # Several provisioners may run: a replica is launched by the one whose claim appended.
         self.claims = Claims(lambda: host.store, host.instance_lease())
         self.preemptions = Preemptions(lambda: host.store, lambda: self.claims.me, provider)

@@ -38,7 +38,7 @@ class Scheduler:
         # With a home, each reconcile reads its catalog (cached per file mtime), so that
         # `stratus catalog refresh` takes effect without a restart.
         self.catalog_home = catalog_home
-        self.queue = WorkQueue(self.reconcile, workers=4)
+        self.queue = WorkQueue(self.reconcile, workers=4, cause_for=host.latest_causes.get)
 
     def current_config(self) -> SchedulerConfig:
         if self.catalog_home is None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime
+from typing import Any
 
 from libs.events.causation import Cause, current_cause, new_request_cause, stamp, using_cause
-from libs.events.envelope import NewEvent
+from libs.events.envelope import NewEvent, RecordedEvent
 from libs.events.types import ServiceRequested
+from libs.runtime.latest_causes import LatestCauses
 from libs.runtime.workqueue import WorkQueue
 
 EVENT = ServiceRequested(service="s")
@@ -49,3 +52,40 @@ async def test_the_work_queue_reconciles_under_the_cause_that_added_the_key() ->
     assert woken is not None and woken.causation_id == cause.causation_id
     assert woken.correlation_id == cause.correlation_id
     assert seen["resync"] is None
+
+
+async def test_a_resync_reconcile_carries_the_cause_of_its_keys_latest_event() -> None:
+    """A resync may reconcile a service before the bus message of the change it acts on arrives:
+    its appends must still be caused by (and traced under) that change, not start a trace."""
+    latest = LatestCauses(limit=2)
+    request = uuid.uuid4()
+    traced = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+
+    def recorded(service: str, position: int, **kw: Any) -> RecordedEvent:
+        return RecordedEvent(
+            event_id=uuid.uuid4(), stream_id=f"service-{service}", version=1, position=position,
+            event_type="ServiceRequested", event=ServiceRequested(service=service),
+            occurred_at=datetime.now(UTC), **kw,
+        )  # fmt: skip
+
+    first = recorded("s", 1, correlation_id=request, trace=traced)
+    latest.observe([first, recorded("t", 2), recorded("u", 3)])
+    assert latest.get("t") is not None and latest.get("s") is None  # over the limit: oldest forgotten
+    latest.observe([first])
+    seen: list[Cause | None] = []
+    done = asyncio.Event()
+
+    async def reconcile(key: str) -> None:
+        seen.append(current_cause())
+        done.set()
+
+    queue = WorkQueue(reconcile, workers=1, cause_for=latest.get)
+    stop = asyncio.Event()
+    runner = asyncio.create_task(queue.run(stop))
+    queue.add("s")  # no cause in context: a resync
+    await asyncio.wait_for(done.wait(), 10)
+    stop.set()
+    await runner
+    assert seen[0] is not None
+    assert (seen[0].causation_id, seen[0].correlation_id) == (first.event_id, request)
+    assert seen[0].trace == traced
