@@ -67,6 +67,20 @@ class LaunchTask(msgspec.Struct, frozen=True, kw_only=True):
     disk_size: int | None = None
     # SkyServe's ``num_nodes``: machines per replica (only providers with ``multi_node`` take > 1).
     num_nodes: int = 1
+    # Multi-node on a cloud: one one-time bootstrap per node, by rank (0 is the head; its entry is
+    # ``bootstrap``). A node's bootstrap answer carries its rank and, once the provisioner has
+    # recorded them, every node's IP (SKYPILOT_NODE_IPS). Empty for a single node.
+    node_bootstraps: list[Bootstrap] = []
+    # The node this task boots (``for_node``): 0 for the head and for single-node replicas.
+    node_rank: int = 0
+
+    def for_node(self, rank: int) -> LaunchTask:
+        """The task as node ``rank`` of a multi-node replica boots it: its rank, its own bootstrap
+        (a provider renders each node's startup script from this)."""
+        if not 0 <= rank < self.num_nodes:
+            raise ValueError(f"node rank {rank} outside 0..{self.num_nodes - 1}")
+        bootstrap = self.node_bootstraps[rank] if self.node_bootstraps else self.bootstrap
+        return msgspec.structs.replace(self, node_rank=rank, bootstrap=bootstrap)
 
     def public_envs(self) -> dict[str, str]:
         """The envs that may appear in cloud metadata (every one not named in ``secret_names``)."""
@@ -86,7 +100,8 @@ class LaunchTask(msgspec.Struct, frozen=True, kw_only=True):
             f"service_port={self.service_port}, setup={self.setup!r}, run={self.run!r}, envs={envs}, "
             f"workdir={self.workdir!r}, file_mounts={self.file_mounts!r}, ports={self.ports!r}, "
             f"num_gpus={self.num_gpus}, secret_names={self.secret_names!r}, bootstrap={self.bootstrap!r}, "
-            f"image_id={self.image_id!r}, disk_size={self.disk_size!r})"
+            f"image_id={self.image_id!r}, disk_size={self.disk_size!r}, num_nodes={self.num_nodes}, "
+            f"node_rank={self.node_rank}, node_bootstraps={self.node_bootstraps!r})"
         )
 
 
@@ -102,6 +117,11 @@ class Instance(msgspec.Struct, frozen=True, kw_only=True):
     placement: Placement
     # Provider-specific facts for humans and debugging (pid, namespace, cloud instance id...).
     details: dict[str, str] = {}
+    # Multi-node replicas: every node's cloud instance id and private IP, by rank (the head's
+    # first; ``instance_id`` is the head's). Empty for a single node. ``status`` and ``terminate``
+    # of the head's id cover every node; ``list_instances`` lists heads only.
+    node_ids: list[str] = []
+    node_ips: list[str] = []
 
 
 class InstanceState(enum.StrEnum):
