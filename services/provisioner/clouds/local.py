@@ -45,7 +45,7 @@ from .local_netns import DEFAULT_SUBNET, NetnsManager, NetnsNames, netns_inode, 
 from .local_nodes import check_num_nodes, cluster_ips, create_workers, failed_worker, node_paths
 from .local_probe import find_ip_binary, netns_facts, userns_facts
 from .local_process import create_time, launcher_alive, stop_members
-from .local_records import InstanceRecord, Mode, NodeRecord, iter_records, load_record, save_record
+from .local_records import InstanceRecord, Mode, ProcessRecord, iter_records, load_record, save_record
 from .local_spawn import spawn_launcher, write_launch_files
 from .local_status import derive_status
 
@@ -265,6 +265,7 @@ class LocalProvider(Provider):
         rank: int,
     ) -> None:
         node = record.workers[rank - 1] if rank else None
+        process: ProcessRecord = node if node is not None else record
         npaths = node_paths(paths, task.replica_id, rank)
         if node is not None:
             await asyncio.to_thread(materialize, plan, npaths.workdir)
@@ -274,14 +275,10 @@ class LocalProvider(Provider):
             self._base_env, task, instance_id=record.instance_id, node_ip=record.ns_ip or "127.0.0.1",
             rank=rank, node_ips=ips,
         )  # fmt: skip
-        netns = node.netns if node is not None else record.netns
-        prefix = [self._netns().ip, "netns", "exec", netns] if mode == "netns" else []
+        prefix = [self._netns().ip, "netns", "exec", process.netns] if mode == "netns" else []
         pid, inode = await spawn_launcher(self._python, npaths, env, prefix, self._spawn_timeout)
         started_at = await asyncio.to_thread(create_time, pid)
-        if node is not None:
-            node.pid, node.netns_inode, node.pid_started_at = pid, inode, started_at
-        else:
-            record.pid, record.netns_inode, record.pid_started_at = pid, inode, started_at
+        process.pid, process.netns_inode, process.pid_started_at = pid, inode, started_at
         await asyncio.to_thread(save_record, paths.record, record)
 
     async def _abandon(self, record: InstanceRecord, paths: ReplicaPaths, exc: BaseException) -> None:
@@ -314,7 +311,7 @@ class LocalProvider(Provider):
     async def _stop_and_release(self, record: InstanceRecord, *, grace_seconds: float) -> None:
         """Stop every process of the instance (every node's: workers first, the head, which holds
         the nodes' bridge, last), then free its namespaces and socket (idempotent)."""
-        nodes: list[NodeRecord | InstanceRecord] = [*record.workers, record]
+        nodes: list[ProcessRecord] = [*record.workers, record]
         for node in nodes:
             # A named namespace's inode is read now: the recorded one may name a dead namespace.
             inode = netns_inode(node.netns) if node.netns else node.netns_inode or None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -21,10 +21,10 @@ Mode = Literal["netns", "userns"]
 Lifecycle = Literal["launching", "started", "preempted", "terminated"]
 
 
-class NodeRecord(msgspec.Struct, kw_only=True):
-    """A worker node (rank >= 1) of a multi-node replica (local_nodes); the head is the record."""
+class ProcessRecord(msgspec.Struct, kw_only=True):
+    """What runs one node of a replica: its launcher (session leader of the node's processes;
+    started_at tells pid reuse apart) and, in netns mode, the node's network namespace."""
 
-    rank: int
     pid: int = 0
     pid_started_at: float = 0.0
     netns_inode: int = 0
@@ -35,7 +35,15 @@ class NodeRecord(msgspec.Struct, kw_only=True):
     ns_ip: str = ""
 
 
-class InstanceRecord(msgspec.Struct, kw_only=True):
+class NodeRecord(ProcessRecord, kw_only=True):
+    """A worker node (rank >= 1) of a multi-node replica (local_nodes); the head is the record."""
+
+    rank: int
+
+
+class InstanceRecord(ProcessRecord, kw_only=True):
+    """A replica: where it runs, its state, and its head node's process (``ProcessRecord``)."""
+
     instance_id: str
     service: str
     replica_id: int
@@ -46,16 +54,6 @@ class InstanceRecord(msgspec.Struct, kw_only=True):
     launched_at: float
     lifecycle: Lifecycle = "launching"
     url: str = ""
-    # The launcher (session leader of the replica's processes); started_at tells pid reuse apart.
-    pid: int = 0
-    pid_started_at: float = 0.0
-    netns_inode: int = 0
-    # netns mode
-    netns: str = ""
-    veth_host: str = ""
-    veth_ns: str = ""
-    host_ip: str = ""
-    ns_ip: str = ""
     # userns mode
     socket: str = ""
     # multi-node replicas (netns mode): the head's address on the nodes' bridge, and the workers
@@ -64,9 +62,24 @@ class InstanceRecord(msgspec.Struct, kw_only=True):
     workers: list[NodeRecord] = []
 
 
+def _laid_out(fields: dict[str, Any], after: str) -> dict[str, Any]:
+    """``fields`` (a base's first, as msgspec orders them) with ProcessRecord's moved to stand
+    after ``after``, where they stood on disk before the base held them: one layout for all files."""
+    shared = ProcessRecord.__struct_fields__
+    own = [name for name in fields if name not in shared]
+    at = own.index(after) + 1
+    return {name: fields[name] for name in [*own[:at], *shared, *own[at:]]}
+
+
+def encode_record(record: InstanceRecord) -> bytes:
+    fields = msgspec.to_builtins(record)
+    fields["workers"] = [_laid_out(worker, "rank") for worker in fields["workers"]]
+    return msgspec.json.encode(_laid_out(fields, "url"))
+
+
 def save_record(path: Path, record: InstanceRecord) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(msgspec.json.encode(record))
+    tmp.write_bytes(encode_record(record))
     os.replace(tmp, path)
 
 
