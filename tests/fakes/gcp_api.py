@@ -40,6 +40,22 @@ class Fault:
     message: str
     on_operation: bool = False
     times: int | None = None  # None: every time
+    name: str = ""  # only for instances whose name contains this ("" for any)
+
+
+def take(faults: list[Fault], verb: str, zone: str, *, on_operation: bool, name: str = "") -> Fault | None:
+    """The first fault matching the call (used up when its ``times`` run out)."""
+    for fault in faults:
+        if fault.on_operation != on_operation or fault.verb not in (verb, "*"):
+            continue
+        if fault.zone not in (zone, "*") or fault.name not in name:
+            continue
+        if fault.times is not None:
+            fault.times -= 1
+            if fault.times <= 0:
+                faults.remove(fault)
+        return fault
+    return None
 
 
 class ApiError(Exception):

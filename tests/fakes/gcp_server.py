@@ -13,7 +13,8 @@ The real google-cloud-compute clients (REST transport) talk to it with only
 - ``firewalls`` insert / get / patch (global operations).
 
 Faults (``inject``) are matched by verb (``insert``, ``get``, ``list``, ``delete``, ``firewall``
-or ``*``) and zone (``*`` for any) and either answer the HTTP call with Google's error body
+or ``*``), zone (``*`` for any) and optionally a part of the instance's name, and either
+answer the HTTP call with Google's error body
 (``{"error": {"code", "message", "errors": [{"reason", ...}], "status"}}``) or, with
 ``on_operation=True``, accept an insert and make its Operation end with
 ``error.errors[].code`` and ``httpErrorStatusCode``: how ZONE_RESOURCE_POOL_EXHAUSTED reaches
@@ -35,7 +36,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from .gcp_api import HTTP_STATUS, ApiError, Fault, Recorded, matches, now
+from .gcp_api import HTTP_STATUS, ApiError, Fault, Recorded, matches, now, take
 
 BASE = "https://www.googleapis.com/compute/v1"
 _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
@@ -90,10 +91,10 @@ class FakeCompute:
 
     def inject(
         self, verb: str, zone: str, status: int, code: str, message: str = "",
-        *, on_operation: bool = False, times: int | None = None,
+        *, on_operation: bool = False, times: int | None = None, name: str = "",
     ) -> None:  # fmt: skip
         with self.lock:
-            self.faults.append(Fault(verb, zone, status, code, message or code, on_operation, times))
+            self.faults.append(Fault(verb, zone, status, code, message or code, on_operation, times, name))
 
     def clear_faults(self) -> None:
         with self.lock:
@@ -171,7 +172,7 @@ class FakeCompute:
                 if verb != method or not (m := pattern.match(split.path)):
                     continue
                 try:
-                    fault = self._http_fault(name, m.groups())
+                    fault = self._http_fault(name, m.groups(), body)
                     if fault is not None:
                         raise ApiError(fault.status, fault.code, fault.message)
                     handler = getattr(self, "_" + name)
@@ -180,26 +181,14 @@ class FakeCompute:
                     return exc.status, exc.body()
             return 404, ApiError(404, "notFound", f"no route {method} {split.path}").body()
 
-    def _take(self, verb: str, zone: str, *, on_operation: bool) -> Fault | None:
-        for fault in self.faults:
-            if fault.on_operation != on_operation or fault.verb not in (verb, "*"):
-                continue
-            if fault.zone not in (zone, "*"):
-                continue
-            if fault.times is not None:
-                fault.times -= 1
-                if fault.times <= 0:
-                    self.faults.remove(fault)
-            return fault
-        return None
-
-    def _http_fault(self, route: str, groups: tuple[str, ...]) -> Fault | None:
+    def _http_fault(self, route: str, groups: tuple[str, ...], body: Any) -> Fault | None:
         verb = _VERBS.get(route)
         if verb is None:
             return None
         zonal = route.startswith("instance_") and route != "instance_aggregated"
         zone = groups[1] if zonal else "-"
-        return self._take(verb, zone, on_operation=False)
+        name = groups[2] if zonal and len(groups) > 2 else (body or {}).get("name", "") if zonal else ""
+        return take(self.faults, verb, zone, on_operation=False, name=name)
 
     # --- operations -------------------------------------------------------------------------
 
@@ -296,7 +285,7 @@ class FakeCompute:
                 f"The resource 'projects/{project}/zones/{zone}/instances/{name}' already exists",
             )
         self_link = f"{BASE}/projects/{project}/zones/{zone}/instances/{name}"
-        fault = self._take("insert", zone, on_operation=True)
+        fault = take(self.faults, "insert", zone, on_operation=True, name=name)
         if fault is not None:  # accepted, then the operation fails: no instance is created
             return self._operation("insert", self_link, str(next(self._ids)), zone, error=fault)
         inst = json.loads(json.dumps(body))

@@ -6,6 +6,13 @@ network tag, the startup script in metadata ``startup-script``), and waits, boun
 insert Operation: capacity and quota errors mostly arrive there, not on the insert call.
 Instance ids are ``<zone>/<name>``. The SDK blocks, so every call runs in ``asyncio.to_thread``.
 
+A multi-node replica (``num_nodes > 1``) is one VM per node in the placement's zone, inserted
+together, each with its own node's startup script (its rank and one-time bootstrap token),
+labelled with its rank and its head's name, and named so that the head's id names every node
+(``gcp_names.node_names``); a second firewall rule opens the service's nodes to each other. If
+any node fails, every node is deleted and the lowest rank's error is raised. ``status`` and
+``terminate`` of the head cover every node; ``list_instances`` lists heads only.
+
 Credentials: Application Default Credentials (``google.auth.default``) unless given; the project
 from them or GOOGLE_CLOUD_PROJECT. Tests pass ``api_endpoint`` (a fake REST server) and
 ``AnonymousCredentials``.
@@ -34,11 +41,12 @@ from .base import CloudCheck, Instance, InstanceState, InstanceStatus, LaunchTas
 from .errors import AuthError, InstanceNotFound, LaunchError, ProviderError, TransientError
 from .gcp_config import GcpConfig
 from .gcp_errors import translate
-from .gcp_firewall import ensure_rule, release_rule
-from .gcp_instances import address, facts, to_instance
+from .gcp_firewall import ensure_nodes_rule, ensure_rule, release_rule
+from .gcp_instances import address, facts, heads, private_address, to_instance, with_nodes
 from .gcp_operations import wait_zone
 from .gcp_request import build_instance, check_placement
 from .gcp_status import INTERRUPTION_OPERATIONS, derive_status
+from .node_status import aggregate_nodes
 from .startup import render_startup_script
 
 T = TypeVar("T")
@@ -54,6 +62,7 @@ _ADDRESS_POLL_S = 2.0
 class GcpProvider(Provider):
     cloud = "gcp"
     needs_bootstrap = True
+    multi_node = True  # one VM per node, named and labelled by rank (gcp_names)
 
     def __init__(
         self,
@@ -104,18 +113,58 @@ class GcpProvider(Provider):
     async def launch(self, placement: Placement, task: LaunchTask) -> Instance:
         check_placement(placement)
         self.config.ingress_ranges()  # refuse before any cloud call when none is set
-        script = render_startup_script(task, log_port=self.config.log_port, cloud="gcp")
-        zone = placement.zone
-        name = gcp_names.instance_name(task.service, task.replica_id)
-        body = build_instance(placement, task, name=name, startup_script=script, config=self.config)
+        zone, count = placement.zone, task.num_nodes
+        names = gcp_names.node_names(task.service, task.replica_id, count)
+        head = names[0] if count > 1 else None
+        bodies = []
+        for rank, name in enumerate(names):
+            node = task.for_node(rank) if count > 1 else task
+            script = render_startup_script(node, log_port=self.config.log_port, cloud="gcp")
+            bodies.append(
+                build_instance(
+                    placement, node, name=name, startup_script=script, config=self.config, head=head
+                )
+            )
         try:
             await asyncio.to_thread(
                 ensure_rule, self._firewalls, self._global_ops, self.project, task, self.config
             )
+            if count > 1:
+                await asyncio.to_thread(
+                    ensure_nodes_rule,
+                    self._firewalls,
+                    self._global_ops,
+                    self.project,
+                    task.service,
+                    self.config,
+                )
         except ProviderError:
             raise
         except Exception as exc:
             raise translate(exc, f"firewall rule of service {task.service!r}") from exc
+        if count == 1:
+            await self._insert(placement, bodies[0])
+            return await self._started(placement, names[0])
+        try:
+            results = await asyncio.gather(
+                *(self._insert(placement, body) for body in bodies), return_exceptions=True
+            )
+            failed = [r for r in results if isinstance(r, BaseException)]
+            if failed:  # the lowest rank's error, as a single node would raise it
+                raise failed[0]
+            nodes = [await self._wait_for_address(zone, name, keep=True) for name in names]
+            found = await self._started(placement, names[0], nodes[0])
+            ips = {gcp_names.instance_id(zone, inst.name): private_address(inst) or "" for inst in nodes}
+            if not all(ips.values()):
+                raise TransientError(f"GCP gave a node of {zone}/{names[0]} no VPC address")
+        except BaseException:
+            # Created nodes are deleted, even on cancellation: a worker nobody lists would be lost.
+            await asyncio.shield(asyncio.gather(*(self._delete_quietly(zone, n) for n in names)))
+            raise
+        return with_nodes(found, ips)
+
+    async def _insert(self, placement: Placement, body: compute_v1.Instance) -> None:
+        zone, name = placement.zone, body.name
         doing = f"insert instance {name} ({placement.instance_type}) in {zone}"
         try:
             op = await self._call(
@@ -134,14 +183,21 @@ class GcpProvider(Provider):
             # The VM may still come up: delete it rather than leak a VM nobody tracks.
             await self._delete_quietly(zone, name)
             raise
-        inst = await self._wait_for_address(zone, name)
+
+    async def _started(
+        self, placement: Placement, name: str, inst: compute_v1.Instance | None = None
+    ) -> Instance:
+        zone = placement.zone
+        if inst is None:
+            inst = await self._wait_for_address(zone, name)
         found = to_instance(inst, self.config, placement)
         if found is None or not found.url:
             await self._delete_quietly(zone, name)
             raise TransientError(f"GCP instance {zone}/{name} came up without the facts Stratus set on it")
         return found
 
-    async def _wait_for_address(self, zone: str, name: str) -> compute_v1.Instance:
+    async def _wait_for_address(self, zone: str, name: str, *, keep: bool = False) -> compute_v1.Instance:
+        """The instance once it has its address; on timeout it is deleted unless ``keep``."""
         deadline = time.monotonic() + self.config.address_timeout_s
         while True:
             inst = await self._call(
@@ -154,7 +210,8 @@ class GcpProvider(Provider):
             if address(inst, self.config) is not None:
                 return inst
             if time.monotonic() >= deadline:
-                await self._delete_quietly(zone, name)
+                if not keep:
+                    await self._delete_quietly(zone, name)
                 raise TransientError(
                     f"GCP instance {zone}/{name} has no {self.config.address} address after "
                     f"{self.config.address_timeout_s:.0f}s"
@@ -193,12 +250,22 @@ class GcpProvider(Provider):
                     raise
 
     async def terminate(self, instance_id: str, *, grace_seconds: float = 10) -> None:
-        """Delete the VM (GCP gives the guest its own shutdown window); a gone VM is fine."""
+        """Delete the VM, or every node of a multi-node replica (GCP gives the guest its own
+        shutdown window); a gone VM is fine."""
         try:
             zone, name = gcp_names.parse_instance_id(instance_id)
         except InstanceNotFound:
             return  # never one of ours: nothing to delete
-        await self._delete(zone, name, wait=True)
+        names = gcp_names.nodes_of(name)
+        if len(names) == 1:
+            await self._delete(zone, name, wait=True)
+            return
+        results = await asyncio.gather(
+            *(self._delete(zone, n, wait=True) for n in names), return_exceptions=True
+        )
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:  # every node was asked; the first error says what to retry
+            raise failed[0]
 
     # --- status and rediscovery -------------------------------------------------------------
 
@@ -217,10 +284,21 @@ class GcpProvider(Provider):
             raise translate(exc, f"list operations of {zone}/{inst.name}") from exc
 
     async def status(self, instance_id: str) -> InstanceStatus:
+        """The VM's state; of a multi-node replica's head, every node's, aggregated (node_status)."""
         try:
             zone, name = gcp_names.parse_instance_id(instance_id)
         except InstanceNotFound as exc:
             return InstanceStatus(state=InstanceState.NOT_FOUND, detail=str(exc))
+        names = gcp_names.nodes_of(name)
+        if len(names) == 1:
+            return await self._node_status(zone, name)
+        found = await asyncio.gather(*(self._node_status(zone, n) for n in names))
+        return aggregate_nodes(
+            [(gcp_names.instance_id(zone, n), st) for n, st in zip(names, found, strict=True)]
+        )
+
+    async def _node_status(self, zone: str, name: str) -> InstanceStatus:
+        instance_id = gcp_names.instance_id(zone, name)
         try:
             inst = await asyncio.to_thread(
                 self._instances.get, project=self.project, zone=zone, instance=name, timeout=_CALL_TIMEOUT_S
@@ -249,15 +327,12 @@ class GcpProvider(Provider):
         pager = await self._call("list instances", self._instances.aggregated_list, request=request)
 
         def collect() -> list[Instance]:
-            out: list[Instance] = []
-            for _zone, scoped in pager:
-                for inst in scoped.instances:
-                    found = to_instance(inst, self.config)
-                    if found is None or found.instance_id in self._deleting:
-                        continue
-                    if service is None or found.service == service:
-                        out.append(found)
-            return out
+            listed = [inst for _zone, scoped in pager for inst in scoped.instances]
+            return [
+                found
+                for found in heads(listed, self.config)
+                if found.instance_id not in self._deleting and (service is None or found.service == service)
+            ]
 
         try:
             return await asyncio.to_thread(collect)  # later pages are fetched while iterating

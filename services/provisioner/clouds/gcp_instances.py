@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 from google.cloud import compute_v1
 
 from libs.events.types import Placement
@@ -31,6 +32,11 @@ def address(inst: compute_v1.Instance, config: GcpConfig) -> str | None:
             if access.nat_i_p:
                 return access.nat_i_p
     return None
+
+
+def private_address(inst: compute_v1.Instance) -> str | None:
+    """The VPC address (what a replica's nodes reach each other at)."""
+    return next((i.network_i_p for i in inst.network_interfaces if i.network_i_p), None)
 
 
 def is_spot(inst: compute_v1.Instance) -> bool:
@@ -96,3 +102,40 @@ def to_instance(
         placement=where,
         details=details,
     )
+
+
+def is_worker(inst: compute_v1.Instance) -> bool:
+    """A node of a multi-node replica other than its head (``list_instances`` shows heads only)."""
+    rank = dict(inst.labels).get(gcp_names.LABEL_NODE_RANK)
+    return rank is not None and rank != "0"
+
+
+def with_nodes(head: Instance, ips: dict[str, str]) -> Instance:
+    """``head`` with its nodes' ids, and their private IPs (``ips``: instance id -> IP) when
+    every node has one; a single-node replica as it is."""
+    zone, name = gcp_names.parse_instance_id(head.instance_id)
+    names = gcp_names.nodes_of(name)
+    if len(names) == 1:
+        return head
+    ids = [gcp_names.instance_id(zone, n) for n in names]
+    found = [ips.get(i, "") for i in ids]
+    return msgspec.structs.replace(
+        head,
+        node_ids=ids,
+        node_ips=found if all(found) else [],
+        details={**head.details, "nodes": str(len(names))},
+    )
+
+
+def heads(instances: list[compute_v1.Instance], config: GcpConfig) -> list[Instance]:
+    """The replicas among listed instances: heads and single nodes, with their nodes filled in."""
+    ips = {
+        gcp_names.instance_id(gcp_names.last_segment(inst.zone), inst.name): private_address(inst) or ""
+        for inst in instances
+    }
+    out: list[Instance] = []
+    for inst in instances:
+        found = None if is_worker(inst) else to_instance(inst, config)
+        if found is not None:
+            out.append(with_nodes(found, ips))
+    return out

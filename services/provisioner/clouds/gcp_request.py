@@ -111,9 +111,16 @@ def check_placement(placement: Placement) -> None:
 
 
 def build_instance(
-    placement: Placement, task: LaunchTask, *, name: str, startup_script: str, config: GcpConfig
+    placement: Placement,
+    task: LaunchTask,
+    *,
+    name: str,
+    startup_script: str,
+    config: GcpConfig,
+    head: str | None = None,
 ) -> compute_v1.Instance:
-    """The body of ``instances.insert`` for this launch."""
+    """The body of ``instances.insert`` for this launch: of node ``task.node_rank`` of the
+    multi-node replica whose head is named ``head``, when given."""
     check_placement(placement)
     if len(startup_script.encode()) > MAX_METADATA_VALUE:
         raise LaunchError(
@@ -133,7 +140,7 @@ def build_instance(
     return compute_v1.Instance(
         name=name,
         machine_type=f"zones/{placement.zone}/machineTypes/{placement.instance_type}",
-        labels=gcp_names.labels(task.service, task.replica_id, task.version),
+        labels=gcp_names.labels(task.service, task.replica_id, task.version, rank=task.node_rank, head=head),
         tags=compute_v1.Tags(items=[gcp_names.service_tag(task.service)]),
         metadata=compute_v1.Metadata(items=metadata),
         guest_accelerators=accelerators(placement),
