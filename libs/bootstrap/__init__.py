@@ -1,6 +1,7 @@
 """One-time bootstrap tokens: how a cloud instance gets its secrets without them in its metadata.
 
-tokens.py  the table, ``issue`` / ``redeem`` / ``log_token_for``, the pure ``refusal``
+tokens.py  the table, ``issue`` / ``redeem`` / ``set_node_ips`` / ``log_token_for``, the pure
+           ``refusal`` and ``cluster_ready``
 urls.py    ``check_url``: where a VM may fetch its secrets (HTTPS, or HTTP on loopback)
 errors.py  the exception tree
 """
@@ -9,6 +10,7 @@ from .errors import (
     BootstrapError,
     BootstrapStoreError,
     BootstrapUrlError,
+    ClusterNotReady,
     TokenExpired,
     TokenRefused,
     TokenUnknown,
@@ -18,11 +20,13 @@ from .tokens import (
     DEFAULT_TTL_SECONDS,
     Issued,
     Redeemed,
+    cluster_ready,
     ensure_schema,
     issue,
     log_token_for,
     redeem,
     refusal,
+    set_node_ips,
 )
 from .urls import check_url
 
@@ -31,6 +35,7 @@ __all__ = [
     "BootstrapError",
     "BootstrapStoreError",
     "BootstrapUrlError",
+    "ClusterNotReady",
     "Issued",
     "Redeemed",
     "TokenExpired",
@@ -38,9 +43,11 @@ __all__ = [
     "TokenUnknown",
     "TokenUsed",
     "check_url",
+    "cluster_ready",
     "ensure_schema",
     "issue",
     "log_token_for",
     "redeem",
     "refusal",
+    "set_node_ips",
 ]

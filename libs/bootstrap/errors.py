@@ -5,6 +5,8 @@
     │   ├── TokenUnknown    no such token (never issued, or mistyped)
     │   ├── TokenUsed       it was redeemed already (a token works exactly once)
     │   └── TokenExpired    its time ran out before anyone redeemed it
+    ├── ClusterNotReady     a multi-node replica's node IPs are not recorded yet: retry (the token
+    │                       is not used up by the attempt)
     ├── BootstrapStoreError Postgres failed while issuing or redeeming
     └── BootstrapUrlError   a VM may not fetch its secrets at that URL (plain http off loopback)
 
@@ -32,6 +34,10 @@ class TokenUsed(TokenRefused):
 
 class TokenExpired(TokenRefused):
     reason = "expired"
+
+
+class ClusterNotReady(BootstrapError):
+    """A node of a multi-node replica asked before the provisioner recorded every node's IP."""
 
 
 class BootstrapStoreError(BootstrapError):

@@ -116,6 +116,13 @@ BOOTSTRAP_REPLAY_DDL = """
 ALTER TABLE stratus_bootstrap_tokens ADD COLUMN IF NOT EXISTS redeemed_by text;
 ALTER TABLE stratus_bootstrap_tokens ADD COLUMN IF NOT EXISTS replays integer NOT NULL DEFAULT 0
 """
+# A multi-node replica's tokens: one per node, with its rank, and every node's private IP (JSON
+# list, head first) once the provisioner has them (libs.bootstrap.tokens.set_node_ips).
+BOOTSTRAP_NODES_DDL = """
+ALTER TABLE stratus_bootstrap_tokens ADD COLUMN IF NOT EXISTS node_rank integer NOT NULL DEFAULT 0;
+ALTER TABLE stratus_bootstrap_tokens ADD COLUMN IF NOT EXISTS num_nodes integer NOT NULL DEFAULT 1;
+ALTER TABLE stratus_bootstrap_tokens ADD COLUMN IF NOT EXISTS node_ips text
+"""
 
 
 # the autoscaler's pre-log table (one mutable row per service), dropped by AUTOSCALER_TO_LOG.
@@ -323,6 +330,8 @@ MIGRATIONS: list[str] = [
     AUTOSCALER_TO_LOG,
     # 11: libs.bootstrap (tokens.py): the redeemer of a token, so a lost answer can be fetched again
     BOOTSTRAP_REPLAY_DDL,
+    # 12: libs.bootstrap (tokens.py): a multi-node replica's node rank, node count and node IPs
+    BOOTSTRAP_NODES_DDL,
 ]
 
 

@@ -12,7 +12,8 @@ Ranking, first difference wins: not avoided; the request's position when ``order
 existing spot replicas in the zone (``dynamic_fallback`` spot only); price; then catalog order.
 A request with no ``cloud`` runs on this machine (``local``, $0) when no cloud is enabled,
 else across the enabled ones; a request pinned to a cloud that is not enabled is unplaceable,
-with the reason.
+with the reason. A multi-node replica (``num_nodes``) costs its offer's price once per node: the
+price compared, recorded in the placement (``price_per_hour``) and shown is the replica's.
 """
 
 from __future__ import annotations
@@ -135,6 +136,7 @@ def place(
     spot_placer: str | None = None,
     ordered: bool = False,
     zone_score: Mapping[ZoneKey, float] | None = None,
+    num_nodes: int = 1,
 ) -> Chosen | Unplaceable:
     """The best placement for one replica, or why there is none. ``clouds`` are the usable
     (allowed and enabled) clouds; ``disabled`` says why others are not. ``zone_score`` (the
@@ -159,7 +161,7 @@ def place(
                 continue
             price = offer.hourly(use_spot)
             if price is not None:
-                found.append(_Candidate(len(found), i, offer, price))
+                found.append(_Candidate(len(found), i, offer, price * num_nodes))
     if not found:
         if pinned_off:
             reason = "; ".join(pinned_off) + "; `stratus check` says how to enable it"
@@ -202,7 +204,7 @@ def place(
         disk_size=req.disk_size,
     )
     return Chosen(placement=placement, offer=offer, request_index=best.request_index,
-                  reason=_reason(best, found, open_, blocks, use_spot))  # fmt: skip
+                  reason=_reason(best, found, open_, blocks, use_spot, num_nodes))  # fmt: skip
 
 
 def _reason(
@@ -211,12 +213,15 @@ def _reason(
     open_: Sequence[_Candidate],
     blocks: Sequence[Block],
     spot: bool,
+    num_nodes: int = 1,
 ) -> str:
     o = best.offer
     if o.cloud == LOCAL:
         return "local: no cloud enabled for a spec without `cloud`" if len(found) == 1 else "local"
     where = "/".join(p for p in (o.cloud, o.region, o.zone) if p)
     text = f"{where} {o.instance_type} {'spot' if spot else 'on-demand'} at {_price(best.price)}"
+    if num_nodes > 1:
+        text += f" ({num_nodes} nodes at {_price(best.price / num_nodes)})"
     text += f": best of {len(open_)} offers"
     skipped = len(found) - len(open_)
     if skipped:

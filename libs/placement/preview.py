@@ -60,6 +60,7 @@ def preview(
             disabled=disabled,
             spot_placer=policy.spot_placer,
             ordered=policy.ordered,
+            num_nodes=int(spec.get("num_nodes") or 1),
         )
         if isinstance(got, Chosen):
             if clouds is None and got.placement.cloud in usable:

@@ -32,8 +32,9 @@ def _count(value: float) -> int | float:
     return int(value) if float(value).is_integer() else value
 
 
-def resources_text(placement: Placement) -> str:
-    """SkyServe's RESOURCES column: ``1x GCP([Spot]{'L4': 1})``, ``1x AWS(g5.xlarge, {'A10G': 1})``."""
+def resources_text(placement: Placement, num_nodes: int = 1) -> str:
+    """SkyServe's RESOURCES column: ``1x GCP([Spot]{'L4': 1})``, ``2x AWS(g5.xlarge, {'A10G': 1})``
+    (the count is the replica's nodes)."""
     cloud = _CLOUD_NAMES.get(placement.cloud.lower(), placement.cloud or "-")
     parts = []
     if placement.instance_type:
@@ -41,7 +42,7 @@ def resources_text(placement: Placement) -> str:
     if placement.accelerators:
         parts.append(repr({k: _count(v) for k, v in placement.accelerators.items()}))
     spot = "[Spot]" if placement.use_spot else ""
-    return f"1x {cloud}({spot}{', '.join(parts)})"
+    return f"{num_nodes}x {cloud}({spot}{', '.join(parts)})"
 
 
 def replica_reason(rep: ReplicaState) -> str | None:
@@ -57,7 +58,7 @@ def replica_reason(rep: ReplicaState) -> str | None:
     return None
 
 
-def replica_out(service: str, rep: ReplicaState) -> ReplicaOut:
+def replica_out(service: str, rep: ReplicaState, num_nodes: int = 1) -> ReplicaOut:
     p = rep.placement
     host = urlsplit(rep.url).hostname if rep.url else None
     launched = rep.launched_at if rep.launched_at is not None else rep.provisioning_at
@@ -77,10 +78,15 @@ def replica_out(service: str, rep: ReplicaState) -> ReplicaOut:
         accelerators=dict(p.accelerators),
         use_spot=p.use_spot,
         price_per_hour=p.price_per_hour or None,
-        resources=resources_text(p),
+        resources=resources_text(p, num_nodes),
         launched_at=_dt(launched),
         placement_reason=rep.placement_reason or None,
     )
+
+
+def _num_nodes(svc: ServiceState, version: int) -> int:
+    info = svc.versions.get(version)
+    return info.typed.num_nodes if info is not None else 1
 
 
 def _update_mode(svc: ServiceState) -> UpdateMode | None:
@@ -131,7 +137,7 @@ def service_out(svc: ServiceState, now: float) -> ServiceOut:
         replicas_total=len(alive),
         autoscaling=autoscaling,
         update_mode=_update_mode(svc),
-        replicas=[replica_out(svc.name, r) for r in replicas],
+        replicas=[replica_out(svc.name, r, _num_nodes(svc, r.version)) for r in replicas],
         spec=dict(svc.latest.spec),
     )
 

@@ -44,8 +44,8 @@ from libs.telemetry.usage import watch_usage
 
 from .cloud_checks import refresh_clouds
 from .cloud_logs import MIRROR_INTERVAL_SECONDS, LogMirror
-from .clouds.base import Bootstrap, InstanceState, LaunchTask, Provider
-from .clouds.errors import ProviderError
+from .clouds.base import Bootstrap, Instance, InstanceState, LaunchTask, Provider
+from .clouds.errors import ProviderError, TransientError
 from .clouds.local import LocalProvider
 from .clouds.registry import CloudRouter, release_unused
 from .logs_server import serve_logs
@@ -146,6 +146,7 @@ class Provisioner:
             task = await self._with_bootstrap(r.placement.cloud, task)
             with provider_span("launch", r.placement.cloud, svc.name, r.replica_id):
                 instance = await self.provider.launch(r.placement, task)
+            await self._record_node_ips(task, instance)
         except ProviderError as exc:
             log.warning("launch of %s replica %s failed: %s", svc.name, r.replica_id, exc)
             event: Event = ReplicaLaunchFailed(
@@ -168,15 +169,40 @@ class Provisioner:
             await self.host.fleet.wait_for(position, 10.0)
 
     async def _with_bootstrap(self, cloud: str, task: LaunchTask) -> LaunchTask:
-        """A cloud VM fetches its secrets with a one-time token: issue it just before the launch."""
+        """A cloud VM fetches its secrets with a one-time token: issue it just before the launch
+        (one per node of a multi-node replica, each with its rank; rank 0's is ``bootstrap``)."""
         if not isinstance(self.provider, CloudRouter) or not self.provider.needs_bootstrap_for(cloud):
             return task
         s = self.host.settings
-        issued = await bootstrap_tokens.issue(
-            self.host.store.pool, task.service, task.replica_id, task.version, s.home, ttl=s.bootstrap_ttl
+        nodes = []
+        for rank in range(task.num_nodes):
+            issued = await bootstrap_tokens.issue(
+                self.host.store.pool, task.service, task.replica_id, task.version, s.home,
+                ttl=s.bootstrap_ttl, node_rank=rank, num_nodes=task.num_nodes,
+            )  # fmt: skip
+            nodes.append(Bootstrap(url=s.bootstrap_endpoint, token=issued.token))
+        return msgspec.structs.replace(
+            task, bootstrap=nodes[0], node_bootstraps=nodes if task.num_nodes > 1 else []
         )
-        bootstrap = Bootstrap(url=s.bootstrap_endpoint, token=issued.token)
-        return msgspec.structs.replace(task, bootstrap=bootstrap)
+
+    async def _record_node_ips(self, task: LaunchTask, instance: Instance) -> None:
+        """Every node's IP on the nodes' tokens, so each node's bootstrap answer carries them (the
+        nodes wait, retrying, until then). A failure terminates the nodes: they would wait for IPs
+        that never come."""
+        if task.num_nodes <= 1 or not task.node_bootstraps:
+            return
+        ips = instance.node_ips
+        try:
+            if len(ips) != task.num_nodes:
+                raise ValueError(f"the provider reported {len(ips)} node IPs for {task.num_nodes} nodes")
+            await bootstrap_tokens.set_node_ips(self.host.store.pool, task.service, task.replica_id,
+                                                task.version, ips)  # fmt: skip
+        except (bootstrap_tokens.BootstrapError, ValueError) as exc:
+            try:
+                await self.provider.terminate(instance.instance_id, grace_seconds=0)
+            except ProviderError as cleanup:
+                log.warning("terminating %s after the failure: %s", instance.instance_id, cleanup)
+            raise TransientError(f"cannot record the node IPs of the launched nodes: {exc}") from exc
 
     def _start_termination(self, svc: ServiceState, r: ReplicaState) -> None:
         key = (svc.name, r.replica_id)

@@ -210,6 +210,7 @@ class _Planner:
                 existing=self.spot_placements if view is None or view.spread else (),
                 ordered=policy.ordered,
                 zone_score=view.score if view is not None else None,
+                num_nodes=self.service.versions[version].typed.num_nodes,
             )
             if not isinstance(found, Chosen):
                 if not self.waiting and found.reason != self.service.placement_wait:

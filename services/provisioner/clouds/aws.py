@@ -11,6 +11,13 @@ the VM fetches them with its one-time bootstrap token). Tags ``stratus:service``
 rediscover instances after a restart. ``ClientToken`` makes a repeated launch of the same
 replica and placement return the first instance instead of a second one.
 
+A multi-node replica (``num_nodes > 1``) is that many instances in the same zone, group and
+subnet, each booted with its own node's script (``task.for_node(rank)``: its one-time token) and
+tagged with its rank; the group lets the nodes reach each other on any port. The head is the
+replica: its id is the instance id, ``status`` folds every node's state in, ``terminate`` ends
+them all, ``list_instances`` lists heads only (``aws_nodes``). If a node cannot be created (no
+capacity for the second one...) those already created are terminated and the error stands.
+
 Instance ids are ``<region>/<ec2 id>``. boto3 blocks, so every call runs in a thread.
 Endpoints and credentials come from boto3's own chain (``AWS_PROFILE``, ``AWS_ENDPOINT_URL``...);
 ``endpoint_url`` overrides it (tests point it at moto).
@@ -27,6 +34,7 @@ from typing import Any, TypeVar
 
 import boto3
 import botocore.config
+import msgspec
 
 from libs.events.types import Placement
 from libs.runtime.settings import Settings
@@ -34,10 +42,12 @@ from libs.runtime.settings import Settings
 from .aws_errors import BOTO_ERRORS, error_code, translate
 from .aws_images import Image, describe_image, find_default_image
 from .aws_network import check_cidr, default_vpc, ensure_group, wanted_rules
+from .aws_nodes import describe, group_nodes, replica_status, terminate_ids, terminate_replica
 from .aws_release import release_groups
 from .aws_requests import (
     ADDRESS_WAIT_SECONDS,
     LIVE_STATES,
+    TAG_NODE_RANK,
     TAG_PORT,
     TAG_REPLICA,
     TAG_SERVICE,
@@ -46,7 +56,6 @@ from .aws_requests import (
     split_instance_id,
     tags_of,
 )
-from .aws_states import instance_status
 from .base import CloudCheck, Instance, InstanceState, InstanceStatus, LaunchTask, Provider
 from .errors import CapacityError, InstanceNotFound, LaunchError, ProviderError
 from .images import aws_default_image
@@ -59,6 +68,7 @@ T = TypeVar("T")
 class AwsProvider(Provider):
     cloud = "aws"
     needs_bootstrap = True
+    multi_node = True
 
     def __init__(
         self,
@@ -164,10 +174,11 @@ class AwsProvider(Provider):
             cidr = str(vpc["CidrBlock"])
         want = wanted_rules({task.service_port, self.log_port, *task.ports}, cidr)
         lock = self._group_locks.setdefault((region, task.service), asyncio.Lock())
+        nodes = task.num_nodes > 1
         async with lock:
             return await self._call(
                 f"set up the security group of {task.service!r} in {region}",
-                lambda: ensure_group(ec2, task.service, str(vpc["VpcId"]), want),
+                lambda: ensure_group(ec2, task.service, str(vpc["VpcId"]), want, between_nodes=nodes),
             )
 
     async def launch(self, placement: Placement, task: LaunchTask) -> Instance:
@@ -178,28 +189,40 @@ class AwsProvider(Provider):
             raise LaunchError("an AWS placement needs an instance_type")
         if task.bootstrap is None:
             raise LaunchError("an AWS launch needs a bootstrap token (the provisioner issues one)")
-        script = await asyncio.to_thread(render_startup_script, task, log_port=self.log_port, cloud="aws")
+        nodes = [task.for_node(rank) for rank in range(task.num_nodes)]
+        scripts = [
+            await asyncio.to_thread(render_startup_script, node, log_port=self.log_port, cloud="aws")
+            for node in nodes
+        ]  # all of them before any instance exists: a script too big launches nothing
         zone = await self._zone_name(region, placement.zone)
         image = await self._image(region, task)
         group_id = await self._security_group(region, task)
-        req = run_request(placement, task, zone, image, group_id, encode_user_data(script, "aws"))
         where = f"{placement.instance_type} in {zone or region}{' (spot)' if placement.use_spot else ''}"
-        ec2_id = await self._run(region, req, task, where)
-        own_id = f"{region}/{ec2_id}"
-        log.info(
-            "launched %s replica %s as %s (%s, image %s)",
-            task.service,
-            task.replica_id,
-            own_id,
-            where,
-            image.image_id,
-        )
+        ids: list[str] = []
         try:
-            desc = await self._wait_for_address(region, ec2_id)
+            for node, script in zip(nodes, scripts, strict=True):
+                req = run_request(placement, node, zone, image, group_id, encode_user_data(script, "aws"),
+                                  head=ids[0] if ids else "")  # fmt: skip
+                ids.append(await self._run(region, req, node, where))
+            log.info("launched %s replica %s as %s/%s (%s, image %s)", task.service, task.replica_id, region,
+                     ",".join(ids), where, image.image_id)  # fmt: skip
+            descs = [await self._wait_for_address(region, i, private=rank > 0) for rank, i in enumerate(ids)]
         except ProviderError:
-            await self.terminate(own_id)
+            await self._cleanup(region, ids)
             raise
-        return self._instance(region, desc, placement)
+        head = self._instance(region, descs[0], placement)
+        if len(descs) == 1:
+            return head
+        node_ips = [str(d.get("PrivateIpAddress") or "") for d in descs]
+        return msgspec.structs.replace(head, node_ids=ids, node_ips=node_ips)
+
+    async def _cleanup(self, region: str, ids: list[str]) -> None:
+        """Terminate the nodes a failed launch created (a failure here is logged: the launch's
+        error is the one that matters)."""
+        try:
+            await self._call(f"terminate {ids}", lambda: terminate_ids(self.client("ec2", region), ids))
+        except ProviderError as exc:
+            log.warning("could not terminate %s after a failed launch: %s", ids, exc)
 
     async def _run(self, region: str, req: dict[str, Any], task: LaunchTask, where: str) -> str:
         """RunInstances; a repeat of a launch that already happened returns that instance's id.
@@ -228,6 +251,8 @@ class AwsProvider(Provider):
             {"Name": f"tag:{TAG_REPLICA}", "Values": [str(task.replica_id)]},
             {"Name": f"tag:{TAG_VERSION}", "Values": [str(task.version)]},
         ]
+        if task.num_nodes > 1:
+            filters.append({"Name": f"tag:{TAG_NODE_RANK}", "Values": [str(task.node_rank)]})
         found = await self._call(f"find {task.service} replica {task.replica_id}",
                                  lambda: ec2.describe_instances(Filters=filters))  # fmt: skip
         ids = [
@@ -235,15 +260,16 @@ class AwsProvider(Provider):
         ]
         return ids[0] if ids else None
 
-    async def _wait_for_address(self, region: str, ec2_id: str) -> dict[str, Any]:
-        """The instance's description once it has the address we use (bounded)."""
+    async def _wait_for_address(self, region: str, ec2_id: str, *, private: bool = False) -> dict[str, Any]:
+        """The instance's description once it has the address we use (a worker: its private one;
+        bounded)."""
         deadline = time.monotonic() + self.address_wait_seconds
         delay = 0.2
         while True:
             desc = await self._describe(region, ec2_id)
             if desc is None:
                 raise LaunchError(f"EC2 instance {ec2_id} vanished right after launch")
-            if self._address_of(desc):
+            if desc.get("PrivateIpAddress") if private else self._address_of(desc):
                 return desc
             state = str(desc.get("State", {}).get("Name", ""))
             if state not in ("pending", "running"):
@@ -289,42 +315,15 @@ class AwsProvider(Provider):
 
     async def _describe(self, region: str, ec2_id: str) -> dict[str, Any] | None:
         ec2 = self.client("ec2", region)
-        try:
-            found = await asyncio.to_thread(lambda: ec2.describe_instances(InstanceIds=[ec2_id]))
-        except BOTO_ERRORS as exc:
-            if error_code(exc) in ("InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"):
-                return None
-            raise translate(exc, f"describe {ec2_id}") from exc
-        for reservation in found.get("Reservations") or []:
-            for desc in reservation.get("Instances") or []:
-                if desc.get("InstanceId") == ec2_id:
-                    return dict(desc)
-        return None
-
-    async def _spot_request_status(self, region: str, request_id: str) -> str:
-        ec2 = self.client("ec2", region)
-        try:
-            found = await asyncio.to_thread(
-                lambda: ec2.describe_spot_instance_requests(SpotInstanceRequestIds=[request_id])
-            )
-        except BOTO_ERRORS as exc:
-            if error_code(exc).startswith("InvalidSpotInstanceRequestID"):
-                return ""
-            raise translate(exc, f"describe spot request {request_id}") from exc
-        requests = found.get("SpotInstanceRequests") or []
-        return str(requests[0].get("Status", {}).get("Code", "")) if requests else ""
+        return await self._call(f"describe {ec2_id}", lambda: describe(ec2, ec2_id))
 
     async def status(self, instance_id: str) -> InstanceStatus:
         try:
             region, ec2_id = split_instance_id(instance_id)
         except InstanceNotFound as exc:
             return InstanceStatus(state=InstanceState.NOT_FOUND, detail=str(exc))
-        desc = await self._describe(region, ec2_id)
-        if desc is None:
-            return InstanceStatus(state=InstanceState.NOT_FOUND, detail=f"EC2 knows no instance {ec2_id}")
-        request_id = str(desc.get("SpotInstanceRequestId") or "")
-        spot_status = await self._spot_request_status(region, request_id) if request_id else ""
-        return instance_status(desc, spot_status)
+        ec2 = self.client("ec2", region)
+        return await self._call(f"describe {ec2_id}", lambda: replica_status(ec2, ec2_id))
 
     async def _all_regions(self) -> list[str]:
         if self.regions:
@@ -347,9 +346,18 @@ class AwsProvider(Provider):
                 f"list instances in {region}",
                 lambda ec2=ec2: list(ec2.get_paginator("describe_instances").paginate(Filters=filters)),  # type: ignore[misc]
             )
-            for page in pages:
-                for reservation in page.get("Reservations") or []:
-                    out.extend(self._instance(region, dict(d)) for d in reservation.get("Instances") or [])
+            descs = [
+                d for page in pages for r in page.get("Reservations") or [] for d in r.get("Instances") or []
+            ]
+            for head, workers in group_nodes(descs):
+                inst = self._instance(region, head)
+                if workers:
+                    nodes = [head, *workers]
+                    inst = msgspec.structs.replace(
+                        inst, node_ids=[str(d["InstanceId"]) for d in nodes],
+                        node_ips=[str(d.get("PrivateIpAddress") or "") for d in nodes],
+                    )  # fmt: skip
+                out.append(inst)
         return out
 
     async def terminate(self, instance_id: str, *, grace_seconds: float = 10) -> None:
@@ -358,12 +366,7 @@ class AwsProvider(Provider):
         except InstanceNotFound:
             return  # nothing of ours: idempotent
         ec2 = self.client("ec2", region)
-        try:
-            await asyncio.to_thread(lambda: ec2.terminate_instances(InstanceIds=[ec2_id]))
-        except BOTO_ERRORS as exc:
-            if error_code(exc) in ("InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"):
-                return
-            raise translate(exc, f"terminate {ec2_id}") from exc
+        await self._call(f"terminate {ec2_id}", lambda: terminate_replica(ec2, ec2_id))
 
     async def release(self, service: str, placements: Sequence[Placement]) -> None:
         """Delete the service's security group in each region once no instance uses it."""

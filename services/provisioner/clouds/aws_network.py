@@ -5,6 +5,10 @@ the log port and any ``resources.ports`` the user asked for, each from the ingre
 nothing else (no SSH). Outbound stays EC2's default (all), which the VM needs for the bootstrap
 call and its setup's downloads. ``wanted_rules`` / ``rule_changes`` are pure; ``ensure_group``
 applies them, so a changed CIDR or port replaces the old rules instead of adding to them.
+
+A multi-node replica's nodes talk to each other on any port (NCCL, torch.distributed, Ray...): its
+launch adds one rule letting every instance in the group reach every other (all protocols, from
+the group itself), which the per-port rules above never remove.
 """
 
 from __future__ import annotations
@@ -65,8 +69,17 @@ def default_vpc(ec2: Any) -> dict[str, Any]:
     return vpc
 
 
-def ensure_group(ec2: Any, service: str, vpc_id: str, want: set[Rule]) -> str:
-    """The group's id, created if missing, its inbound rules made exactly ``want``."""
+def has_self_rule(group: dict[str, Any], group_id: str) -> bool:
+    return any(
+        perm.get("IpProtocol") == "-1"
+        and any(pair.get("GroupId") == group_id for pair in perm.get("UserIdGroupPairs") or [])
+        for perm in group.get("IpPermissions") or []
+    )
+
+
+def ensure_group(ec2: Any, service: str, vpc_id: str, want: set[Rule], *, between_nodes: bool = False) -> str:
+    """The group's id, created if missing, its inbound port rules made exactly ``want``; with
+    ``between_nodes``, also all traffic from the group itself (a multi-node replica's nodes)."""
     name = group_name(service)
     groups = ec2.describe_security_groups(
         Filters=[{"Name": "group-name", "Values": [name]}, {"Name": "vpc-id", "Values": [vpc_id]}]
@@ -86,4 +99,9 @@ def ensure_group(ec2: Any, service: str, vpc_id: str, want: set[Rule]) -> str:
         ec2.revoke_security_group_ingress(GroupId=group_id, IpPermissions=_permissions(remove))
     if add:
         ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=_permissions(add))
+    if between_nodes and not has_self_rule(group, group_id):
+        pair = {"GroupId": group_id, "Description": "stratus: the nodes of a multi-node replica"}
+        ec2.authorize_security_group_ingress(
+            GroupId=group_id, IpPermissions=[{"IpProtocol": "-1", "UserIdGroupPairs": [pair]}]
+        )
     return group_id

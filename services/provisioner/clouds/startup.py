@@ -15,6 +15,11 @@
    STRATUS_* twins, their output appended to ``$STRATUS_ROOT/replica.log``; ``status`` says
    ``setup``, ``running`` or ``exited <code>``.
 
+A node of a multi-node replica (``task.for_node(rank)``: its own one-time token) boots the same
+script: the bootstrap answer also gives it its rank and every node's IP (``node.env``, sourced by
+the runner last: SKYPILOT_NODE_RANK, SKYPILOT_NUM_NODES, SKYPILOT_NODE_IPS newline-separated, head
+first). Every node runs setup and run, as SkyPilot does; probes and traffic go to the head only.
+
 The control plane reads the log with the replica's log token: random per launch, stored
 encrypted under the service's data key (``libs.bootstrap.log_token_for``), handed to the VM only
 in the bootstrap answer. Inline files are bounded by the cloud's
@@ -65,13 +70,14 @@ def _exports(envs: dict[str, str]) -> str:
 
 
 def platform_envs(task: LaunchTask) -> dict[str, str]:
-    """SkyPilot's variables for a single-node replica (so its YAMLs run unchanged) and our twins."""
+    """SkyPilot's variables (so its YAMLs run unchanged) and our twins; a multi-node replica's
+    node IPs come with the bootstrap answer (``node.env``)."""
     gpus, replica = str(task.num_gpus), str(task.replica_id)
     return {
         "SKYPILOT_NUM_GPUS_PER_NODE": gpus,
         "SKYPILOT_SERVE_REPLICA_ID": replica,
-        "SKYPILOT_NODE_RANK": "0",
-        "SKYPILOT_NUM_NODES": "1",
+        "SKYPILOT_NODE_RANK": str(task.node_rank),
+        "SKYPILOT_NUM_NODES": str(task.num_nodes),
         "STRATUS_NUM_GPUS_PER_NODE": gpus,
         "STRATUS_REPLICA_ID": replica,
         "STRATUS_SERVE_REPLICA_ID": replica,
@@ -113,6 +119,7 @@ fi
 . "$STRATUS_ROOT/public.env"
 [ -f "$STRATUS_ROOT/secrets.env" ] && . "$STRATUS_ROOT/secrets.env"
 export SKYPILOT_NODE_IPS="$(hostname -I 2>/dev/null | awk '{print $1}')"
+[ -f "$STRATUS_ROOT/node.env" ] && . "$STRATUS_ROOT/node.env"
 echo unpack > status
 . "$STRATUS_ROOT/unpack.sh" >>"$LOG" 2>&1
 mkdir -p "$WORKDIR"
@@ -140,8 +147,9 @@ def _bootstrap_step(task: LaunchTask) -> str:
     if task.bootstrap is None:
         return ": > secrets.env\n"
     token, url = shlex.quote(task.bootstrap.token), shlex.quote(task.bootstrap.url)
+    nodes = " || [ ! -s node.env ]" if task.num_nodes > 1 else ""
     return (
-        "if [ ! -s secrets.env ] || [ ! -s log_token ]; then\n"
+        f"if [ ! -s secrets.env ] || [ ! -s log_token ]{nodes}; then\n"
         f'  STRATUS_BOOTSTRAP_TOKEN={token} python3 fetch.py {url} "$STRATUS_ROOT"\n'
         "  rc=$?\n"
         '  if [ "$rc" != 0 ]; then\n'
@@ -165,6 +173,11 @@ def render_startup_script(task: LaunchTask, *, log_port: int = DEFAULT_LOG_PORT,
             f"service {task.service!r} has secret envs {sorted(task.secret_names)} but no bootstrap "
             "token: a cloud instance can only fetch secrets with one (the provisioner issues it)"
         )
+    if task.num_nodes > 1 and task.bootstrap is None:
+        raise LaunchError(
+            f"service {task.service!r} has {task.num_nodes} nodes per replica but node {task.node_rank} has "
+            "no bootstrap token: a node learns its peers' addresses with it (the provisioner issues one each)"
+        )
     if task.bootstrap is not None:
         try:
             check_url(task.bootstrap.url)
@@ -177,7 +190,9 @@ def render_startup_script(task: LaunchTask, *, log_port: int = DEFAULT_LOG_PORT,
     server_src = (_HERE / "startup_logserver.py").read_text()
     parts = [
         "#!/bin/bash\n",
-        f"# Stratus replica {task.replica_id} of {task.service!r} (version {task.version}). Generated;\n",
+        f"# Stratus replica {task.replica_id} of {task.service!r} (version {task.version}"
+        + (f", node {task.node_rank} of {task.num_nodes}" if task.num_nodes > 1 else "")
+        + "). Generated;\n",
         "# no secret values here: they are fetched at boot with a one-time bootstrap token.\n",
         "set +x\n",
         "umask 077\n",
