@@ -15,11 +15,9 @@ from pathlib import Path
 import pytest
 
 from libs.events.envelope import RecordedEvent
-from libs.events.projection import LiveProjection
 from libs.events.store import EventStore
 from libs.events.types import (
     Event,
-    Placement,
     Preempted,
     PreemptionRequested,
     PreemptionStarted,
@@ -29,49 +27,18 @@ from libs.events.types import (
     replica_stream,
     service_stream,
 )
-from libs.fleet.projection import FLEET
-from libs.runtime.host import ServiceHost
-from libs.runtime.settings import Settings
-from services.provisioner.clouds.base import Instance, InstanceState, InstanceStatus, LaunchTask, Provider
-from services.provisioner.clouds.errors import LaunchError
 from services.provisioner.main import Provisioner
 from services.provisioner.preemption import Decision, decide
+from tests.fakes.provider import SPEC, FakeCloud, provisioner_on, record_fleet
 
-SPEC = {"service": {"readiness_path": "/", "replicas": 2}, "resources": {"ports": [8080]}}
 
-
-class Cloud(Provider):
+def counting() -> FakeCloud:
     """Instances that run until preempted; every preempt call counted (shared by provisioners)."""
-
-    cloud = "counting"
-
-    def __init__(self) -> None:
-        self.preempts: list[str] = []
-
-    async def launch(self, placement: Placement, task: LaunchTask) -> Instance:
-        raise LaunchError("not used here")
-
-    async def terminate(self, instance_id: str, *, grace_seconds: float = 10) -> None:
-        return None
-
-    async def status(self, instance_id: str) -> InstanceStatus:
-        state = InstanceState.PREEMPTED if instance_id in self.preempts else InstanceState.RUNNING
-        return InstanceStatus(state=state)
-
-    async def list_instances(self, service: str | None = None) -> list[Instance]:
-        return []
-
-    async def preempt(self, instance_id: str, *, grace_seconds: float = 5.0) -> None:
-        await asyncio.sleep(0.05)  # a window for a second provisioner to try too
-        self.preempts.append(instance_id)
+    return FakeCloud(preempt_seconds=0.05)
 
 
-async def provisioner(store: EventStore, home: Path, cloud: Cloud) -> Provisioner:
-    host = ServiceHost("provisioner", Settings(home=home, database_url=store.dsn))
-    host._store = store
-    host._fleet = LiveProjection(FLEET, store, poll_interval=0.1)
-    await host._fleet.start()
-    prov = Provisioner(host, cloud)
+async def provisioner(store: EventStore, home: Path, cloud: FakeCloud) -> Provisioner:
+    prov = await provisioner_on(store, home, cloud)
     prov.claims.lease.pool = store.pool
     assert await prov.claims.lease.try_acquire()  # alive, as a running provisioner's lease is
     return prov
@@ -79,12 +46,7 @@ async def provisioner(store: EventStore, home: Path, cloud: Cloud) -> Provisione
 
 @pytest.fixture
 async def fleet(store: EventStore) -> AsyncIterator[None]:
-    await store.append(service_stream("web"), [ServiceRequested(service="web", spec=SPEC)])
-    for rid in (1, 2):
-        await store.append(replica_stream("web", rid), [
-            ReplicaScheduled(service="web", replica_id=rid),
-            ReplicaLaunched(service="web", replica_id=rid, instance_id=f"i-{rid}", url="http://127.0.0.1:1"),
-        ])  # fmt: skip
+    await record_fleet(store)
     yield
 
 
@@ -102,7 +64,7 @@ async def test_a_preemption_requested_while_no_provisioner_ran_is_acted_on_once(
 ) -> None:
     # Requested while every provisioner is down: no provisioner, no relay, no bus message.
     head = await store.append(replica_stream("web", 1), [PreemptionRequested(service="web", replica_id=1)])
-    cloud = Cloud()
+    cloud = counting()
     a = await provisioner(store, tmp_path / "a", cloud)
     b = await provisioner(store, tmp_path / "b", cloud)
     try:
@@ -134,7 +96,7 @@ async def test_a_claim_whose_holder_died_is_taken_over(
         PreemptionRequested(service="web", replica_id=2),
         PreemptionStarted(service="web", replica_id=2, instance_id="i-2", claimed_by=dead),
     ])  # fmt: skip
-    cloud = Cloud()
+    cloud = counting()
     a = await provisioner(store, tmp_path / "a", cloud)
     try:
         await a.host.fleet.wait_for(await store.last_position(), 10)
@@ -150,7 +112,7 @@ async def test_a_claim_whose_holder_died_is_taken_over(
 async def test_a_live_claim_of_another_instance_is_left_to_it(
     store: EventStore, fleet: None, tmp_path: Path
 ) -> None:
-    cloud = Cloud()
+    cloud = counting()
     a = await provisioner(store, tmp_path / "a", cloud)
     b = await provisioner(store, tmp_path / "b", cloud)
     try:
@@ -210,7 +172,7 @@ async def test_a_preemption_requested_before_the_launch_is_acted_on_once_launche
         PreemptionRequested(service="web", replica_id=1),
         ReplicaLaunched(service="web", replica_id=1, instance_id="i-1", url="http://127.0.0.1:1"),
     ])  # fmt: skip
-    cloud = Cloud()
+    cloud = counting()
     a = await provisioner(store, tmp_path / "a", cloud)
     try:
         await a.host.fleet.wait_for(await store.last_position(), 10)
