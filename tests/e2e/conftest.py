@@ -10,7 +10,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -186,24 +187,39 @@ async def stack_db(postgres_admin_url: str) -> AsyncIterator[str]:
         await _drop_database(postgres_admin_url, name)
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, nats_url: str, stack_db: str) -> Iterator[Stack]:
-    home = tmp_path_factory.mktemp("stratus-home")
+# Control loops fast enough for a test: probes, health checks and resyncs under a second or so,
+# a relaunch after a failure in 1 s, 2 s, 4 s... (5 s, 10 s... by default).
+FAST_LOOPS = {
+    "STRATUS_PROBE_INTERVAL": "0.5",
+    "STRATUS_MONITOR_INTERVAL": "0.5",
+    "STRATUS_RESYNC_INTERVAL": "1.0",
+    "STRATUS_DRAIN_SECONDS": "2",
+    "STRATUS_RETRY_BACKOFF_SECONDS": "1",
+}
+
+
+@contextmanager
+def running_stack(
+    home: Path,
+    nats_url: str,
+    db_url: str,
+    knobs: Mapping[str, str] | None = None,
+    *,
+    inherit: Mapping[str, str] = os.environ,
+) -> Iterator[Stack]:
+    """The whole stack under ``home``, on the session's NATS (a stream of its own) and ``db_url``,
+    with ``inherit`` (the environment by default) under FAST_LOOPS under ``knobs``; stopped after."""
     env = {
-        **os.environ,
+        **inherit,
         "STRATUS_HOME": str(home),
         "NATS_URL": nats_url,
-        "DATABASE_URL": stack_db,
+        "DATABASE_URL": db_url,
         "STRATUS_API_URL": f"http://127.0.0.1:{free_port()}",
         "STRATUS_BUS_PREFIX": f"e2e{uuid.uuid4().hex[:8]}",
         "STRATUS_ROUTER_ID": f"router-e2e-{uuid.uuid4().hex[:6]}",
-        "STRATUS_PROBE_INTERVAL": "0.5",
-        "STRATUS_MONITOR_INTERVAL": "0.5",
-        "STRATUS_RESYNC_INTERVAL": "1.0",
-        "STRATUS_DRAIN_SECONDS": "2",
-        # Relaunch after a failure in 1 s, 2 s, 4 s... (5 s, 10 s... by default).
-        "STRATUS_RETRY_BACKOFF_SECONDS": "1",
         "PYTHONUNBUFFERED": "1",
+        **FAST_LOOPS,
+        **(knobs or {}),
     }
     s = Stack(home, env)
     s.start()
@@ -211,3 +227,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, nats_url: str, stack_db: str
         yield s
     finally:
         s.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, nats_url: str, stack_db: str) -> Iterator[Stack]:
+    with running_stack(tmp_path_factory.mktemp("stratus-home"), nats_url, stack_db) as s:
+        yield s

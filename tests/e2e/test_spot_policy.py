@@ -22,35 +22,9 @@ from typing import Any
 import pytest
 
 from .conftest import Stack
+from .spot import SPEC, alive, settled
 
 NAME = "spotpol"
-SPEC = """\
-service:
-  readiness_probe: /
-  replica_policy:
-    min_replicas: 2
-    num_overprovision: 1
-    dynamic_ondemand_fallback: true
-    spot_placer: dynamic_fallback
-resources:
-  use_spot: true
-  ports: 8080
-run: python -m http.server 8080
-"""
-
-
-def alive(svc: dict[str, Any], spot: bool, status: str = "READY") -> list[int]:
-    return sorted(r["replica_id"] for r in svc["replicas"] if r["use_spot"] == spot and r["status"] == status)
-
-
-def settled(spot: int) -> Any:
-    """``spot`` spot replicas READY, no on-demand left, nothing else alive."""
-
-    def check(svc: dict[str, Any]) -> bool:
-        live = [r for r in svc["replicas"] if r["status"] in ("PENDING", "PROVISIONING", "STARTING", "READY")]
-        return len(alive(svc, True)) == spot and len(live) == spot
-
-    return check
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +43,7 @@ def scheduled_after(stack: Stack, position: int) -> list[dict[str, Any]]:
 
 def preempt(stack: Stack, *replica_ids: int) -> int:
     """Preempt these replicas; returns the log position before the first request."""
-    before = max(e["position"] for e in stack.events(NAME))
+    before = int(max(e["position"] for e in stack.events(NAME)))
     for rid in replica_ids:
         r = stack.cli("debug", "preempt", NAME, str(rid), timeout=30)
         assert r.returncode == 0, r.stdout + r.stderr

@@ -13,8 +13,6 @@ empties at tick 6, taking our replica there), and on on-demand covering the gap.
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,9 +23,9 @@ import pytest
 from bench.spot.sim import POLICIES, simulate
 from bench.spot.traces import Trace, Zone
 from libs.events.types import Preempted, ReplicaLaunched, ReplicaScheduled
-from libs.servers.ports import free_port
 
-from .conftest import Stack
+from .conftest import Stack, running_stack
+from .spot import SPEC, settled
 
 NAME = "spottrace"
 TICK = 3.0
@@ -37,47 +35,20 @@ ZONES = {
     "local-b": [1] * TICKS,
     "local-c": [0] * 3 + [3] * 11,
 }
-SPEC = """\
-service:
-  readiness_probe: /
-  replica_policy:
-    min_replicas: 2
-    num_overprovision: 1
-    dynamic_ondemand_fallback: true
-    spot_placer: dynamic_fallback
-resources:
-  use_spot: true
-  ports: 8080
-run: python -m http.server 8080
-"""
 
 
 @pytest.fixture(scope="module")
 def zoned_stack(tmp_path_factory: pytest.TempPathFactory, nats_url: str, stack_db: str) -> Iterator[Stack]:
     home = tmp_path_factory.mktemp("stratus-zones")
     (home / "local-zones.json").write_text(json.dumps({"tick_seconds": TICK, "zones": ZONES}))
-    env = {
-        **os.environ,
-        "STRATUS_HOME": str(home),
-        "NATS_URL": nats_url,
-        "DATABASE_URL": stack_db,
-        "STRATUS_API_URL": f"http://127.0.0.1:{free_port()}",
-        "STRATUS_BUS_PREFIX": f"e2e{uuid.uuid4().hex[:8]}",
-        "STRATUS_ROUTER_ID": f"router-e2e-{uuid.uuid4().hex[:6]}",
-        "STRATUS_PROBE_INTERVAL": "0.5",
+    # The simulator retries a failed launch every tick: no growing backoff here either.
+    knobs = {
         "STRATUS_MONITOR_INTERVAL": "0.3",
-        "STRATUS_RESYNC_INTERVAL": "1.0",
         "STRATUS_DRAIN_SECONDS": "1",
-        # The simulator retries a failed launch every tick: no growing backoff here either.
         "STRATUS_RETRY_BACKOFF_SECONDS": "0.5",
-        "PYTHONUNBUFFERED": "1",
     }
-    s = Stack(home, env)
-    s.start()
-    try:
+    with running_stack(home, nats_url, stack_db, knobs) as s:
         yield s
-    finally:
-        s.stop()
 
 
 def simulated() -> list[Any]:
@@ -120,16 +91,13 @@ def test_live_run_does_what_the_simulator_says(zoned_stack: Stack, tmp_path: Pat
     r = zoned_stack.cli("up", str(spec), "-n", NAME, "-y", "--async", timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr + zoned_stack.logs_tail()
 
-    def settled(svc: dict[str, Any]) -> bool:
-        events = zoned_stack.events(NAME)
-        live = [x for x in svc["replicas"] if x["status"] in ("PENDING", "PROVISIONING", "STARTING", "READY")]
-        preempted = sum(1 for e in events if e["type"] == "Preempted")
+    def back(svc: dict[str, Any]) -> bool:
         # After local-a emptied (tick 6): spot back to 3 READY (b and c), no on-demand left.
-        spot_ready = all(x["use_spot"] and x["status"] == "READY" for x in live)
-        return preempted >= 1 and len(live) == 3 and spot_ready
+        preempted = any(e["type"] == "Preempted" for e in zoned_stack.events(NAME))
+        return preempted and settled(3)(svc)
 
     what = "preempted in local-a, then 3 spot READY and no on-demand"
-    svc = zoned_stack.wait(NAME, settled, timeout=TICKS * TICK + 40, what=what)
+    svc = zoned_stack.wait(NAME, back, timeout=TICKS * TICK + 40, what=what)
     live = summary_live(zoned_stack.events(NAME))
     sim = summary_sim(simulated())
     detail = f"live {live}, simulator {sim}"
