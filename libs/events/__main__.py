@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from libs.runtime.settings import Settings
+from libs.telemetry.health import HealthEndpoint
 from libs.telemetry.serve import serve_metrics
 from libs.telemetry.tracing import setup_tracing
 
@@ -49,20 +50,22 @@ def relay_main(argv: Sequence[str]) -> int:
         lease_ttl=settings.lease_ttl, standby_interval=settings.lease_renew,
     )  # fmt: skip
 
+    health = HealthEndpoint("relay")  # /healthz on the metrics server, once the relay is connected
+
     async def run() -> int:
         stop = asyncio.Event()
         remove = install_stop_signals(stop)
         try:
             return await serve(
                 args.database_url, args.nats_url, bus=bus, options=options, stop=stop,
-                republish_from=args.republish_from, republish_to=args.republish_to,
+                republish_from=args.republish_from, republish_to=args.republish_to, health=health,
             )  # fmt: skip
         finally:
             remove()
 
     if args.republish_from is not None:
         return asyncio.run(run())
-    url, stop_metrics = serve_metrics("relay", settings.home)  # `stratus local status --json` lists it
+    url, stop_metrics = serve_metrics("relay", settings.home, health)  # `stratus local status` lists it
     logging.getLogger("libs.events.relay").info("relay %s: metrics at %s", args.name, url)
     try:
         return asyncio.run(run())

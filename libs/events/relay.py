@@ -41,7 +41,8 @@ from nats.aio.client import Client as NATS
 from nats.js.api import PubAck
 from opentelemetry.trace import Span
 
-from libs.telemetry.relay_metrics import sample_relay
+from libs.telemetry.health import HealthEndpoint
+from libs.telemetry.relay_metrics import relay_probe, sample_relay
 from libs.telemetry.tracing import end_publish, publish_span, tracing_on
 
 from .bus import BusConfig, OutboxMessage, connect_until_stopped, ensure_stream
@@ -323,8 +324,10 @@ async def _close_quietly(conn: asyncpg.Connection) -> None:
 async def serve(
     database_url: str, nats_url: str, *, bus: BusConfig, options: RelayOptions, stop: asyncio.Event,
     republish_from: int | None = None, republish_to: int | None = None,
+    health: HealthEndpoint | None = None,
 ) -> int:  # fmt: skip
-    """Connect, then relay until ``stop`` (or republish once). Returns a process exit code."""
+    """Connect, then relay until ``stop`` (or republish once). Returns a process exit code.
+    ``health`` (the metrics server's /healthz) is given the relay's probe once it is connected."""
     store = await retry_connect(
         lambda: EventStore.connect(database_url, min_size=1, max_size=2), what="relay", stop=stop
     )
@@ -336,6 +339,8 @@ async def serve(
             return 0
         try:
             relay = Relay(store, nc, bus, options)
+            if health is not None:
+                health.attach(relay_probe(relay, lambda: nc))
             if republish_from is not None:
                 await ensure_stream(relay.js, bus)
                 n = await relay.republish(republish_from, republish_to)

@@ -13,7 +13,9 @@ the start of the stream, and expires after ``STRATUS_CONSUMER_INACTIVE`` unused;
 are pruned below each consumer's floor (``libs/events/tracking.py``).
 
 Failures are loud: a known event the projection cannot decode or fold stops the process (exit
-status 3) with a critical log line naming the position, the stream and why.
+status 3) with a critical log line naming the position, the stream and why. Until it has stopped,
+``GET /healthz`` on the process's metrics server answers 503 saying so, as it does while the store
+or the bus is away (``libs/telemetry/health.py``).
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ class ServiceHost:
         self.latest_causes = LatestCauses()  # for reconciles woken without a message
         self._tasks: list[Callable[[], Awaitable[None]]] = []
         self._tracked: dict[str, list[str]] = {}  # tracked consumer -> its event types
+        self._gauges: list[ConsumerGauges] = []  # each durable consumer's sampled lag (/healthz)
         self._start_time: datetime | None = None
         self._start_position = 0
         self.exit_code = 0
@@ -131,6 +134,7 @@ class ServiceHost:
         retries = Redeliverer(lambda: self.store, cname, handler)  # `stratus dead-letters retry`
         self.loop(1.0, retries.poll, name=f"{cname}: dead-letter retries")
         gauges = ConsumerGauges(lambda: self.js, lambda: self.store, self.bus.stream, cname)
+        self._gauges.append(gauges)
         self.loop(5.0, gauges.sample, name=f"{cname}: metrics")
         self._add_consumer(
             cname,
@@ -273,7 +277,10 @@ class ServiceHost:
                     self._failed(exc)
                     return
                 stack.push_async_callback(self._fleet.stop)
-                stack.callback(start_process_metrics(self.name, self.settings.home, self._fleet))
+                stack.callback(start_process_metrics(
+                    self.name, self.settings.home, self._fleet, bus=lambda: self._nc,
+                    consumers=self._gauges, stopping=self.stop.is_set,
+                ))  # fmt: skip
                 if on_started is not None:
                     await on_started()
                 log.info(

@@ -32,7 +32,10 @@ provisioner (instance-hours and cost: ``usage.UsageCollector``, at scrape time)
 
 from __future__ import annotations
 
+import threading
+
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.registry import REGISTRY, Collector
 
 HANDLED = Counter(
     "stratus_handled_messages", "Bus messages handled by a consumer", ["consumer", "event_type", "outcome"]
@@ -51,3 +54,16 @@ PROJECTION_POSITION = Gauge(
 )
 
 LAUNCHES = Counter("stratus_launches", "Replica launches by cloud and outcome", ["cloud", "outcome"])
+
+
+_registered: set[Collector] = set()
+_registering = threading.Lock()
+
+
+def register_once(collector: Collector) -> None:
+    """Add a scrape-time collector (``router_stats``, ``relay_metrics``) to the default registry
+    the first time it is asked for; later calls do nothing."""
+    with _registering:
+        if collector not in _registered:
+            REGISTRY.register(collector)
+            _registered.add(collector)

@@ -8,6 +8,8 @@
 The published count is read from the relay at scrape time; leadership, offset and head are
 sampled on the event loop every few seconds by ``sample_relay`` (the scrape runs on the metrics
 server's thread, which can neither wait on the loop's connections nor read the loop's clock).
+The same server's ``/healthz`` runs ``relay_probe`` on the loop (``health.py``): leader or
+standby, offset, head and lag, and whether Postgres and NATS are there.
 """
 
 from __future__ import annotations
@@ -16,12 +18,17 @@ import asyncio
 import contextlib
 import logging
 import weakref
-from collections.abc import Iterator
-from typing import Protocol
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
 
 import asyncpg
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.registry import REGISTRY, Collector
+from prometheus_client.registry import Collector
+
+from libs.events.outcomes import TRANSIENT_ERRORS
+
+from .health import QUERY_TIMEOUT, Connection, Probe, Report, bus_state, verdict
+from .metrics import register_once
 
 log = logging.getLogger(__name__)
 
@@ -82,15 +89,11 @@ class _Relays(Collector):
 
 
 _RELAYS = _Relays()
-_registered = False
 
 
 def watch_relay(relay: _Relay) -> None:
     """Report ``relay`` on this process's /metrics (for as long as it lives)."""
-    global _registered
-    if not _registered:
-        REGISTRY.register(_RELAYS)
-        _registered = True
+    register_once(_RELAYS)
     _RELAYS.relays.setdefault(relay, _Sampled())
 
 
@@ -107,3 +110,29 @@ async def sample_relay(relay: _Relay, stop: asyncio.Event, every: float = 5.0) -
             log.debug("relay %s: metrics sample failed: %r", relay.options.name, exc)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), every)
+
+
+def relay_probe(relay: _Relay, bus: Callable[[], Connection | None]) -> Probe:
+    """The relay's /healthz probe: leader or standby, its offset, the log's head and the lag
+    between (queried afresh: the answer is cached by ``HealthEndpoint``, not sampled)."""
+
+    async def probe() -> Report:
+        problems: list[str] = []
+        role = "leader" if relay.is_leader else "standby"
+        info: dict[str, Any] = {"name": relay.options.name, "role": role}
+        try:
+            offset = await asyncio.wait_for(relay.offset(), QUERY_TIMEOUT)
+            head = await asyncio.wait_for(relay.store.last_position(), QUERY_TIMEOUT)
+        except (*TRANSIENT_ERRORS, OSError, asyncpg.PostgresError):
+            store = "unreachable"
+            problems.append("store: unreachable")
+            info.update(offset=None, head=None, lag=-1)
+        else:
+            store = "connected"
+            info.update(offset=offset, head=head, lag=max(0, head - offset))
+        state = bus_state(bus())
+        if state != "connected":
+            problems.append(f"bus: {state}")
+        return verdict("relay", problems, relay=info, store=store, bus=state)
+
+    return probe

@@ -18,7 +18,9 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
-from prometheus_client.registry import REGISTRY, Collector
+from prometheus_client.registry import Collector
+
+from .metrics import register_once
 
 # Upper bounds (seconds) of the latency histogram's buckets; one more bucket for +Inf.
 BOUNDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -159,13 +161,9 @@ class _Routers(Collector):
 
 
 _ROUTERS = _Routers()
-_registered = False
 
 
 def watch_router(router: _Router) -> None:
     """Report ``router``'s endpoints on this process's /metrics (for as long as it lives)."""
-    global _registered
-    if not _registered:
-        REGISTRY.register(_ROUTERS)
-        _registered = True
+    register_once(_ROUTERS)
     _ROUTERS.routers.add(router)

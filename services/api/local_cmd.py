@@ -167,10 +167,10 @@ def _stop_local_replicas(settings: Settings) -> int:
 @local_app.command("status")
 def status(
     as_json: Annotated[
-        bool, typer.Option("--json", help="Components, pids and /metrics URLs as JSON.")
+        bool, typer.Option("--json", help="Components, pids, /metrics URLs and /healthz answers as JSON.")
     ] = False,
 ) -> None:
-    """Show the stack's components, their pids and restarts (and where each serves /metrics)."""
+    """Show the stack's components, their pids, restarts and health (and where each serves /metrics)."""
     settings = Settings.from_env()
     state = _state(settings.home)
     pid = supervisor_pid(settings.home)
@@ -181,10 +181,19 @@ def status(
         typer.echo(json.dumps(local_status(settings, pid, state), indent=2))
         return
     typer.echo(f"Supervisor pid {pid}, home {settings.home}, API {settings.api_url}")
-    typer.echo(f"{'COMPONENT':<12} {'PID':<8} {'STATUS':<8} RESTARTS")
-    comps = state.get("components", {})
-    assert isinstance(comps, dict)
-    for name, info in comps.items():
-        cpid = info.get("pid")
-        up_ = "UP" if _alive(cpid) else "DOWN"
-        typer.echo(f"{name:<12} {cpid or '-'!s:<8} {up_:<8} {info.get('restarts', 0)}")
+    typer.echo(f"{'COMPONENT':<12} {'PID':<8} {'STATUS':<8} {'RESTARTS':<9} HEALTH")
+    for name, info in local_status(settings, pid, state)["components"].items():
+        up_, health = "UP" if info["up"] else "DOWN", _health(info["health"])
+        typer.echo(f"{name:<12} {info['pid'] or '-'!s:<8} {up_:<8} {info['restarts']!s:<9} {health}")
+
+
+def _health(health: dict[str, object] | None) -> str:
+    """A component's /healthz answer in a few words: ok (lag N), or failing: its problems."""
+    if health is None:
+        return "-"
+    lag = health.get("projection", health.get("relay"))
+    lag_text = f" (lag {lag.get('lag')})" if isinstance(lag, dict) else ""
+    if health.get("healthy"):
+        return f"ok{lag_text}"
+    problems = health.get("problems")
+    return "failing: " + ("; ".join(map(str, problems)) if isinstance(problems, list) else "?")
