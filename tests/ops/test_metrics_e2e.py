@@ -5,22 +5,12 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import Stack
-
-ONE = """\
-service:
-  readiness_probe: /
-  replicas: 1
-resources:
-  ports: 8080
-  cpus: 1
-run: python -m http.server 8080
-"""
+from tests.ops.one_service import up_one
 
 
 def value(text: str, name: str, **labels: str) -> float:
@@ -32,12 +22,8 @@ def value(text: str, name: str, **labels: str) -> float:
     return total
 
 
-def test_every_component_serves_metrics_and_the_router_counts_requests(stack: Stack, tmp_path: Path) -> None:
-    spec = tmp_path / "one.yaml"
-    spec.write_text(ONE)
-    r = stack.cli("up", str(spec), "-n", "metered", "-y", "--timeout", "120")
-    assert r.returncode == 0, r.stdout + r.stderr + stack.logs_tail()
-    svc = stack.wait("metered", lambda s: any(x["status"] == "READY" for x in s["replicas"]), what="READY")
+def test_every_component_serves_metrics_and_the_router_counts_requests(stack: Stack) -> None:
+    svc = up_one(stack, "metered")
     with httpx.Client(timeout=10) as http:
         for _ in range(5):
             assert http.get(f"http://{svc['endpoint']}/").status_code == 200

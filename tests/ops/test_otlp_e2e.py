@@ -6,24 +6,14 @@ from the API's request to the router handling the new replica's ReplicaReady."""
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 
 import pytest
 
-from libs.servers.ports import free_port
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import Stack, running_stack
+from tests.ops.one_service import up_one
 from tests.ops.otlp_collector import CollectedSpan, Collector, otlp_collector
 
-ONE = """\
-service:
-  readiness_probe: /
-  replicas: 1
-resources:
-  ports: 8080
-  cpus: 1
-run: python -m http.server 8080
-"""
 COMPONENTS = {"api", "relay", "scheduler", "provisioner", "prober", "router"}
 
 
@@ -38,23 +28,11 @@ def traced_stack(
     tmp_path_factory: pytest.TempPathFactory, nats_url: str, stack_db: str, collector: Collector
 ) -> Iterator[Stack]:
     home = tmp_path_factory.mktemp("stratus-traced")
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
-        "STRATUS_HOME": str(home), "NATS_URL": nats_url, "DATABASE_URL": stack_db,
-        "STRATUS_API_URL": f"http://127.0.0.1:{free_port()}",
-        "STRATUS_BUS_PREFIX": f"otlp{uuid.uuid4().hex[:8]}",
-        "STRATUS_ROUTER_ID": f"router-otlp-{uuid.uuid4().hex[:6]}",
-        "STRATUS_PROBE_INTERVAL": "0.5", "STRATUS_MONITOR_INTERVAL": "0.5", "STRATUS_RESYNC_INTERVAL": "1.0",
-        "STRATUS_DRAIN_SECONDS": "2", "PYTHONUNBUFFERED": "1",
-        # The standard variables: every process exports to the collector, in batches of 0.2 s.
-        "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url, "OTEL_BSP_SCHEDULE_DELAY": "200",
-    }  # fmt: skip
-    s = Stack(home, env)
-    s.start()
-    try:
+    # The standard variables: every process exports to the collector, in batches of 0.2 s.
+    otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url, "OTEL_BSP_SCHEDULE_DELAY": "200"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    with running_stack(home, nats_url, stack_db, otel, inherit=env) as s:
         yield s
-    finally:
-        s.stop()
 
 
 def _ancestors(span: CollectedSpan, by_id: dict[str, CollectedSpan]) -> list[CollectedSpan]:
@@ -69,9 +47,7 @@ def _ancestors(span: CollectedSpan, by_id: dict[str, CollectedSpan]) -> list[Col
 def test_every_process_exports_its_spans_with_otlp_and_one_up_is_one_trace(
     traced_stack: Stack, collector: Collector
 ) -> None:
-    r = traced_stack.api("POST", "/v1/services", json={"name": "otlp", "yaml": ONE})
-    assert r.status_code == 201, r.text
-    traced_stack.wait("otlp", lambda s: any(x["status"] == "READY" for x in s["replicas"]), what="READY")
+    up_one(traced_stack, "otlp")
 
     def routed(spans: list[CollectedSpan]) -> bool:
         requests = [s for s in spans if s.name == "POST /v1/services" and s.component == "api"]
