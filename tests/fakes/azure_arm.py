@@ -14,7 +14,8 @@ Resources live in memory keyed by their lower-cased ARM id. It answers, with rea
 - ``DELETE`` (200, or 204 when the resource is absent, as ARM does); a VM's asynchronously (202
   and an operation; ``Deleting`` until it is polled; its OS disk goes with it).
 
-Faults (``inject``) are matched by method, resource type and region and answered with ARM's error
+Faults (``inject``) are matched by method, resource type, region and optionally a part of the
+resource's name, and answered with ARM's error
 body ``{"error": {"code", "message"}}``; ``on_operation=True`` makes a VM PUT be accepted and its
 async operation then fail with the code, which is how AllocationFailed reaches a real client.
 ``evict`` acts out a spot eviction with eviction policy Delete: the VM and its OS disk vanish, its
@@ -49,6 +50,7 @@ class Fault:
     region: str | None = None
     on_operation: bool = False
     times: int | None = None  # None: every matching request
+    name: str = ""  # only resources whose name contains this ("" for any)
 
 
 @dataclass
@@ -115,7 +117,7 @@ class FakeArm:
             stored = self.resources.get(path.lower())
             if region is None and stored is not None:
                 region = stored.get("location")
-            fault = self._fault(method, rtype, region)
+            fault = self._fault(method, rtype, region, parts[-1] if parts else "")
             if fault is not None and not fault.on_operation:
                 return fault.status, error_body(fault.code, fault.message), {}
             if method == "PUT":
@@ -143,9 +145,9 @@ class FakeArm:
                 return 204, None, {}
             return 405, error_body("MethodNotAllowed", f"{method} is not supported here"), {}
 
-    def _fault(self, method: str, rtype: str, region: str | None) -> Fault | None:
+    def _fault(self, method: str, rtype: str, region: str | None, name: str) -> Fault | None:
         for fault in self.faults:
-            if fault.method != method or fault.resource_type != rtype.lower():
+            if fault.method != method or fault.resource_type != rtype.lower() or fault.name not in name:
                 continue
             if fault.region is not None and fault.region != region:
                 continue

@@ -97,12 +97,7 @@ def _handler(arm: FakeArm) -> type[BaseHTTPRequestHandler]:
             raw = self.rfile.read(length) if length else b""
             body = json.loads(raw) if raw else None
             if self.headers.get("Authorization") != f"Bearer {TOKEN}":
-                status, payload, headers = (
-                    401,
-                    error_body("AuthenticationFailed", "no valid bearer token"),
-                    {},
-                )
-                self._answer(status, payload, headers)
+                self._answer(401, error_body("AuthenticationFailed", "no valid bearer token"), {})
                 return
             try:
                 status, payload, headers = arm.handle(self.command, url.path, parse_qs(url.query), body)

@@ -10,6 +10,12 @@ Delete and max price -1 (pay up to on-demand) for spot, the default GPU image or
 as custom data. Custom data is not shown in the portal but anyone on the VM can read it, which is
 why secret envs travel by the one-time bootstrap token instead (``needs_bootstrap``).
 
+A multi-node replica (``num_nodes > 1``) is one VM per node in the region, each with its own
+node's startup script (its rank and one-time bootstrap token) and tagged with its rank and head;
+their shared NSG also lets the nodes reach each other. The head's id names every node
+(``azure_names.vm_names``): ``status`` aggregates them (``node_status``), ``terminate`` deletes
+them all, ``list_instances`` lists heads only.
+
 Status (``azure_status``) maps the instance view; an evicted spot VM is PREEMPTED. Terminate
 deletes the VM, NIC, IP, NSG and OS disk, each absent one being fine. Errors are translated by
 ``azure_errors``. The SDK is synchronous: every call runs in a thread.
@@ -21,7 +27,6 @@ and the subscription in ``AZURE_SUBSCRIPTION_ID`` (the Azure CLI's convention).
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -38,9 +43,11 @@ from .azure_config import AzureConfig
 from .azure_errors import AUTH_HINT, translate
 from .azure_inventory import delete_replica, list_replicas, replica_status
 from .azure_launch import NETWORK_TIMEOUT_S, Launcher
-from .azure_names import parse_instance_id
+from .azure_names import instance_id as instance_id_of
+from .azure_names import nodes_of, parse_instance_id
 from .base import CloudCheck, Instance, InstanceState, InstanceStatus, LaunchTask, Provider
 from .errors import AuthError, InstanceNotFound, LaunchError, ProviderError, TransientError
+from .node_status import aggregate_nodes
 from .startup import render_startup_script
 
 T = TypeVar("T")
@@ -61,6 +68,7 @@ def throwaway_ssh_key() -> str:
 class AzureProvider(Provider):
     cloud = "azure"
     needs_bootstrap = True
+    multi_node = True  # one VM per node, sharing the head's NSG (azure_launch)
 
     def __init__(
         self,
@@ -111,13 +119,23 @@ class AzureProvider(Provider):
 
     async def launch(self, placement: Placement, task: LaunchTask) -> Instance:
         # It reads the task's workdir and file mounts: off the event loop too.
-        render = functools.partial(render_startup_script, task, log_port=self.config.log_port, cloud="azure")
-        script = await self._call(f"render the startup script of {task.service}", render)
+        nodes = [task.for_node(rank) for rank in range(task.num_nodes)] if task.num_nodes > 1 else [task]
+
+        def render() -> list[str]:
+            return [render_startup_script(n, log_port=self.config.log_port, cloud="azure") for n in nodes]
+
+        scripts = await self._call(f"render the startup script of {task.service}", render)
         return await self._call(
-            f"launch {task.service} replica {task.replica_id}", self._launcher.launch, placement, task, script
+            f"launch {task.service} replica {task.replica_id}",
+            self._launcher.launch,
+            placement,
+            task,
+            scripts,
         )
 
     async def terminate(self, instance_id: str, *, grace_seconds: float = 10) -> None:
+        """Delete the VM and what was launched with it; of a multi-node replica's head, every
+        node's, the workers first (their NICs hold the head's NSG)."""
         # Azure's delete gives the guest no shutdown signal worth waiting for: the router already
         # drained the replica, so grace_seconds is not used.
         del grace_seconds
@@ -126,7 +144,18 @@ class AzureProvider(Provider):
         except InstanceNotFound:
             return
         timeout = max(self.config.operation_timeout_s, NETWORK_TIMEOUT_S)
-        await self._call(f"terminate {instance_id}", delete_replica, self._clients, group, vm, timeout)
+        head, *workers = nodes_of(vm)
+        results = await asyncio.gather(
+            *(
+                self._call(f"terminate {group}/{w}", delete_replica, self._clients, group, w, timeout)
+                for w in workers
+            ),
+            return_exceptions=True,
+        )
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:  # the head stays, so terminating it again covers every node
+            raise failed[0]
+        await self._call(f"terminate {instance_id}", delete_replica, self._clients, group, head, timeout)
 
     async def release(self, service: str, placements: Sequence[Placement]) -> None:
         """Delete the service's leftover network resources, and each region's resource group
@@ -142,11 +171,16 @@ class AzureProvider(Provider):
             )
 
     async def status(self, instance_id: str) -> InstanceStatus:
+        """The VM's state; of a multi-node replica's head, every node's, aggregated (node_status)."""
         try:
             group, vm = parse_instance_id(instance_id)
         except InstanceNotFound as exc:
             return InstanceStatus(state=InstanceState.NOT_FOUND, detail=str(exc))
-        return await self._call(f"read VM {instance_id}", replica_status, self._clients, group, vm)
+        vms = nodes_of(vm)
+        found = await asyncio.gather(
+            *(self._call(f"read VM {group}/{n}", replica_status, self._clients, group, n) for n in vms)
+        )
+        return aggregate_nodes([(instance_id_of(group, n), st) for n, st in zip(vms, found, strict=True)])
 
     async def preempt(self, instance_id: str, *, grace_seconds: float = 5.0) -> None:
         """Have Azure evict a spot VM (``simulateEviction``), a real eviction: the guest gets the

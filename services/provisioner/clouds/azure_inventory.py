@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import msgspec
 from azure.core.exceptions import ResourceNotFoundError
 from azure.core.polling import LROPoller
 from azure.mgmt.compute import models as cm
@@ -118,11 +119,34 @@ def as_instance(machine: cm.VirtualMachine, log_port: int) -> Instance | None:
     )
 
 
+def with_nodes(head: Instance, ips: dict[str, str]) -> Instance:
+    """``head`` with its nodes' ids, and their private IPs (``ips``: instance id -> IP, from the
+    nodes' tags) when every node has one; a single-node replica as it is."""
+    group, vm = names.parse_instance_id(head.instance_id)
+    vms = names.nodes_of(vm)
+    if len(vms) == 1:
+        return head
+    ids = [names.instance_id(group, n) for n in vms]
+    found = [ips.get(i, "") for i in ids]
+    return msgspec.structs.replace(
+        head,
+        node_ids=ids,
+        node_ips=found if all(found) else [],
+        details={**head.details, "nodes": str(len(vms))},
+    )
+
+
 def list_replicas(clients: AzureClients, service: str | None, log_port: int) -> list[Instance]:
+    """Stratus's replicas (heads and single VMs; a multi-node replica's workers fill its head)."""
+    machines = [m for m in clients.compute.virtual_machines.list_all() if names.is_stratus(m.tags, service)]
+    ips = {
+        names.instance_id(m.id.split("/")[4], m.name): (m.tags or {}).get(names.TAG_PRIVATE_IP, "")
+        for m in machines
+        if m.id and m.name
+    }
     out: list[Instance] = []
-    for machine in clients.compute.virtual_machines.list_all():
-        if names.is_stratus(machine.tags, service):
-            inst = as_instance(machine, log_port)
-            if inst is not None:
-                out.append(inst)
+    for machine in machines:
+        inst = None if names.is_worker(machine.tags) else as_instance(machine, log_port)
+        if inst is not None:
+            out.append(with_nodes(inst, ips))
     return sorted(out, key=lambda i: (i.service, i.replica_id, i.instance_id))

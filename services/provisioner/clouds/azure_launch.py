@@ -5,6 +5,11 @@ port, the log port and the task's ports from ``source_ranges`` only), its public
 URL uses one), its NIC, then the VM itself, waiting (bounded) for the creation to finish, since
 allocation failures (AllocationFailed...) arrive on that operation, not on the PUT. Whatever
 fails, everything this launch created is deleted again before the error is raised.
+
+A multi-node replica: one NSG (the head's) for every node, then each node's public IP and NIC,
+then the NSG again, now also allowing everything from the nodes' private addresses (the NSG
+otherwise denies VNet traffic), then the VMs, created together, each with its own node's
+startup script and the node tags. If any node fails, every node is deleted, workers first.
 """
 
 from __future__ import annotations
@@ -90,34 +95,36 @@ class Launcher:
             with self._lock:
                 self._subnets.pop(region, None)
 
-    def launch(self, placement: Placement, task: LaunchTask, script: str) -> Instance:
+    def launch(self, placement: Placement, task: LaunchTask, scripts: list[str]) -> Instance:
+        """Launch the replica: one VM per script (by node rank; one for a single node)."""
         if placement.cloud != "azure" or not placement.region:
             raise LaunchError(f"not an Azure placement (cloud and region needed): {placement!r}")
         with self._lock:
             self._active[placement.region] = self._active.get(placement.region, 0) + 1
         try:
-            return self._launch(placement, task, script)
+            return self._launch(placement, task, scripts)
         finally:
             with self._lock:
                 self._active[placement.region] -= 1
 
-    def _launch(self, placement: Placement, task: LaunchTask, script: str) -> Instance:
+    def _launch(self, placement: Placement, task: LaunchTask, scripts: list[str]) -> Instance:
         cfg, net, region = self.config, self.clients.network, placement.region
         # Validated before any resource exists, so a bad task leaves nothing behind.
-        data = specs.custom_data(script)
+        data = [specs.custom_data(script) for script in scripts]
         gpu = bool(placement.accelerators) or task.num_gpus > 0
         image = specs.image_reference(task.image_for(region), gpu=gpu, vm_size=placement.instance_type)
         ports = specs.open_ports(task.service_port, cfg.log_port, task.ports)
         sources = cfg.ingress_ranges()
-        group, vm = cfg.resource_group(region), names.vm_name(task.service, task.replica_id)
+        group, vms = cfg.resource_group(region), names.vm_names(task.service, task.replica_id, len(scripts))
+        head, multi = vms[0], len(vms) > 1
         doing = f"prepare resource group {group} and VNet {cfg.vnet_name} in {region}"
         try:
             subnet_id = self._subnet(region)
         except Exception as exc:
             raise translate(exc, doing) from exc
 
-        def tag(url: str) -> dict[str, str]:
-            return names.tags(
+        def tag(rank: int, url: str, private: str = "") -> dict[str, str]:
+            found = names.tags(
                 service=task.service,
                 replica_id=task.replica_id,
                 version=task.version,
@@ -125,88 +132,112 @@ class Launcher:
                 url=url,
                 price=placement.price_per_hour,
                 accelerators=dict(placement.accelerators),
-                vm=vm,
+                vm=vms[rank],
             )
+            if multi:
+                found.update(names.node_tags(rank=rank, head=head, private_ip=private))
+            return found
 
+        nodes: list[tuple[str, str, str]] = []  # (NIC id, private address, URL address) by rank
         try:
-            doing = f"create network security group {names.nsg_name(vm)}"
+            # One NSG for every node of the replica (the head's): its nodes reach each other.
+            doing = f"create network security group {names.nsg_name(head)}"
             nsg = wait(
                 net.network_security_groups.begin_create_or_update(
-                    group, names.nsg_name(vm), specs.security_group(region, ports, sources, tag(""))
+                    group, names.nsg_name(head), specs.security_group(region, ports, sources, tag(0, ""))
                 ),
                 NETWORK_TIMEOUT_S,
                 doing,
             )
-            ip_id, public = None, ""
-            if cfg.address == "public":
-                doing = f"create public IP {names.ip_name(vm)}"
-                ip = wait(
-                    net.public_ip_addresses.begin_create_or_update(
-                        group, names.ip_name(vm), specs.public_ip(region, tag(""))
-                    ),
+            for rank, vm in enumerate(vms):
+                ip_id, public = None, ""
+                if cfg.address == "public":
+                    doing = f"create public IP {names.ip_name(vm)}"
+                    ip = wait(
+                        net.public_ip_addresses.begin_create_or_update(
+                            group, names.ip_name(vm), specs.public_ip(region, tag(rank, ""))
+                        ),
+                        NETWORK_TIMEOUT_S,
+                        doing,
+                    )
+                    ip_id, public = ip.id, ip.ip_address or ""
+                doing = f"create NIC {names.nic_name(vm)}"
+                body = specs.network_interface(
+                    region, subnet_id=subnet_id, nsg_id=nsg.id or "", ip_id=ip_id, tags=tag(rank, "")
+                )
+                nic = wait(
+                    net.network_interfaces.begin_create_or_update(group, names.nic_name(vm), body),
                     NETWORK_TIMEOUT_S,
                     doing,
                 )
-                ip_id, public = ip.id, ip.ip_address or ""
-            doing = f"create NIC {names.nic_name(vm)}"
-            body = specs.network_interface(
-                region, subnet_id=subnet_id, nsg_id=nsg.id or "", ip_id=ip_id, tags=tag("")
-            )
-            nic = wait(
-                net.network_interfaces.begin_create_or_update(group, names.nic_name(vm), body),
-                NETWORK_TIMEOUT_S,
-                doing,
-            )
-            configs = nic.ip_configurations or []
-            private = (configs[0].private_ip_address or "") if configs else ""
-            address = public if cfg.address == "public" else private
-            if not address:
-                raise TransientError(f"{doing}: Azure gave no {cfg.address} address yet")
-            url = f"http://{address}:{task.service_port}"
+                configs = nic.ip_configurations or []
+                private = (configs[0].private_ip_address or "") if configs else ""
+                address = public if cfg.address == "public" else private
+                if not address or (multi and not private):
+                    raise TransientError(f"{doing}: Azure gave no {cfg.address} address yet")
+                nodes.append((nic.id or "", private, address))
+            if multi:
+                doing = f"open network security group {names.nsg_name(head)} to the replica's nodes"
+                peers = [private for _nic, private, _address in nodes]
+                body_nsg = specs.security_group(region, ports, sources, tag(0, ""), peers=peers)
+                wait(
+                    net.network_security_groups.begin_create_or_update(group, names.nsg_name(head), body_nsg),
+                    NETWORK_TIMEOUT_S,
+                    doing,
+                )
             kind = "spot" if placement.use_spot else "on-demand"
-            doing = f"create VM {vm} ({placement.instance_type}, {kind}) in {region}"
-            machine = specs.virtual_machine(
-                placement,
-                name=vm,
-                disk=names.disk_name(vm),
-                nic_id=nic.id or "",
-                image=image,
-                custom_data_b64=data,
-                disk_size_gb=task.disk_size or cfg.disk_size_gb,
-                config=cfg,
-                ssh_public_key=self.ssh_public_key,
-                tags=tag(url),
-            )
-            wait(
-                self.clients.compute.virtual_machines.begin_create_or_update(group, vm, machine),
-                cfg.operation_timeout_s,
-                doing,
-            )
+            started = []
+            for rank, (vm, (nic_id, private, address)) in enumerate(zip(vms, nodes, strict=True)):
+                doing = f"create VM {vm} ({placement.instance_type}, {kind}) in {region}"
+                machine = specs.virtual_machine(
+                    placement,
+                    name=vm,
+                    disk=names.disk_name(vm),
+                    nic_id=nic_id,
+                    image=image,
+                    custom_data_b64=data[rank],
+                    disk_size_gb=task.disk_size or cfg.disk_size_gb,
+                    config=cfg,
+                    ssh_public_key=self.ssh_public_key,
+                    tags=tag(rank, f"http://{address}:{task.service_port}", private),
+                )
+                poller = self.clients.compute.virtual_machines.begin_create_or_update(group, vm, machine)
+                started.append((doing, poller))
+            # The nodes are created together: once the first is done the others mostly are too.
+            for doing, poller in started:  # ``doing`` then names the node that failed
+                wait(poller, cfg.operation_timeout_s, doing)
         except Exception as exc:
             error = translate(exc, doing)
-            self._clean_up(group, vm, error)
+            self._clean_up(group, vms, error)
             with self._lock:  # the VNet may be what failed (deleted meanwhile): check it again next time
                 self._subnets.pop(region, None)
             raise error from exc
+        _nic, private, address = nodes[0]
         details = {
             "resource_group": group,
-            "vm_name": vm,
+            "vm_name": head,
             "private_ip": private,
-            "public_ip": public,
+            "public_ip": address if cfg.address == "public" else "",
             "priority": "Spot" if placement.use_spot else "Regular",
             "log_url": f"http://{address}:{cfg.log_port}",
         }
+        if multi:
+            details["nodes"] = str(len(vms))
         return Instance(
-            instance_id=names.instance_id(group, vm),
+            instance_id=names.instance_id(group, head),
             service=task.service,
             replica_id=task.replica_id,
-            url=url,
+            url=f"http://{address}:{task.service_port}",
             placement=placement,
             details=details,
+            node_ids=[names.instance_id(group, vm) for vm in vms] if multi else [],
+            node_ips=[private for _nic, private, _address in nodes] if multi else [],
         )
 
-    def _clean_up(self, group: str, vm: str, error: Exception) -> None:
-        try:
-            delete_replica(self.clients, group, vm, NETWORK_TIMEOUT_S)
-        except (AzureError, TransientError) as exc:
-            log.warning("launch of %s failed (%s) and its clean-up too: %s", vm, error, exc)
+    def _clean_up(self, group: str, vms: list[str], error: Exception) -> None:
+        # Workers first: their NICs hold the head's NSG, which goes with the head.
+        for vm in reversed(vms):
+            try:
+                delete_replica(self.clients, group, vm, NETWORK_TIMEOUT_S)
+            except (AzureError, TransientError) as exc:
+                log.warning("launch of %s failed (%s) and its clean-up too: %s", vm, error, exc)

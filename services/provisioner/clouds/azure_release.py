@@ -47,7 +47,8 @@ def orphan_vms(clients: AzureClients, group: str, service: str) -> list[str]:
         if _in_group(r, group) and (r.tags or {}).get(names.TAG_SERVICE) == service
     }
     out: list[str] = []
-    for vm in sorted(vms - {""}):
+    # A multi-node replica's workers before its head: their NICs hold the head's NSG.
+    for vm in sorted(vms - {""}, key=lambda v: (len(names.nodes_of(v)) > 1, v)):
         try:
             clients.compute.virtual_machines.get(group, vm)
         except ResourceNotFoundError:

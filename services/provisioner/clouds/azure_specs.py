@@ -81,9 +81,15 @@ def open_ports(service_port: int, log_port: int, extra: Sequence[int]) -> list[i
 
 
 def security_group(
-    location: str, ports: Sequence[int], sources: Sequence[str], tags: dict[str, str]
+    location: str,
+    ports: Sequence[int],
+    sources: Sequence[str],
+    tags: dict[str, str],
+    *,
+    peers: Sequence[str] = (),
 ) -> nm.NetworkSecurityGroup:
-    """Allow ``ports`` from ``sources`` only; deny every other inbound, VNet traffic included."""
+    """Allow ``ports`` from ``sources`` only, and everything from ``peers`` (a multi-node replica's
+    nodes, which share the NSG); deny every other inbound, VNet traffic included."""
     rules = [
         nm.SecurityRule(
             name=f"stratus-allow-{port}",
@@ -100,6 +106,22 @@ def security_group(
         )
         for i, port in enumerate(ports)
     ]
+    if peers:
+        rules.append(
+            nm.SecurityRule(
+                name="stratus-allow-nodes",
+                properties=nm.SecurityRulePropertiesFormat(
+                    protocol="*",
+                    direction="Inbound",
+                    access="Allow",
+                    priority=FIRST_RULE_PRIORITY + len(rules),
+                    source_address_prefixes=[f"{ip}/32" for ip in peers],
+                    source_port_range="*",
+                    destination_address_prefix="*",
+                    destination_port_range="*",
+                ),
+            )
+        )
     rules.append(
         nm.SecurityRule(
             name="stratus-deny-other-inbound",
