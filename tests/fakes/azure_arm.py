@@ -12,7 +12,8 @@ Resources live in memory keyed by their lower-cased ARM id. It answers, with rea
   ``$expand=instanceView`` carries its instance view; ``GET .../instanceView`` too.
 - ``GET`` of subscription-wide lists (``/subscriptions/S/providers/NS/TYPE``) as ``{"value": [...]}``.
 - ``DELETE`` (200, or 204 when the resource is absent, as ARM does); a VM's asynchronously (202
-  and an operation; ``Deleting`` until it is polled; its OS disk goes with it).
+  and an operation; ``Deleting`` until it is polled; its OS disk goes with it); an NSG that a NIC
+  still references is refused (400 ``InUseNetworkSecurityGroup``).
 
 Faults (``inject``) are matched by method, resource type, region and optionally a part of the
 resource's name, and answered with ARM's error
@@ -125,6 +126,9 @@ class FakeArm:
             if method == "DELETE":
                 if stored is not None and rtype == "virtualmachines":
                     return self._delete_vm(path, parts, stored)
+                if stored is not None and rtype == "networksecuritygroups" and self._nsg_in_use(path):
+                    message = f"Network security group {path} cannot be deleted because it is in use"
+                    return 400, error_body("InUseNetworkSecurityGroup", message), {}
                 if self.resources.pop(path.lower(), None) is None:
                     return 204, None, {}
                 if rtype == "resourcegroups":  # ARM deletes what the group holds with it
@@ -144,6 +148,14 @@ class FakeArm:
                 self._evict(vm_id)  # Azure takes up to some minutes; the fake evicts at once
                 return 204, None, {}
             return 405, error_body("MethodNotAllowed", f"{method} is not supported here"), {}
+
+    def _nsg_in_use(self, path: str) -> bool:
+        """Whether a NIC still references the NSG (ARM refuses to delete it then)."""
+        return any(
+            r["type"] == "Microsoft.Network/networkInterfaces"
+            and r["properties"].get("networkSecurityGroup", {}).get("id", "").lower() == path.lower()
+            for r in self.resources.values()
+        )
 
     def _fault(self, method: str, rtype: str, region: str | None, name: str) -> Fault | None:
         for fault in self.faults:

@@ -166,6 +166,20 @@ async def test_terminate_deletes_every_node_even_when_the_head_is_gone(
     assert stratus_resources(arm) == []
 
 
+async def test_release_deletes_what_evicted_nodes_left_workers_before_the_head(
+    arm: FakeArm, make_provider: MakeProvider
+) -> None:
+    provider = make_provider()
+    inst = await provider.launch(A100, cluster_task(3))
+    group, head = inst.instance_id.split("/")
+    for vm in azure_names.nodes_of(head):  # every node evicted: their NICs, IPs and the NSG stay
+        arm.evict(vm_path(group, vm))
+    assert len(stratus_resources(arm)) == 3 * 2 + 1
+    await provider.release("llm", [A100])  # the NSG goes only once no NIC holds it
+    assert stratus_resources(arm) == []
+    assert arm.of_type("Microsoft.Resources/resourceGroups") == []
+
+
 @pytest.mark.parametrize("failing", ["-n0of3", "-n2of3"])
 async def test_a_node_without_capacity_deletes_every_node_and_raises_as_one_node_would(
     arm: FakeArm, make_provider: MakeProvider, failing: str
