@@ -1,6 +1,7 @@
 """GET /healthz on every process's metrics server: a real scheduler process and a real relay
-answer 200 with their lag; a service host answers 503 once its projection has failed and while
-its NATS server is gone (and 200 again once it is back); `stratus local status` shows it."""
+answer 200 with their lag; a service host answers 503 once its projection has failed, while its
+NATS server or its Postgres is gone (and 200 again once it is back); every component of a whole
+stack answers, and `stratus local status` shows it."""
 
 from __future__ import annotations
 
@@ -27,10 +28,12 @@ from libs.events.types import ServiceRequested, service_stream
 from libs.runtime.host import EXIT_PROJECTION_FAILED, ServiceHost
 from libs.runtime.settings import Settings
 from libs.servers.nats_server import NatsServer
+from libs.servers.postgres_server import PostgresServer
 from libs.telemetry.health import HealthEndpoint
 from libs.telemetry.serve import metrics_endpoints, serve_metrics
 from services.api.local_cmd import local_app
 from tests.conftest import stack_stream
+from tests.e2e.conftest import Stack
 from tests.events.helpers import append_raw
 
 Body = dict[str, Any]
@@ -140,12 +143,16 @@ async def test_a_service_process_answers_healthz_with_its_lag_and_local_status_s
     assert row.split()[1:3] == [str(proc.pid), "UP"] and re.search(r" ok \(lag \d+\)$", row), row
 
 
+Run = tuple[asyncio.Event, "asyncio.Task[None]"]
+
+
 @pytest.fixture
-async def running() -> AsyncIterator[Callable[[ServiceHost], Awaitable[asyncio.Event]]]:
-    """Run a host in this loop; it stays up (serving /healthz) after a stop until released."""
+async def running() -> AsyncIterator[Callable[[ServiceHost], Awaitable[Run]]]:
+    """Run a host in this loop; it stays up (serving /healthz) after a stop until ``released``
+    is set; the task ends with it."""
     runs: list[tuple[ServiceHost, asyncio.Task[None], asyncio.Event]] = []
 
-    async def start(host: ServiceHost) -> asyncio.Event:
+    async def start(host: ServiceHost) -> Run:
         released = asyncio.Event()
 
         async def held() -> None:  # a service's slow shutdown: /healthz still answers meanwhile
@@ -153,8 +160,9 @@ async def running() -> AsyncIterator[Callable[[ServiceHost], Awaitable[asyncio.E
             await released.wait()
 
         host.task(held)
-        runs.append((host, asyncio.create_task(host.run()), released))
-        return released
+        task = asyncio.create_task(host.run())
+        runs.append((host, task, released))
+        return released, task
 
     yield start
     for host, task, released in runs:
@@ -165,11 +173,11 @@ async def running() -> AsyncIterator[Callable[[ServiceHost], Awaitable[asyncio.E
 
 async def test_a_failed_projection_is_a_503_naming_the_event(
     store: EventStore, nats_url: str, unique: str, tmp_path: Path,
-    running: Callable[[ServiceHost], Awaitable[asyncio.Event]],
+    running: Callable[[ServiceHost], Awaitable[Run]],
 ) -> None:  # fmt: skip
     settings = Settings(home=tmp_path, database_url=store.dsn, nats_url=nats_url, bus_prefix=f"t{unique}")
     host = ServiceHost("healthz-poisoned", settings)
-    released = await running(host)
+    released, _ = await running(host)
     url = await healthz_url(tmp_path, "healthz-poisoned")
     await healthz_until(url, lambda status, body: status == 200 and body["bus"] == "connected", "healthy")
 
@@ -187,7 +195,7 @@ async def test_a_failed_projection_is_a_503_naming_the_event(
 
 
 async def test_the_bus_gone_is_a_503_and_its_return_a_200(
-    store: EventStore, unique: str, tmp_path: Path, running: Callable[[ServiceHost], Awaitable[asyncio.Event]]
+    store: EventStore, unique: str, tmp_path: Path, running: Callable[[ServiceHost], Awaitable[Run]]
 ) -> None:
     nats = NatsServer(tmp_path / "nats")
     nats.start()
@@ -207,6 +215,39 @@ async def test_the_bus_gone_is_a_503_and_its_return_a_200(
         assert body["bus"] == "connected" and body["problems"] == []
     finally:
         nats.stop()
+
+
+async def test_the_store_gone_is_a_503_and_its_return_a_200(
+    nats_url: str, unique: str, tmp_path: Path, running: Callable[[ServiceHost], Awaitable[Run]]
+) -> None:
+    pg = PostgresServer(tmp_path / "pg")
+    await asyncio.to_thread(pg.start)
+    try:
+        settings = Settings(home=tmp_path, database_url=pg.url, nats_url=nats_url, bus_prefix=f"t{unique}")
+        host = ServiceHost("healthz-store", settings)
+        released, task = await running(host)
+        url = await healthz_url(tmp_path, "healthz-store")
+        await healthz_until(
+            url, lambda status, body: status == 200 and body["store"] == "connected", "healthy"
+        )
+
+        await asyncio.to_thread(pg.stop)
+        body = await healthz_until(url, lambda status, _: status == 503, "503 with Postgres gone")
+        assert body["store"] == "unreachable" and "store: unreachable" in body["problems"]
+        assert (
+            body["projection"]["lag"] == -1
+            and body["projection"]["failure"] == ""
+            and body["bus"] == "connected"
+        )
+
+        await asyncio.to_thread(pg.start)
+        body = await healthz_until(url, lambda status, _: status == 200, "200 with Postgres back")
+        assert body["store"] == "connected" and body["projection"]["lag"] >= 0 and body["problems"] == []
+        host.stop.set()  # before Postgres goes for good: the host writes its snapshot on the way out
+        released.set()
+        await asyncio.wait_for(task, 30)
+    finally:
+        await asyncio.to_thread(pg.stop)
 
 
 async def test_the_relay_answers_healthz_as_leader_and_as_standby(
@@ -248,6 +289,27 @@ async def test_the_relay_answers_healthz_as_leader_and_as_standby(
         stop.set()
         await asyncio.wait_for(standby, 30)
         stop_server()
+
+
+HOSTS = ("scheduler", "provisioner", "prober", "autoscaler", "router")
+
+
+def test_every_component_of_the_stack_answers_healthz(stack: Stack) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        comps = json.loads(stack.cli("local", "status", "--json", check=True).stdout)["components"]
+        healthy = {name: bool((c["health"] or {}).get("healthy")) for name, c in comps.items()}
+        if all(healthy.values()) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert set(healthy) >= {"api", "relay", *HOSTS} and all(healthy.values()), comps
+    for name in HOSTS:
+        health = comps[name]["health"]
+        assert health["component"] == name and health["bus"] == "connected", health
+        assert health["projection"]["lag"] >= 0 and health["projection"]["failure"] == "", health
+    assert "scheduler" in comps["scheduler"]["health"]["consumers"]  # its durable consumer
+    assert comps["relay"]["health"]["relay"]["role"] == "leader"
+    assert "projection" in comps["api"]["health"] and "bus" not in comps["api"]["health"]
 
 
 def test_an_answer_is_reused_for_a_second() -> None:
