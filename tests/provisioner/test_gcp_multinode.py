@@ -3,17 +3,19 @@ one VM per node, each with its own rank and bootstrap token; the head's id cover
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
 from services.provisioner.clouds import gcp_names
 from services.provisioner.clouds.base import Bootstrap, InstanceState, LaunchTask
-from services.provisioner.clouds.errors import CapacityError
+from services.provisioner.clouds.errors import CapacityError, TransientError
 from services.provisioner.clouds.gcp_firewall import NODES_DESCRIPTION
 from tests.fakes.gcp_server import FakeCompute
 
 from .gcp_fixtures import fake, inserted, make_provider, metadata, placement, task
+from .helpers import eventually
 
 __all__ = ["fake"]
 ZONE = "us-central1-a"
@@ -156,6 +158,32 @@ async def test_a_node_without_capacity_deletes_the_others_and_raises_as_one_node
     assert await provider.list_instances() == []
     inst = await provider.launch(placement("us-central1-b"), cluster_task(3))  # the zone next door
     assert len(inst.node_ids) == 3 and len(fake.instances) == 3
+    await provider.close()
+
+
+async def test_a_failed_insert_call_on_a_worker_deletes_every_node(fake: FakeCompute) -> None:
+    fake.inject("insert", ZONE, 503, "backendError", "try again", name="-n1of3")
+    provider = make_provider(fake)
+    with pytest.raises(TransientError):
+        await provider.launch(placement(ZONE), cluster_task(3))
+    assert fake.instances == {}
+    await provider.close()
+
+
+async def test_a_cancelled_launch_deletes_the_nodes_it_created(fake: FakeCompute) -> None:
+    fake.hold_operations = True  # the inserts are accepted and never finish
+    provider = make_provider(fake)
+    launch = asyncio.create_task(provider.launch(placement(ZONE), cluster_task(3)))
+
+    async def created() -> int:
+        return len(fake.instances)
+
+    assert await eventually(created, lambda n: n == 3) == 3
+    launch.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await launch
+    assert fake.instances == {}
+    fake.hold_operations = False  # the waits still running in their threads end now
     await provider.close()
 
 
