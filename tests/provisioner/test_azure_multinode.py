@@ -66,6 +66,7 @@ async def test_launch_creates_one_vm_per_node_with_its_rank_token_and_a_shared_n
         assert tags["stratus-private-ip"] == inst.node_ips[rank]
         script = base64.b64decode(body["properties"]["osProfile"]["customData"]).decode()
         assert f"node-token-{rank}" in script
+        assert f"export SKYPILOT_NODE_RANK={rank}\n" in script and "export SKYPILOT_NUM_NODES=3\n" in script
         assert not any(f"node-token-{other}" in script for other in range(3) if other != rank)
         nic = nics[azure_names.nic_name(vms[rank])].body["properties"]
         assert nic["networkSecurityGroup"]["id"].endswith(

@@ -48,6 +48,7 @@ async def test_launch_creates_one_vm_per_node_with_its_rank_token_and_private_ip
         assert body["machineType"] == "zones/us-central1-a/machineTypes/n1-standard-8"
         script = metadata(body)["startup-script"]
         assert f"node-token-{rank}" in script
+        assert f"export SKYPILOT_NODE_RANK={rank}\n" in script and "export SKYPILOT_NUM_NODES=3\n" in script
         assert not any(f"node-token-{other}" in script for other in range(3) if other != rank)
     assert inst.instance_id == f"{ZONE}/{head}"
     assert inst.node_ids == [f"{ZONE}/{b['name']}" for b in bodies]
