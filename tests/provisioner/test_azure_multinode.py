@@ -111,6 +111,10 @@ async def test_list_instances_shows_heads_only_with_their_nodes(
     found = listed[cluster.instance_id]
     assert (found.node_ids, found.node_ips, found.url) == (cluster.node_ids, cluster.node_ips, cluster.url)
     assert (listed[single.instance_id].node_ids, listed[single.instance_id].node_ips) == ([], [])
+    group, head = cluster.instance_id.split("/")
+    arm.evict(vm_path(group, azure_names.nodes_of(head)[2]))  # a worker gone: no partial IP list
+    [found] = [i for i in await provider.list_instances() if i.instance_id == cluster.instance_id]
+    assert (found.node_ids, found.node_ips) == (cluster.node_ids, [])
 
 
 async def test_status_aggregates_every_node(arm: FakeArm, make_provider: MakeProvider) -> None:

@@ -85,6 +85,10 @@ async def test_list_instances_shows_heads_only_with_their_nodes(fake: FakeComput
     found = listed[cluster.instance_id]
     assert (found.node_ids, found.node_ips, found.replica_id) == (cluster.node_ids, cluster.node_ips, 4)
     assert (listed[single.instance_id].node_ids, listed[single.instance_id].node_ips) == ([], [])
+    with fake.lock:  # a worker gone: the head still lists its nodes, but no partial IP list
+        del fake.instances[(ZONE, names_of(cluster.instance_id)[2])]
+    [found] = [i for i in await restarted.list_instances() if i.instance_id == cluster.instance_id]
+    assert (found.node_ids, found.node_ips) == (cluster.node_ids, [])
     await provider.close()
     await restarted.close()
 
