@@ -50,11 +50,15 @@ def test_every_process_exports_its_spans_with_otlp_and_one_up_is_one_trace(
     up_one(traced_stack, "otlp")
 
     def routed(spans: list[CollectedSpan]) -> bool:
+        # Each process exports on its own schedule: the router's span of handling ReplicaReady
+        # can arrive before the prober's that caused it, so wait for every component's too.
         requests = [s for s in spans if s.name == "POST /v1/services" and s.component == "api"]
-        return bool(requests) and any(
-            s.name == "handle ReplicaReady" and s.component == "router" and s.trace_id == requests[0].trace_id
-            for s in spans
-        )  # fmt: skip
+        if not requests:
+            return False
+        in_trace = [s for s in spans if s.trace_id == requests[0].trace_id]
+        return {s.component for s in in_trace} >= COMPONENTS and any(
+            s.name == "handle ReplicaReady" and s.component == "router" for s in in_trace
+        )
 
     spans = collector.wait_for(routed, within=60)
     (request,) = [s for s in spans if s.name == "POST /v1/services" and s.component == "api"]
