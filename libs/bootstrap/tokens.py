@@ -242,12 +242,13 @@ async def set_node_ips(
 
 
 async def log_token_for(pool: asyncpg.Pool, service: str, replica_id: int, home: Path) -> str | None:
-    """The log token of the replica's latest launch (None: it was never issued one)."""
+    """The log token of the replica's latest launch (None: it was never issued one); of its head
+    for a multi-node replica (each node's log server has its own; the control plane reads the head's)."""
     try:
         async with pool.acquire() as conn, conn.transaction():
             enc = await conn.fetchval(
                 "SELECT log_token_encrypted FROM stratus_bootstrap_tokens "
-                "WHERE service = $1 AND replica_id = $2 ORDER BY issued_at DESC LIMIT 1",
+                "WHERE service = $1 AND replica_id = $2 AND node_rank = 0 ORDER BY issued_at DESC LIMIT 1",
                 service, replica_id,
             )  # fmt: skip
             if enc is None:

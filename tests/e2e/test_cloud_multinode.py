@@ -56,6 +56,7 @@ run: |
   me=$(echo "$SKYPILOT_NODE_IPS" | sed -n "$((SKYPILOT_NODE_RANK + 1))p")
   ips=$(echo "$SKYPILOT_NODE_IPS" | paste -sd,)
   echo "rank=$SKYPILOT_NODE_RANK nodes=$SKYPILOT_NUM_NODES ips=$ips" > note.txt
+  echo "node $SKYPILOT_NODE_RANK of $SKYPILOT_NUM_NODES is up"
   if [ "$SKYPILOT_NODE_RANK" != 0 ]; then
     echo $$ > "$STRATUS_ROOT/run.pid"; exec python3 -m http.server {port} --bind "$me"
   fi
@@ -167,7 +168,14 @@ def test_both_nodes_boot_from_their_user_data_with_rank_and_ips_and_the_head_ser
         assert page.text == f"head rank=0 nodes=2 ips={both}\nworker rank=1 nodes=2 ips={both}\n", page.text
         for rank in range(2):
             log = (roots[rank] / "replica.log").read_text()
-            assert "stratus: running run" in log, log
+            assert f"node {rank} of 2 is up" in log, log
+        # `stratus logs` mirrors the head's log (with the head's log token).
+        deadline = time.monotonic() + 30
+        logs = ""
+        while time.monotonic() < deadline and "node 0 of 2 is up" not in logs:
+            logs = cloud_stack.cli("logs", "multi", str(replica["replica_id"]), "--no-follow").stdout
+            time.sleep(0.5)
+        assert "node 0 of 2 is up" in logs and "node 1 of 2" not in logs, logs + cloud_stack.logs_tail()
 
         shown = json.loads(cloud_stack.cli("status", "multi", "--json", check=True).stdout)
         services = shown if isinstance(shown, list) else shown.get("services", [shown])

@@ -16,6 +16,7 @@ from libs.bootstrap import (
     TokenUsed,
     cluster_ready,
     issue,
+    log_token_for,
     redeem,
     set_node_ips,
 )
@@ -71,6 +72,8 @@ async def test_nodes_wait_for_the_ips_then_each_redeems_its_own_token_once(
     # ...while the node whose answer got lost fetches the same answer again.
     again = await redeem(pool, tokens[2].token, tmp_path, request_id="node-2", now=1004.0)
     assert (again.node_rank, again.node_ips) == (2, tuple(IPS))
+    # The control plane reads the head's log: its log token, though the workers' were issued later.
+    assert await log_token_for(pool, "svc", 3, tmp_path) == tokens[0].log_token
 
 
 async def test_the_ips_go_to_this_replica_launch_only(pool: asyncpg.Pool, tmp_path: Path) -> None:
