@@ -195,8 +195,10 @@ class Provisioner:
         try:
             if len(ips) != task.num_nodes:
                 raise ValueError(f"the provider reported {len(ips)} node IPs for {task.num_nodes} nodes")
-            await bootstrap_tokens.set_node_ips(self.host.store.pool, task.service, task.replica_id,
-                                                task.version, ips)  # fmt: skip
+            pool, service = self.host.store.pool, task.service
+            recorded = await bootstrap_tokens.set_node_ips(pool, service, task.replica_id, task.version, ips)
+            if recorded < task.num_nodes:  # the launch outlived the tokens: no node could redeem its own
+                raise ValueError(f"only {recorded} of the {task.num_nodes} node tokens are still valid")
         except (bootstrap_tokens.BootstrapError, ValueError) as exc:
             try:
                 await self.provider.terminate(instance.instance_id, grace_seconds=0)
