@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import base64
 import gzip
+import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from services.provisioner.clouds.aws import AwsProvider
 from services.provisioner.clouds.base import Bootstrap, InstanceState, InstanceStatus, LaunchTask
-from services.provisioner.clouds.errors import CapacityError
+from services.provisioner.clouds.errors import CapacityError, LaunchError
 from services.provisioner.clouds.startup import render_startup_script
 from tests.fakes.aws_ec2 import EmulatedAws, Fault
 from tests.provisioner.test_aws_provider import (
@@ -192,6 +194,17 @@ async def test_a_repeated_launch_returns_the_nodes_it_already_started(
         first.node_ips,
     )
     assert len(states(aws, svc)) == 2
+
+
+async def test_a_script_over_the_user_data_limit_launches_no_node(
+    svc: str, aws: EmulatedAws, provider: AwsProvider, tmp_path: Path
+) -> None:
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    (workdir / "blob.bin").write_bytes(os.urandom(20_000))  # random: gzip cannot shrink it under 16 KiB
+    with pytest.raises(LaunchError, match="user-data limit"):
+        await provider.launch(placement(), cluster(svc, 1, nodes=2, workdir=str(workdir)))
+    assert aws.actions("RunInstances") == []
 
 
 def test_status_is_a_fold_of_the_nodes() -> None:
