@@ -205,6 +205,10 @@ async def test_a_script_over_the_user_data_limit_launches_no_node(
     with pytest.raises(LaunchError, match="user-data limit"):
         await provider.launch(placement(), cluster(svc, 1, nodes=2, workdir=str(workdir)))
     assert aws.actions("RunInstances") == []
+    # One token shared by every node would let only one of them boot.
+    with pytest.raises(LaunchError, match="a bootstrap token per node"):
+        await provider.launch(placement(), cluster(svc, 1, nodes=2, node_bootstraps=[]))
+    assert aws.actions("RunInstances") == []
 
 
 def test_status_is_a_fold_of_the_nodes() -> None:

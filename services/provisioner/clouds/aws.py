@@ -189,6 +189,8 @@ class AwsProvider(Provider):
             raise LaunchError("an AWS placement needs an instance_type")
         if task.bootstrap is None:
             raise LaunchError("an AWS launch needs a bootstrap token (the provisioner issues one)")
+        if task.num_nodes > 1 and len(task.node_bootstraps) != task.num_nodes:
+            raise LaunchError(f"a launch of {task.num_nodes} nodes needs a bootstrap token per node")
         nodes = [task.for_node(rank) for rank in range(task.num_nodes)]
         scripts = [
             await asyncio.to_thread(render_startup_script, node, log_port=self.log_port, cloud="aws")
