@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from services.provisioner.clouds.aws import AwsProvider
-from services.provisioner.clouds.base import Bootstrap, InstanceState, InstanceStatus, LaunchTask
+from services.provisioner.clouds.base import Bootstrap, InstanceState, LaunchTask
 from services.provisioner.clouds.errors import CapacityError, LaunchError
 from services.provisioner.clouds.startup import render_startup_script
 from tests.fakes.aws_ec2 import EmulatedAws, Fault
@@ -125,8 +125,8 @@ async def test_status_folds_every_node_and_names_the_one_that_went(
     # Someone terminates node 2 in the console, behind Stratus's back: the replica is over.
     ec2(aws).terminate_instances(InstanceIds=[inst.node_ids[2]])
     got = await provider.status(inst.instance_id)
-    assert got.state == InstanceState.EXITED
-    assert f"node 2 of 3 ({inst.node_ids[2]})" in got.detail
+    assert got.state == InstanceState.TERMINATED
+    assert f"node 2 of 3 ({inst.node_ids[2]}): EC2 instance terminated" in got.detail
 
     spot = await provider.launch(placement(spot=True), cluster(svc, 2, nodes=2))
     aws.interrupt(spot.node_ids[1])  # AWS takes a worker back: the whole replica is preempted
@@ -209,20 +209,3 @@ async def test_a_script_over_the_user_data_limit_launches_no_node(
     with pytest.raises(LaunchError, match="a bootstrap token per node"):
         await provider.launch(placement(), cluster(svc, 1, nodes=2, node_bootstraps=[]))
     assert aws.actions("RunInstances") == []
-
-
-def test_status_is_a_fold_of_the_nodes() -> None:
-    from services.provisioner.clouds.aws_states import cluster_status
-
-    run, pend = InstanceStatus(state=InstanceState.RUNNING), InstanceStatus(state=InstanceState.PROVISIONING)
-    gone = InstanceStatus(state=InstanceState.TERMINATED, detail="EC2 instance terminated: by a person")
-    lost = InstanceStatus(state=InstanceState.PREEMPTED, detail="spot interruption: x")
-    assert cluster_status([("a", run), ("b", run)]).state == InstanceState.RUNNING
-    assert cluster_status([("a", run), ("b", pend)]).state == InstanceState.PROVISIONING
-    assert cluster_status([("a", gone), ("b", run)]) == gone  # the head's own end
-    assert cluster_status([("a", None), ("b", run)]).state == InstanceState.NOT_FOUND
-    missing = cluster_status([("a", run), ("no EC2 instance left", None)])
-    assert missing.state == InstanceState.EXITED and "node 1 of 2" in missing.detail
-    worker_gone = cluster_status([("a", run), ("b", gone)])
-    assert worker_gone.state == InstanceState.EXITED and "(b): EC2 instance terminated" in worker_gone.detail
-    assert cluster_status([("a", gone), ("b", lost)]).state == InstanceState.PREEMPTED

@@ -14,8 +14,9 @@ from typing import Any
 
 from .aws_errors import BOTO_ERRORS, error_code
 from .aws_requests import LIVE_STATES, TAG_HEAD, TAG_NODE_RANK, TAG_NUM_NODES, tags_of
-from .aws_states import cluster_status, instance_status
+from .aws_states import instance_status
 from .base import InstanceState, InstanceStatus
+from .node_status import aggregate_nodes
 
 NOT_FOUND_CODES = ("InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed")
 
@@ -90,7 +91,8 @@ def node_status(ec2: Any, desc: Mapping[str, Any]) -> InstanceStatus:
 
 
 def replica_status(ec2: Any, ec2_id: str) -> InstanceStatus:
-    """The state of the replica whose (head) instance is ``ec2_id``: every node's, folded."""
+    """The state of the replica whose (head) instance is ``ec2_id``: every node's, folded
+    (``node_status.aggregate_nodes``, as the other clouds do)."""
     head = describe(ec2, ec2_id)
     if head is None:
         return InstanceStatus(state=InstanceState.NOT_FOUND, detail=f"EC2 knows no instance {ec2_id}")
@@ -98,14 +100,15 @@ def replica_status(ec2: Any, ec2_id: str) -> InstanceStatus:
     if count == 1:
         return node_status(ec2, head)
     by_rank = {node_rank(w): w for w in workers_of(ec2, ec2_id)}
-    nodes: list[tuple[str, InstanceStatus | None]] = [(ec2_id, node_status(ec2, head))]
+    nodes = [(ec2_id, node_status(ec2, head))]
     for rank in range(1, count):
         worker = by_rank.get(rank)
         if worker is None:
-            nodes.append(("no EC2 instance left", None))
+            gone = InstanceStatus(state=InstanceState.NOT_FOUND, detail=f"EC2 knows no node of rank {rank}")
+            nodes.append(("no EC2 instance", gone))
         else:
             nodes.append((str(worker["InstanceId"]), node_status(ec2, worker)))
-    return cluster_status(nodes)
+    return aggregate_nodes(nodes)
 
 
 def terminate_ids(ec2: Any, ids: Sequence[str]) -> None:

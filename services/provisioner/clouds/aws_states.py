@@ -4,12 +4,11 @@ EC2 says why an instance stopped or went away in ``StateReason.Code``: a spot in
 ``Server.SpotInstanceTermination`` (or, for a spot request, a status code such as
 ``instance-terminated-by-price``); ``Client.UserInitiatedShutdown`` is our own terminate (or a
 person's); ``Client.InstanceInitiatedShutdown`` is the VM powering itself off.
-``cluster_status`` folds a multi-node replica's nodes into one state.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from .base import InstanceState, InstanceStatus
@@ -46,32 +45,3 @@ def instance_status(desc: Mapping[str, Any], spot_request_status: str = "") -> I
             return InstanceStatus(state=InstanceState.TERMINATED, detail=f"EC2 instance {state}: {message}")
         return InstanceStatus(state=InstanceState.EXITED, detail=f"EC2 instance {state}: {message}")
     return InstanceStatus(state=InstanceState.NOT_FOUND, detail=f"EC2 instance state {state!r}")
-
-
-def cluster_status(nodes: Sequence[tuple[str, InstanceStatus | None]]) -> InstanceStatus:
-    """A multi-node replica's state from its nodes' (``(ec2 id, status or None: EC2 knows none)``,
-    by rank, head first). Any node preempted: PREEMPTED (the replica is lost with it). The head's
-    own end is the replica's; a worker that is gone or stopped ends it too (EXITED, naming the node;
-    SkyPilot fails a multi-node job with any node). Else PROVISIONING until every node runs."""
-    n = len(nodes)
-    for rank, (ec2_id, status) in enumerate(nodes):
-        if status is not None and status.state == InstanceState.PREEMPTED:
-            return InstanceStatus(
-                state=InstanceState.PREEMPTED, detail=f"node {rank} of {n} ({ec2_id}): {status.detail}"
-            )
-    head_id, head = nodes[0]
-    if head is None:
-        return InstanceStatus(state=InstanceState.NOT_FOUND, detail=f"EC2 knows no instance {head_id}")
-    if head.state not in (InstanceState.RUNNING, InstanceState.PROVISIONING):
-        return head
-    for rank, (ec2_id, status) in enumerate(nodes[1:], start=1):
-        if status is None:
-            return InstanceStatus(state=InstanceState.EXITED, detail=f"node {rank} of {n} ({ec2_id}) is gone")
-        if status.state not in (InstanceState.RUNNING, InstanceState.PROVISIONING):
-            why = status.detail or status.state.value
-            return InstanceStatus(state=InstanceState.EXITED, detail=f"node {rank} of {n} ({ec2_id}): {why}")
-    if any(s is not None and s.state == InstanceState.PROVISIONING for _, s in nodes):
-        return InstanceStatus(
-            state=InstanceState.PROVISIONING, detail=f"{n} EC2 instances, not all running yet"
-        )
-    return head
