@@ -12,18 +12,21 @@ Policies (``SchedulerConfig.spot_policy``):
     while another has not; the score is the zone's recent trouble (each preemption or
     capacity failure weighs ``exp(-age / zone_memory)``) plus ``spread_weight`` per spot
     replica of ours already there (spread, against correlated preemptions, but a zone that
-    keeps failing loses to a full one). Counts: the ``num_overprovision`` spot buffer only
-    while *troubled* (starting up, or a preemption within ``trouble_seconds``, 1 h), so a calm
-    service runs just ``min_replicas`` spot. With more spot zones than spot replicas, the
-    buffer can sit in a zone of its own and covers any one zone's loss: it is then worth more
-    and kept longer, 9 h after a preemption (``spread_trouble_seconds``) and the first 15 min
-    of the service (``spread_young_seconds``); with few zones, replicas share zones, one zone's
-    loss often takes more than the buffer, and the buffer goes after 1 h. On-demand covers
-    the READY deficit below ``min_replicas`` at once (spot already starting in a zone without a failure within
-    ``clean_seconds`` counts as coming), and, while troubled, the buffer not READY too unless
-    spot launches into quiet zones are about to cover it (``hedge_on_demand``); on-demand is
-    dropped as soon as spot covers ``min_replicas`` again (after ``od_hold_seconds``).
-    Measured with ``python -m bench.spot`` (bench/spot/README.md).
+    keeps failing loses to a full one); with more spot zones than spot replicas
+    (``spread_first``), a zone holding none of ours comes before the score, as SpotHedge
+    ranks them, so no two replicas share a zone while a clean one is left. Counts: the
+    ``num_overprovision`` spot buffer only while *troubled* (starting up, or a preemption
+    within ``trouble_seconds``, 1 h), so a calm service runs just ``min_replicas`` spot. With
+    more spot zones than spot replicas, the buffer can sit in a zone of its own and covers any
+    one zone's loss: it is then worth more and kept longer, 9 h after a preemption
+    (``spread_trouble_seconds``) and the first 15 min of the service
+    (``spread_young_seconds``); with few zones, replicas share zones, one zone's loss often
+    takes more than the buffer, and the buffer goes after 1 h. On-demand covers the READY
+    deficit below ``min_replicas`` at once (spot already starting in a zone without a failure
+    within ``clean_seconds`` counts as coming), and, while troubled, the buffer not READY too
+    unless spot launches into quiet zones are about to cover it (``hedge_on_demand``);
+    on-demand is dropped as soon as spot covers ``min_replicas`` again (after
+    ``od_hold_seconds``). Measured with ``python -m bench.spot`` (bench/spot/README.md).
 
 ``skyserve``
     SkyServe's SpotHedge as PROTOCOL.md describes it: zones that lost a replica (preempted
@@ -85,6 +88,12 @@ class StratusParams(msgspec.Struct, frozen=True, kw_only=True):
     spread_trouble_seconds: float = 32400.0  # instead of trouble_seconds
     spread_zones_extra: int = 1
     spread_young_seconds: float = 900.0  # the buffer while the service is younger than this
+    # ... and the spot zones are ranked SpotHedge's way first: a zone holding none of ours wins
+    # (then the score), so the buffer never shares a zone while a clean one is left.
+    spread_first: bool = True
+    # With spread zones, a capacity failure (scarcity) also keeps the buffer this long (0: off;
+    # measured, not adopted: bench/spot/README.md).
+    fail_trouble_seconds: float = 0.0
 
 
 class ZoneView(msgspec.Struct, frozen=True, kw_only=True):
@@ -170,7 +179,10 @@ def zone_view(
             score[key] += p.spread_weight
     cooling = {z for z, at in last.items() if now - at < p.cooldown}
     avoid = frozenset(cooling) if len(cooling) < len(zones) else frozenset()
-    return ZoneView(avoid=avoid, score=score, spread=False)
+    auto = service.policy.autoscale
+    wanted = auto.min_replicas + auto.num_overprovision
+    spread = p.spread_first and len(zones) >= wanted + p.spread_zones_extra
+    return ZoneView(avoid=avoid, score=score, spread=spread)
 
 
 def stratus_counts(
@@ -195,6 +207,9 @@ def stratus_counts(
     if spread:
         trouble, young = max(trouble, p.spread_trouble_seconds), p.spread_young_seconds
     troubled = fresh or (last is not None and now - last < trouble) or now - service.created_at < young
+    if spread and not troubled and p.fail_trouble_seconds > 0:
+        failed = [e.at for e in service.zone_events if e.use_spot and e.kind == "capacity"]
+        troubled = bool(failed) and now - max(failed) < p.fail_trouble_seconds
     spot = serving + (buffer if troubled else 0)
     # Spot replicas starting in zones without a recent failure will most likely be READY as
     # soon as an on-demand one would: no on-demand for those.

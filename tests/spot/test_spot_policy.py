@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from libs.catalog import Offer
@@ -238,3 +239,37 @@ def test_settings_know_the_same_spot_policies() -> None:
     assert Settings.from_env({}).spot_policy == "stratus"
     with pytest.raises(SettingsError, match="STRATUS_SPOT_POLICY='x': not one of stratus, skyserve"):
         Settings.from_env({"STRATUS_SPOT_POLICY": "x"})
+
+
+def test_stratus_with_many_zones_puts_the_buffer_in_a_zone_of_its_own_before_the_score() -> None:
+    # 6 zones, ours in a, b, c; d, e, f failed a launch 11 min ago (out of the cooldown, but
+    # their trouble still outweighs one replica's spread weight).
+    many = [("aws", "us-east-1", f"us-east-1{c}") for c in "abcdef"]
+    catalog = tuple(
+        Offer(cloud=c, region=r, zone=z, instance_type="p3.2xlarge", accelerator="V100",
+              accelerator_count=1.0, price=3.0, spot_price=1.0)
+        for c, r, z in many
+    )  # fmt: skip
+    events = running(1, 0, T0) + running(2, 1, T0) + running(3, 2, T0)
+    failed = tuple(
+        ZoneEvent(cloud=c, region=r, zone=z, kind="capacity", use_spot=True, at=T0 + 60)
+        for c, r, z in many[3:]
+    )
+    svc = msgspec.structs.replace(service(events), zone_events=failed)
+    now = T0 + 720  # young: the buffer is wanted
+    clouds = fold_events([(CloudsChecked(service="", enabled=["aws"]), T0)]).clouds
+
+    def buffer_zone(params: StratusParams) -> str:
+        cfg = SchedulerConfig(catalog=catalog, spot_policy=STRATUS, spot_params=params)
+        spot = [
+            a for a in plan(svc, now, cfg, clouds) if isinstance(a, ScheduleReplica) and a.placement.use_spot
+        ]
+        assert len(spot) == 1
+        return spot[0].placement.zone
+
+    assert zone_view(STRATUS, svc, many, now, 4).spread
+    assert buffer_zone(StratusParams()) in {"us-east-1d", "us-east-1e", "us-east-1f"}
+    # By the score alone the buffer would share a zone with one of ours.
+    assert buffer_zone(StratusParams(spread_first=False)) in {"us-east-1a", "us-east-1b", "us-east-1c"}
+    # Three zones for four replicas: no zone of its own for each, the score decides.
+    assert not zone_view(STRATUS, svc, ZONES, now, 4).spread
