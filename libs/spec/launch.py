@@ -7,10 +7,11 @@ launched as something else.
 
 - ``num_nodes > 1``: SkyServe launches each replica as a cluster of ``num_nodes`` nodes (the run
   command on every node with ``SKYPILOT_NODE_RANK``/``SKYPILOT_NODE_IPS``, probes and traffic to
-  the head node). The ``local`` provider does (a network namespace per node); the others launch a
-  replica on one machine, and launching the head alone would run a program that waits for
-  workers that never come. A candidate without ``cloud`` may be placed on any enabled cloud
-  (``local`` when none is): each of those must launch it.
+  the head node). Every provider does (``local``: a network namespace per node; aws, gcp, azure:
+  a VM per node, each learning its rank and the nodes' IPs from its bootstrap answer). A provider
+  added without it would get such a spec refused here, since launching the head alone would run
+  a program that waits for workers that never come. A candidate without ``cloud`` may be placed
+  on any enabled cloud (``local`` when none is): each of those must launch it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from .model import ServiceSpec
 
 PROVIDERS = ("local", "aws", "gcp", "azure")
 # Providers with ``multi_node`` (services/provisioner/clouds; a test keeps the two in step).
-MULTI_NODE_CLOUDS = ("local",)
+MULTI_NODE_CLOUDS = ("local", "aws", "gcp", "azure")
 
 
 def candidate_clouds(spec: ServiceSpec, enabled_clouds: Sequence[str] | None) -> list[str]:

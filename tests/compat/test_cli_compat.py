@@ -182,10 +182,10 @@ NO_PROVIDER = {"llm-gpt-oss-gpt-oss-vllm.sky": "cloud nebius: Stratus has no pro
 
 async def test_skypilots_own_examples_through_the_api(live: Live) -> None:
     """SkyPilot's own accepted examples plan through the API as they are (those naming local
-    files, a workdir or file mounts, aside); a null secret with ``--secret`` as the YAML says;
-    ``num_nodes > 1`` and a cloud without a Stratus provider, valid, are refused at ``up``
-    naming them."""
-    from tests.compat.test_skypilot_compat import LAUNCH_REFUSED, NEEDS_VALUES, RECORDED
+    files, a workdir or file mounts, aside), ``num_nodes > 1`` included; a null secret with
+    ``--secret`` as the YAML says; a cloud without a Stratus provider, valid, is refused at ``up``
+    naming it."""
+    from tests.compat.test_skypilot_compat import NEEDS_VALUES, RECORDED
 
     planned = 0
     for path in sorted((Path(__file__).parent / "corpus" / "skypilot").glob("*.yaml")):
@@ -194,10 +194,7 @@ async def test_skypilots_own_examples_through_the_api(live: Live) -> None:
             continue
         secrets = [f"--secret={k}={v}" for k, v in NEEDS_VALUES.get(path.stem, ("", {}))[1].items()]
         plan = await cli(live, "up", str(path), "--dry-run", "--json", *secrets)
-        if path.stem in LAUNCH_REFUSED:
-            assert plan.exit_code != 0 and "num_nodes" in plan.output, (path.name, plan.output)
-            assert "one node only" in plan.output  # no cloud checked yet: any provider may get it
-        elif path.stem in NO_PROVIDER:  # a valid cloud Stratus cannot place on: named at up
+        if path.stem in NO_PROVIDER:  # a valid cloud Stratus cannot place on: named at up
             assert plan.exit_code != 0 and NO_PROVIDER[path.stem] in plan.output, (path.name, plan.output)
         else:
             assert plan.exit_code == 0, (path.name, plan.output)

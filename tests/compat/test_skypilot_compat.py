@@ -13,7 +13,7 @@ with each (the checks ``sky serve up`` runs before launching: ``sky.Task.from_ya
   refuses, naming the field;
 - ``unsupported-``: SkyPilot accepts a field Stratus does not implement (``config``,
   ``resources.max_hourly_cost``, ...) -> Stratus refuses, naming it and saying so;
-- ``LAUNCH_REFUSED``: SkyPilot accepts a feature only some Stratus providers have (a replica on
+- ``MULTI_NODE``: SkyPilot accepts a feature only some Stratus providers have (a replica on
   ``num_nodes > 1`` nodes: local only) -> the parser accepts it with SkyServe's values, and ``up``
   refuses it where it may be placed on another cloud, naming the cloud and the field
   (``libs.spec.check_launchable``; docs/skyserve.md lists them);
@@ -157,10 +157,10 @@ REFUSED_AT = {
     "llm-sglang-llama2": "envs.HF_TOKEN",
 }
 
-# Valid for SkyPilot and for Stratus's parser; refused at ``up`` where a single-node provider may
-# get it (pinned to gcp, or no cloud while the enabled clouds are unknown).
-LAUNCH_REFUSED = {
-    "unsupported-multi-node": "num_nodes",
+# num_nodes > 1: valid for SkyPilot and for Stratus, launched by every provider (a replica is a
+# cluster of nodes; the "unsupported-" one was refused before the clouds launched several nodes).
+MULTI_NODE = {
+    "accept-multi-node": "num_nodes",
     "examples-serve-multi_node-multi_node": "num_nodes",
     "examples-serve-multi_node-multi_node_job": "num_nodes",
     "llm-kimi-k2-kimi-k2.sky": "num_nodes",
@@ -223,11 +223,11 @@ def test_corpus_is_recorded_and_named_by_verdict() -> None:
         else:
             assert accepted, (path.stem, RECORDED[path.stem].get("error"))
     named = {p.stem for p in CORPUS if p.stem.startswith(("refuse-", "stricter-", "unsupported-"))}
-    named -= LAUNCH_REFUSED.keys()
+    named -= MULTI_NODE.keys()
     assert set(REFUSED_AT) == named | {p.stem for p in SKYPILOT_OWN if not RECORDED[p.stem]["accepted"]}
     unsupported = {p.stem for p in CORPUS if p.stem.startswith("unsupported-")}
-    assert unsupported <= LAUNCH_REFUSED.keys() | REFUSED_AT.keys()
-    assert all(RECORDED[name]["accepted"] for name in (*LAUNCH_REFUSED, *NEEDS_VALUES))
+    assert unsupported <= MULTI_NODE.keys() | REFUSED_AT.keys()
+    assert all(RECORDED[name]["accepted"] for name in (*MULTI_NODE, *NEEDS_VALUES))
 
 
 SET_ASIDE = REFUSED_AT.keys() | NEEDS_VALUES.keys()
@@ -240,28 +240,22 @@ def test_accepted_by_both_with_skyserve_values(path: Path) -> None:
     got = {name: getattr(spec.service, name) for name in skyserve_as_stratus(RECORDED[path.stem])}
     assert got == skyserve_as_stratus(RECORDED[path.stem])
     assert spec.num_nodes == RECORDED[path.stem]["num_nodes"]
-    if path.stem not in LAUNCH_REFUSED:
-        assert check_launchable(spec) is spec
+    assert check_launchable(spec) is spec
 
 
-LAUNCHED_NOT = [p for p in CORPUS if p.stem in LAUNCH_REFUSED]
+MULTI_NODES = [p for p in CORPUS if p.stem in MULTI_NODE]
 
 
-@pytest.mark.parametrize("path", LAUNCHED_NOT, ids=[p.stem for p in LAUNCHED_NOT])
-def test_valid_but_refused_at_up_naming_the_field(path: Path) -> None:
+@pytest.mark.parametrize("path", MULTI_NODES, ids=[p.stem for p in MULTI_NODES])
+def test_multi_node_specs_are_valid_and_launchable_wherever_pinned(path: Path) -> None:
     given = NEEDS_VALUES.get(path.stem, ("", {}))[1]
     spec = load_spec_file(path, env_overrides=given)  # valid, as for SkyPilot; num_nodes carried
     assert spec.num_nodes > 1
-    with pytest.raises(SpecValidationError) as info:
-        check_launchable(spec)
-    assert [issue.path for issue in info.value.issues] == [LAUNCH_REFUSED[path.stem]]
-    assert "one node only" in str(info.value) and "num_nodes: 1" in str(info.value)
+    assert check_launchable(spec) is spec
     pinned = {c.cloud for c in spec.resources.candidates()} - {None}
-    if pinned:  # named in the refusal, whatever is enabled
-        with pytest.raises(SpecValidationError, match=f"provider of {sorted(pinned)[0]}"):
-            check_launchable(spec, enabled_clouds=[])
-    else:  # no cloud enabled: placed on this machine, whose provider launches every node
+    for cloud in pinned:  # launched there, whatever else is enabled
         assert check_launchable(spec, enabled_clouds=[]) is spec
+        assert check_launchable(spec, enabled_clouds=[cloud]) is spec
 
 
 @pytest.mark.parametrize("name", sorted(NEEDS_VALUES))

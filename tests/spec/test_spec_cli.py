@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from spec_helpers import EXAMPLES, variant
 from typer.testing import CliRunner
 
+from libs.spec import launch
 from services.api.cli_spec import spec_app
 
 runner = CliRunner()
@@ -95,7 +97,11 @@ def test_mounted_on_the_stratus_cli() -> None:
     assert result.stdout.startswith("OK: service tgi-vicuna: 2 replicas, port 8080, probe GET /health")
 
 
-def test_check_warns_that_up_may_refuse_num_nodes(tmp_path: Path) -> None:
+def test_check_warns_that_up_may_refuse_num_nodes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    on_aws = _write(tmp_path, variant(num_nodes=2, resources__cloud="aws"))
+    every = runner.invoke(spec_app, ["check", str(on_aws)])
+    assert every.exit_code == 0 and "warning" not in every.stderr  # every provider launches it
+    monkeypatch.setattr(launch, "MULTI_NODE_CLOUDS", ("local",))  # a provider without multi-node
     path = _write(tmp_path, variant(num_nodes=2, resources__cloud="aws"))
     result = runner.invoke(spec_app, ["check", str(path)])
     assert result.exit_code == 0, result.output  # a valid SkyServe spec

@@ -14,6 +14,7 @@ from libs.spec import (
     SpecValidationError,
     check_launchable,
     describe_resources,
+    launch,
     load_spec,
     load_spec_file,
     spec_to_dict,
@@ -206,25 +207,34 @@ def test_task_fields() -> None:
     assert spec.num_nodes == 1
 
 
-def test_num_nodes_is_accepted_and_carried_but_launchable_only_where_a_provider_can() -> None:
-    """SkyServe 0.14.1 accepts num_nodes > 1 (a replica on several nodes): so does the parser, and
-    the recorded spec keeps it; only the local provider launches it, so ``check_launchable`` (the
-    API, at up and update) refuses it naming the field and the clouds it may land on."""
+def test_num_nodes_is_accepted_carried_and_launchable_on_every_provider() -> None:
+    """SkyServe 0.14.1 accepts num_nodes > 1 (a replica on several nodes): so does the parser, the
+    recorded spec keeps it, and every provider launches it (local, aws, gcp, azure)."""
     spec = load_spec(variant(num_nodes=3))
     assert spec.num_nodes == 3 and spec_to_dict(spec)["num_nodes"] == 3
     assert "3 nodes per replica" in describe_resources(spec)
+    assert check_launchable(spec) is spec  # enabled clouds unknown: any of them
+    for cloud in ("local", "aws", "gcp", "azure"):
+        pinned = load_spec(variant(num_nodes=2, resources__cloud=cloud))
+        assert check_launchable(pinned, enabled_clouds=[cloud]) is pinned
+    one = load_spec(variant(num_nodes=1))
+    assert check_launchable(one) is one and load_spec(variant()).num_nodes == 1
+
+
+def test_a_provider_without_multi_node_has_num_nodes_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The refusal stays for a provider added without multi-node support: ``up`` names the field
+    and the clouds the spec may land on, instead of launching the head alone."""
+    monkeypatch.setattr(launch, "MULTI_NODE_CLOUDS", ("local",))
+    spec = load_spec(variant(num_nodes=3))
     with pytest.raises(SpecValidationError) as info:
         check_launchable(spec)
     assert [i.path for i in info.value.issues] == ["num_nodes"]
-    assert "is 3" in str(info.value) and "provider of local, aws, gcp, azure" not in str(info.value)
-    assert "provider of aws, gcp, azure" in str(info.value)  # enabled clouds unknown: any
+    assert "is 3" in str(info.value) and "provider of aws, gcp, azure" in str(info.value)
     assert check_launchable(spec, enabled_clouds=[]) is spec  # none enabled: placed locally
     with pytest.raises(SpecValidationError, match="provider of aws "):
         check_launchable(spec, enabled_clouds=["aws"])
     pinned = load_spec(variant(num_nodes=2, resources__cloud="local"))
     assert check_launchable(pinned, enabled_clouds=["gcp"]) is pinned
-    one = load_spec(variant(num_nodes=1))
-    assert check_launchable(one) is one and load_spec(variant()).num_nodes == 1
 
 
 def test_blank_setup_is_none() -> None:
