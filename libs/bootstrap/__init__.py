@@ -1,7 +1,7 @@
 """One-time bootstrap tokens: how a cloud instance gets its secrets without them in its metadata.
 
-tokens.py  the table, ``issue`` / ``redeem`` / ``set_node_ips`` / ``log_token_for``, the pure
-           ``refusal`` and ``cluster_ready``
+tokens.py  the table, ``issue`` / ``redeem`` / ``set_node_ips`` / ``log_token_for`` /
+           ``node_log_tokens``, the pure ``refusal`` and ``cluster_ready``
 urls.py    ``check_url``: where a VM may fetch its secrets (HTTPS, or HTTP on loopback)
 errors.py  the exception tree
 """
@@ -19,11 +19,13 @@ from .errors import (
 from .tokens import (
     DEFAULT_TTL_SECONDS,
     Issued,
+    NodeLogAccess,
     Redeemed,
     cluster_ready,
     ensure_schema,
     issue,
     log_token_for,
+    node_log_tokens,
     redeem,
     refusal,
     set_node_ips,
@@ -37,6 +39,7 @@ __all__ = [
     "BootstrapUrlError",
     "ClusterNotReady",
     "Issued",
+    "NodeLogAccess",
     "Redeemed",
     "TokenExpired",
     "TokenRefused",
@@ -47,6 +50,7 @@ __all__ = [
     "ensure_schema",
     "issue",
     "log_token_for",
+    "node_log_tokens",
     "redeem",
     "refusal",
     "set_node_ips",

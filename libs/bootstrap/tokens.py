@@ -5,7 +5,7 @@ script; the instance trades it once at the API's ``POST /v1/bootstrap`` (``redee
 secret envs and its log token. Only the token's SHA-256 is stored, so the table cannot be used
 to redeem. Each issue also creates the replica's log token (random; stored encrypted under the
 service's data key from ``libs.secrets``), which the control plane reads back with
-``log_token_for`` to fetch the instance's log.
+``log_token_for`` to fetch the instance's log (``node_log_tokens``: every node's, with its IP).
 
 ``refusal`` is the pure decision (unknown / used / expired / fine) given a row and ``now``.
 
@@ -261,6 +261,50 @@ async def log_token_for(pool: asyncpg.Pool, service: str, replica_id: int, home:
             f"cannot read the log token of {service!r} replica {replica_id}: {exc}"
         ) from exc
     return _decrypt(fernet, bytes(enc), service)
+
+
+@dataclass(frozen=True)
+class NodeLogAccess:
+    """How the control plane reads one node's log server: its rank, its recorded IP ("" until
+    ``set_node_ips``; always "" for a single node) and its own log token."""
+
+    rank: int
+    ip: str
+    log_token: str
+
+
+async def node_log_tokens(
+    pool: asyncpg.Pool, service: str, replica_id: int, home: Path
+) -> list[NodeLogAccess]:
+    """Every node of the replica's latest launch (its newest token's version and node count), by
+    rank, each with the newest log token issued for that rank ([]: it was never issued one)."""
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "WITH latest AS (SELECT version, num_nodes FROM stratus_bootstrap_tokens "
+                "WHERE service = $1 AND replica_id = $2 ORDER BY issued_at DESC LIMIT 1) "
+                "SELECT DISTINCT ON (t.node_rank) t.node_rank, t.node_ips, t.log_token_encrypted "
+                "FROM stratus_bootstrap_tokens t JOIN latest l ON t.version = l.version "
+                "AND t.num_nodes = l.num_nodes WHERE t.service = $1 AND t.replica_id = $2 "
+                "ORDER BY t.node_rank, t.issued_at DESC",
+                service, replica_id,
+            )  # fmt: skip
+            if not rows:
+                return []
+            fernet = await service_data_key(conn, service, home)
+    except asyncpg.UndefinedTableError:
+        return []
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise BootstrapStoreError(
+            f"cannot read the node log tokens of {service!r} replica {replica_id}: {exc}"
+        ) from exc
+    out = []
+    for row in rows:
+        ips = json.loads(row["node_ips"]) if row["node_ips"] else []
+        rank = row["node_rank"]
+        ip = str(ips[rank]) if rank < len(ips) else ""
+        out.append(NodeLogAccess(rank, ip, _decrypt(fernet, bytes(row["log_token_encrypted"]), service)))
+    return out
 
 
 def _decrypt(fernet: Fernet, data: bytes, service: str) -> str:
