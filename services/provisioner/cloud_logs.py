@@ -167,6 +167,8 @@ class LogMirror:
         try:
             await pull(client, target, token, path)
             phase, code = await vm_phase(client, target, token)
+            if phase == "exited":  # its log is final now: its last lines before the replica ends
+                await pull(client, target, token, path)
         except (httpx.HTTPError, OSError) as exc:
             node = f" node {target.node_rank}" if target.node_rank else ""
             log.debug("log of %s replica %s%s: %s", target.service, target.replica_id, node, exc)

@@ -8,6 +8,10 @@ it (as a distributed program reaches its peers) and serves both notes: a request
 endpoint shows the traffic reached the head, which reached the worker. The proxy reports every
 public address as 127.0.0.1 (the prober's and router's way to the head) and each private one as
 a distinct loopback address (127.x.y.z from moto's 172.x.y.z), so the nodes' addresses differ.
+
+The control plane mirrors each node's log (the worker's read at its private IP, with its own log
+token), and when the worker's run command fails while both VMs run on, the replica fails naming
+the node and is replaced.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import signal
 import subprocess
 import time
@@ -28,8 +31,10 @@ import boto3
 import httpx
 import pytest
 
+from libs.runtime.settings import Settings
 from libs.servers.ports import free_port
 from libs.spec.launch import MULTI_NODE_CLOUDS
+from services.provisioner.cloud_logs import node_log
 from tests.fakes.aws_ec2 import EC2_NS, EmulatedAws, emulated_aws
 
 from .conftest import Stack
@@ -58,7 +63,9 @@ run: |
   echo "rank=$SKYPILOT_NODE_RANK nodes=$SKYPILOT_NUM_NODES ips=$ips" > note.txt
   echo "node $SKYPILOT_NODE_RANK of $SKYPILOT_NUM_NODES is up"
   if [ "$SKYPILOT_NODE_RANK" != 0 ]; then
-    echo $$ > "$STRATUS_ROOT/run.pid"; exec python3 -m http.server {port} --bind "$me"
+    python3 -m http.server {port} --bind "$me" & echo $! > "$STRATUS_ROOT/run.pid"
+    until [ -e "$STRATUS_ROOT/fail" ]; do sleep 0.1; done
+    echo "node $SKYPILOT_NODE_RANK gives up"; exit 1
   fi
   worker=$(echo "$SKYPILOT_NODE_IPS" | sed -n 2p)
   python3 -c "
@@ -118,6 +125,17 @@ def ec2_nodes(aws: EmulatedAws, head: str) -> list[dict[str, Any]]:
     return [head_desc, *sorted(workers, key=lambda i: int(rank[i["InstanceId"]]))]
 
 
+def read(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
+def wait_for(cond: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.25)
+
+
 def replica_price(stack: Stack, spec: Path, name: str) -> float:
     plan = json.loads(stack.cli("up", str(spec), "-n", name, "--dry-run", "--json", check=True).stdout)
     return float(plan["placement"]["price_per_hour"])
@@ -147,10 +165,12 @@ def test_both_nodes_boot_from_their_user_data_with_rank_and_ips_and_the_head_ser
     try:
         for rank in (1, 0):  # the worker first: the head looks for it
             script = user_data(aws, nodes[rank]["InstanceId"])
-            if rank:  # one machine plays both VMs: the worker's log server needs a port of its own
-                script = re.sub(
-                    r"(?m)^export STRATUS_LOG_PORT=\d+$", f"export STRATUS_LOG_PORT={free_port()}", script
-                )
+            # One machine plays both VMs: each node's log server (on the one log port, as on a
+            # cloud) listens on its own address: the head's public one, the worker's private one.
+            bind = ips[rank] if rank else "127.0.0.1"
+            script = script.replace(
+                'ThreadingHTTPServer(("0.0.0.0", port)', f'ThreadingHTTPServer(("{bind}", port)'
+            )
             home = tmp_path / f"home-{rank}"
             home.mkdir()
             (tmp_path / f"user-data-{rank}").write_text(script)
@@ -176,6 +196,11 @@ def test_both_nodes_boot_from_their_user_data_with_rank_and_ips_and_the_head_ser
             logs = cloud_stack.cli("logs", "multi", str(replica["replica_id"]), "--no-follow").stdout
             time.sleep(0.5)
         assert "node 0 of 2 is up" in logs and "node 1 of 2" not in logs, logs + cloud_stack.logs_tail()
+        # The worker's log (read at its private IP, with its own log token) goes to its own file,
+        # named as a local worker's.
+        settings = Settings(home=cloud_stack.home)
+        worker_log = node_log(settings.replica_log("multi", replica["replica_id"]), replica["replica_id"], 1)
+        wait_for(lambda: "node 1 of 2 is up" in read(worker_log), 30, "the worker's log mirrored")
 
         shown = json.loads(cloud_stack.cli("status", "multi", "--json", check=True).stdout)
         services = shown if isinstance(shown, list) else shown.get("services", [shown])
@@ -183,6 +208,23 @@ def test_both_nodes_boot_from_their_user_data_with_rank_and_ips_and_the_head_ser
             r for s in services for r in s["replicas"] if r.get("instance_id") == replica["instance_id"]
         ]
         assert row["resources"].startswith("2x AWS(") and row["price_per_hour"] == pytest.approx(2 * per_node)
+
+        # The worker's workload fails while both VMs run on: the replica fails, naming the node,
+        # and a new replica takes its place (EC2 alone would still say "running").
+        (roots[1] / "fail").touch()
+        deadline = time.monotonic() + 30
+        exits: list[dict[str, Any]] = []
+        while time.monotonic() < deadline and not exits:
+            exits = [e for e in cloud_stack.events("multi") if e["type"] == "ReplicaProcessExited"]
+            time.sleep(0.25)
+        assert exits and exits[0]["data"]["instance_id"] == replica["instance_id"], cloud_stack.logs_tail()
+        assert exits[0]["data"]["exit_code"] == 1
+        assert exits[0]["data"]["reason"] == f"node 1 of 2 ({ips[1]}): the workload exited (1)"
+        cloud_stack.wait(
+            "multi", lambda s: any(r["replica_id"] != replica["replica_id"] for r in s["replicas"]),
+            timeout=30, what="a replica in place of the failed one",
+        )  # fmt: skip
+        assert "node 1 gives up" in read(worker_log)
     finally:
         for root in roots:
             for name in ("replica.pid", "run.pid"):
