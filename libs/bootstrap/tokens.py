@@ -243,7 +243,7 @@ async def set_node_ips(
 
 async def log_token_for(pool: asyncpg.Pool, service: str, replica_id: int, home: Path) -> str | None:
     """The log token of the replica's latest launch (None: it was never issued one); of its head
-    for a multi-node replica (each node's log server has its own; the control plane reads the head's)."""
+    for a multi-node replica (each node's log server has its own: ``node_log_tokens`` gives them all)."""
     try:
         async with pool.acquire() as conn, conn.transaction():
             enc = await conn.fetchval(
