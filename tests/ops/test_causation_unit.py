@@ -68,10 +68,11 @@ async def test_a_resync_reconcile_carries_the_cause_of_its_keys_latest_event() -
             occurred_at=datetime.now(UTC), **kw,
         )  # fmt: skip
 
-    first = recorded("s", 1, correlation_id=request, trace=traced)
-    latest.observe([first, recorded("t", 2), recorded("u", 3)])
+    first = recorded("s", 1, causation_id=request, correlation_id=request, trace=traced)
+    caused = {"causation_id": request}
+    latest.observe([first, recorded("t", 2, **caused), recorded("u", 3, **caused)])
     assert latest.get("t") is not None and latest.get("s") is None  # over the limit: oldest forgotten
-    latest.observe([first])
+    latest.observe([first, recorded("s", 4)])  # a loop's event (no cause, e.g. a tick's ScaleDecided)
     seen: list[Cause | None] = []
     done = asyncio.Event()
 
