@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 import msgspec
 
 from libs import bootstrap as bootstrap_tokens
+from libs.events.causation import using_cause
 from libs.events.consumer import ConsumerOptions
 from libs.events.envelope import RecordedEvent
 from libs.events.store import Transaction
@@ -260,8 +261,9 @@ class Provisioner:
     # ------------------------------------------------------------------ periodic
 
     async def resync(self) -> None:
-        for name in list(self.host.fleet.state.services):
-            self.queue.add(name)
+        with using_cause(None):  # each reconcile carries its own service's latest cause
+            for name in list(self.host.fleet.state.services):
+                self.queue.add(name)
 
     async def monitor(self) -> None:
         """Record replicas whose process ended on its own, and preemptions."""

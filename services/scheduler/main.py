@@ -16,6 +16,7 @@ from pathlib import Path
 from msgspec.structs import replace
 
 from libs.catalog import CatalogError, load_catalog
+from libs.events.causation import using_cause
 from libs.events.envelope import RecordedEvent
 from libs.events.errors import ConcurrencyConflict
 from libs.events.store import StreamAppend, Transaction
@@ -95,9 +96,12 @@ class Scheduler:
         return result.last_position
 
     async def resync(self) -> None:
-        for name, svc in list(self.host.fleet.state.services.items()):
-            if svc.terminated_at is None:
-                self.queue.add(name)
+        # Not caused by whatever is being handled now (a CloudsChecked): each reconcile carries
+        # its own service's latest cause (WorkQueue cause_for), staying in that change's trace.
+        with using_cause(None):
+            for name, svc in list(self.host.fleet.state.services.items()):
+                if svc.terminated_at is None:
+                    self.queue.add(name)
 
 
 def build(host: ServiceHost) -> Callable[[], Awaitable[None]]:
